@@ -1,0 +1,45 @@
+//! The command line: global flags and the command enum. Help text is the doc comments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// Machine-to-machine authentication with service keys.
+///
+/// Admins issue and revoke service keys and rotate user secrets; CI scripts sign JWT grants
+/// (RFC 7523) with a key file and exchange them for access tokens; `tokenauth serve` is the
+/// token endpoint and tells resource servers whether a token is good.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokenauth",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(after_help = "Examples:
+  tokenauth init --token-uri https://auth.example.com/token
+  tokenauth issue-key --user ci-bot --ip-range 10.0.0.0/8 --out ci-bot.json
+  tokenauth serve --listen 127.0.0.1:8080
+  TOKEN=$(tokenauth get-token --key ci-bot.json)")]
+pub struct Cli {
+    /// The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]
+    #[arg(long, global = true, env = "TOKENAUTH_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Init(cmd::init::Args),
+    User(cmd::user::Args),
+    IssueKey(cmd::issue_key::Args),
+    ListKeys(cmd::list_keys::Args),
+    EditKey(cmd::edit_key::Args),
+    RevokeKey(cmd::revoke_key::Args),
+    RotateSecret(cmd::rotate_secret::Args),
+    SignGrant(cmd::sign_grant::Args),
+}

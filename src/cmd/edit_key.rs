@@ -1,0 +1,67 @@
+//! `tokenauth edit-key`: change a key's title or IP ranges.
+
+use anyhow::{Context, bail};
+
+use crate::cmd::Ctx;
+use crate::iprange;
+
+/// Change a key's title or IP ranges.
+///
+/// IP range changes take effect at once, on tokens already issued with the key too.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tokenauth edit-key 6dQx1b0z --ip-range 10.1.0.0/16
+  tokenauth edit-key 6dQx1b0z --title 'nightly build' --no-ip-range")]
+pub struct Args {
+    /// The key's id (or a unique prefix of at least 4 characters)
+    pub key_id: String,
+
+    /// A new title
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+
+    /// New IP ranges, comma-separated IPs or CIDR networks
+    #[arg(long, value_name = "RANGES", conflicts_with = "no_ip_range")]
+    pub ip_range: Option<String>,
+
+    /// Remove the IP restriction: the key works from anywhere
+    #[arg(long)]
+    pub no_ip_range: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    if args.title.is_none() && args.ip_range.is_none() && !args.no_ip_range {
+        bail!("nothing to change; pass --title, --ip-range or --no-ip-range");
+    }
+    let ranges = match (&args.ip_range, args.no_ip_range) {
+        (Some(r), _) => {
+            let parsed = iprange::parse(r).context("invalid --ip-range")?;
+            if parsed.is_empty() {
+                bail!("--ip-range is empty; to allow every address pass --no-ip-range");
+            }
+            Some(parsed)
+        }
+        (None, true) => Some(Vec::new()),
+        (None, false) => None,
+    };
+    let mut store = ctx.store()?;
+    let key = store.key(&args.key_id)?;
+    if let Some(title) = &args.title {
+        store.set_key_title(&key.key_id, title)?;
+    }
+    if let Some(ranges) = &ranges {
+        store.set_key_ip_ranges(&key.key_id, ranges)?;
+    }
+    let key = store.key(&key.key_id)?;
+    eprintln!(
+        "Updated key {}: title '{}', IP ranges {}.",
+        key.key_id,
+        key.title,
+        if key.ip_ranges.is_empty() {
+            "anywhere".to_owned()
+        } else {
+            iprange::format(&key.ip_ranges)
+        }
+    );
+    Ok(())
+}

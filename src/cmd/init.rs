@@ -1,0 +1,75 @@
+//! `tokenauth init`: create the store and record the token URI and issuer.
+
+use anyhow::bail;
+
+use crate::cmd::Ctx;
+use crate::output;
+use crate::registry::{DEFAULT_TOKEN_URI, default_issuer};
+
+/// Create the store and record the token URI that key files will carry.
+///
+/// Other commands create the store on demand with the same defaults; run `init` to choose
+/// the token URI (the address clients will POST grants to) and the issuer named in access
+/// tokens. Running it again updates the settings given and keeps everything else.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tokenauth init
+  tokenauth --db /var/lib/tokenauth.db init --token-uri https://auth.example.com/token")]
+pub struct Args {
+    /// The token endpoint's URL, written into every key file [default: http://127.0.0.1:8080/token]
+    #[arg(long, value_name = "URL")]
+    pub token_uri: Option<String>,
+
+    /// The issuer named in access tokens and accepted as a grant audience [default: the token URI's origin]
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+
+    /// Print the settings as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn check_url(flag: &str, value: &str) -> anyhow::Result<()> {
+    match url::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => bail!("{flag} '{value}' is not an http(s) URL; e.g. https://auth.example.com/token"),
+    }
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    if let Some(u) = &args.token_uri {
+        check_url("--token-uri", u)?;
+    }
+    if let Some(u) = &args.issuer {
+        check_url("--issuer", u)?;
+    }
+    let mut store = ctx.store()?;
+    if let Some(u) = &args.token_uri {
+        store.set_setting("token_uri", u)?;
+    }
+    if let Some(u) = &args.issuer {
+        store.set_setting("issuer", u)?;
+    }
+    let token_uri = store
+        .setting("token_uri")?
+        .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+    let issuer = store
+        .setting("issuer")?
+        .unwrap_or_else(|| default_issuer(&token_uri));
+    if args.json {
+        return output::print_json(&serde_json::json!({
+            "store": store.path(),
+            "token_uri": token_uri,
+            "issuer": issuer,
+            "schema_version": store.user_version()?,
+        }));
+    }
+    println!(
+        "store:     {} (mode {:o})",
+        store.path().display(),
+        store.mode().unwrap_or(0)
+    );
+    println!("token URI: {token_uri}");
+    println!("issuer:    {issuer}");
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! One module per subcommand; this one holds what they share (the store location, the
+//! clock, confirmation prompts).
+
+pub mod edit_key;
+pub mod init;
+pub mod issue_key;
+pub mod list_keys;
+pub mod revoke_key;
+pub mod rotate_secret;
+pub mod sign_grant;
+pub mod user;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::cli::{Cli, Command};
+use crate::clock::Clock;
+use crate::registry::DEFAULT_TOKEN_URI;
+use crate::store::Store;
+
+/// An error already reported on stdout/stderr: exit with this code, print nothing more.
+#[derive(Debug)]
+pub struct Quiet(pub u8);
+
+impl std::fmt::Display for Quiet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Quiet {}
+
+/// What every command may need.
+pub struct Ctx {
+    db: Option<PathBuf>,
+    pub clock: Clock,
+}
+
+impl Ctx {
+    pub fn db_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.db {
+            Some(p) => Ok(p.clone()),
+            None => Ok(dirs::data_dir()
+                .context(
+                    "cannot find a data directory (set XDG_DATA_HOME or HOME, or pass --db PATH)",
+                )?
+                .join("tokenauth")
+                .join("tokenauth.db")),
+        }
+    }
+
+    /// Opens the store, creating it with the default settings on first use.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        let mut store = Store::open(&self.db_path()?)?;
+        if store.setting("token_uri")?.is_none() {
+            store.default_setting("token_uri", DEFAULT_TOKEN_URI)?;
+        }
+        Ok(store)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx {
+        db: cli.db,
+        clock: Clock::from_env(),
+    };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::User(a) => user::run(&ctx, a),
+        Command::IssueKey(a) => issue_key::run(&ctx, a),
+        Command::ListKeys(a) => list_keys::run(&ctx, a),
+        Command::EditKey(a) => edit_key::run(&ctx, a),
+        Command::RevokeKey(a) => revoke_key::run(&ctx, a),
+        Command::RotateSecret(a) => rotate_secret::run(&ctx, a),
+        Command::SignGrant(a) => sign_grant::run(&ctx, a),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks before a destructive action: `--yes` skips the question; without a terminal to ask
+/// on, the action is refused rather than taken silently.
+pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        bail!("{question} needs confirmation and there is no terminal to ask on; pass --yes");
+    }
+    let ok = dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .context("reading the answer")?;
+    if !ok {
+        bail!("cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
+/// User names: printable, no whitespace, at most 128 characters.
+pub fn check_user_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 128
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        bail!("invalid user name '{name}': use 1 to 128 printable characters without spaces");
+    }
+    Ok(())
+}

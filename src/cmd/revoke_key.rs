@@ -1,0 +1,41 @@
+//! `tokenauth revoke-key`: stop a key and every token issued with it.
+
+use crate::cmd::{Ctx, confirm};
+
+/// Revoke a service key.
+///
+/// The key can no longer get tokens and every access token issued with it stops working at
+/// once. The key stays listed (with --all) and its usage log is kept.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:
+  tokenauth revoke-key 6dQx1b0z --yes")]
+pub struct Args {
+    /// The key's id (or a unique prefix of at least 4 characters)
+    pub key_id: String,
+
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    let mut store = ctx.store()?;
+    let key = store.key(&args.key_id)?;
+    if key.revoked.is_some() {
+        eprintln!("Key {} was already revoked.", key.key_id);
+        return Ok(());
+    }
+    confirm(
+        &format!(
+            "Revoke key {} of user {} ('{}')?",
+            key.key_id, key.user, key.title
+        ),
+        args.yes,
+    )?;
+    store.revoke_key(&key.key_id, ctx.now())?;
+    eprintln!(
+        "Revoked key {} of user {}; tokens issued with it stop working now.",
+        key.key_id, key.user
+    );
+    Ok(())
+}

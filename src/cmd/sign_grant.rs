@@ -1,0 +1,55 @@
+//! `tokenauth sign-grant`: print a signed RFC 7523 JWT grant.
+
+use std::path::PathBuf;
+
+use rand::rngs::OsRng;
+
+use crate::cmd::Ctx;
+use crate::grant::{self, GrantRequest};
+use crate::service_key;
+
+/// Sign a JWT grant (RFC 7523) with a key file and print it.
+///
+/// The grant carries iss=client_id, sub=the key's user (or --sub), aud=the token URI, iat,
+/// exp and a random jti, signed with RS256. POST it to the token endpoint as
+/// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<grant>`, or let
+/// `tokenauth get-token` do all of that.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tokenauth sign-grant --key ci-bot.json
+  TOKENAUTH_KEY=ci-bot.json tokenauth sign-grant --lifetime 60
+  vault kv get -field=key secret/ci-bot | tokenauth sign-grant --key -")]
+pub struct Args {
+    /// The key file; `-` reads it from standard input
+    #[arg(long, short, env = "TOKENAUTH_KEY", value_name = "FILE")]
+    pub key: PathBuf,
+
+    /// Act as this user instead of the key's own (needs the impersonate permission)
+    #[arg(long, value_name = "USER")]
+    pub sub: Option<String>,
+
+    /// Seconds until the grant expires (at most 86400)
+    #[arg(long, default_value_t = 300, value_name = "SECONDS",
+          value_parser = clap::value_parser!(i64).range(1..=grant::MAX_LIFETIME))]
+    pub lifetime: i64,
+
+    /// The audience [default: the key file's token_uri]
+    #[arg(long, value_name = "URL")]
+    pub aud: Option<String>,
+
+    /// Scopes to ask for, space-separated (read, write) [default: the key's scope]
+    #[arg(long, value_name = "SCOPES")]
+    pub scope: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    let key = service_key::read_key_file(&args.key)?;
+    let req = GrantRequest {
+        sub: args.sub,
+        aud: args.aud,
+        lifetime: args.lifetime,
+        scope: args.scope,
+    };
+    println!("{}", grant::sign(&key, &req, ctx.now(), &mut OsRng)?);
+    Ok(())
+}

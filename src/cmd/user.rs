@@ -1,0 +1,153 @@
+//! `tokenauth user …`: add, list, remove, enable and disable users, and their permissions.
+
+use rand::rngs::OsRng;
+
+use crate::cmd::{Ctx, check_user_name, confirm};
+use crate::output;
+use crate::secret::Secret;
+use crate::store::User;
+
+/// Manage users: the accounts service keys act for.
+///
+/// Each user gets a fresh 256-bit secret when created; access tokens for the user are signed
+/// with it, so `rotate-secret` ends them all at once.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tokenauth user add ci-bot
+  tokenauth user grant deployer impersonate
+  tokenauth user list --json")]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a user with a fresh random secret
+    #[command(after_help = "Example:\n  tokenauth user add ci-bot")]
+    Add {
+        /// The user's name
+        name: String,
+    },
+    /// List users, their permissions and state
+    #[command(after_help = "Example:\n  tokenauth user list --json")]
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user that has no active keys
+    #[command(after_help = "Example:\n  tokenauth user remove old-bot --yes")]
+    Remove {
+        /// The user's name
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Give a user a permission
+    ///
+    /// `impersonate` lets the user's keys sign grants for other users (`sub`); `introspect`
+    /// lets the user's access tokens call the server's /introspect endpoint.
+    #[command(after_help = "Example:\n  tokenauth user grant deployer impersonate")]
+    Grant {
+        /// The user's name
+        name: String,
+        /// The permission
+        permission: Permission,
+    },
+    /// Take a permission away from a user
+    #[command(after_help = "Example:\n  tokenauth user revoke deployer impersonate")]
+    Revoke {
+        /// The user's name
+        name: String,
+        /// The permission
+        permission: Permission,
+    },
+    /// Disable a user: grants are refused and its tokens stop working at once
+    #[command(after_help = "Example:\n  tokenauth user disable ci-bot")]
+    Disable {
+        /// The user's name
+        name: String,
+    },
+    /// Enable a disabled user again
+    #[command(after_help = "Example:\n  tokenauth user enable ci-bot")]
+    Enable {
+        /// The user's name
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Permission {
+    /// Sign grants whose subject is another user
+    Impersonate,
+    /// Call /introspect with one's access tokens
+    Introspect,
+}
+
+impl Permission {
+    fn as_str(self) -> &'static str {
+        match self {
+            Permission::Impersonate => "impersonate",
+            Permission::Introspect => "introspect",
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    let mut store = ctx.store()?;
+    match args.command {
+        UserCommand::Add { name } => {
+            check_user_name(&name)?;
+            store.add_user(&name, &Secret::generate(&mut OsRng), ctx.now())?;
+            eprintln!("Created user {name}.");
+        }
+        UserCommand::List { json } => {
+            let users = store.users()?;
+            if json {
+                return output::print_json(&users);
+            }
+            print_users(&users);
+        }
+        UserCommand::Remove { name, yes } => {
+            store.user(&name)?;
+            confirm(&format!("Remove user {name}?"), yes)?;
+            store.remove_user(&name)?;
+            eprintln!("Removed user {name}.");
+        }
+        UserCommand::Grant { name, permission } => {
+            store.set_permission(&name, permission.as_str(), true)?;
+            eprintln!("User {name} may now {}.", permission.as_str());
+        }
+        UserCommand::Revoke { name, permission } => {
+            store.set_permission(&name, permission.as_str(), false)?;
+            eprintln!("User {name} may no longer {}.", permission.as_str());
+        }
+        UserCommand::Disable { name } => {
+            store.set_disabled(&name, true)?;
+            eprintln!(
+                "Disabled user {name}; its grants are refused and its tokens stop working now."
+            );
+        }
+        UserCommand::Enable { name } => {
+            store.set_disabled(&name, false)?;
+            eprintln!("Enabled user {name}.");
+        }
+    }
+    Ok(())
+}
+
+fn print_users(users: &[User]) {
+    let mut t = output::table(&["USER", "PERMISSIONS", "ACTIVE KEYS", "STATE", "CREATED"]);
+    for u in users {
+        t.add_row(vec![
+            u.name.clone(),
+            output::or_dash(Some(u.permissions.join(" "))),
+            u.active_keys.to_string(),
+            if u.disabled { "disabled" } else { "enabled" }.to_owned(),
+            crate::clock::rfc3339(u.created),
+        ]);
+    }
+    output::print_table(&t);
+}

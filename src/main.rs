@@ -1,0 +1,39 @@
+//! tokenauth: parse the command line, run the command, print errors, exit.
+
+mod access_token;
+mod cli;
+mod clock;
+mod cmd;
+mod grant;
+mod iprange;
+mod output;
+mod registry;
+mod scope;
+mod secret;
+mod service_key;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout with 0; usage errors to stderr with 2.
+        Err(e) => e.exit(),
+    };
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(cmd::Quiet(code)) = err.downcast_ref::<cmd::Quiet>() {
+                return ExitCode::from(*code);
+            }
+            let mut msg = format!("{err:#}");
+            // reqwest and io errors repeat their cause in the chain; keep one line.
+            msg = msg.replace('\n', " ");
+            eprintln!("tokenauth: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

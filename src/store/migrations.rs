@@ -1,0 +1,74 @@
+//! The store's schema history: append-only; each entry runs once, in its own transaction.
+
+/// Migration `i` takes the store from `user_version = i` to `i + 1`. Never edit or reorder an
+/// entry that has shipped; add a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE settings (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        name        TEXT PRIMARY KEY,
+        permissions TEXT NOT NULL DEFAULT '',
+        disabled    INTEGER NOT NULL DEFAULT 0,
+        created     INTEGER NOT NULL
+    );
+    CREATE TABLE secrets (
+        user_name TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,
+        secret    BLOB NOT NULL,
+        rotated   INTEGER NOT NULL
+    );
+    CREATE TABLE keys (
+        key_id     TEXT PRIMARY KEY,
+        client_id  TEXT NOT NULL UNIQUE,
+        user_name  TEXT NOT NULL,
+        title      TEXT NOT NULL DEFAULT '',
+        alg        TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        ip_ranges  TEXT NOT NULL DEFAULT '',
+        scope      TEXT NOT NULL,
+        issued     INTEGER NOT NULL,
+        expires    INTEGER,
+        revoked    INTEGER
+    );
+    CREATE INDEX keys_user ON keys(user_name);
+    CREATE TABLE usage_log (
+        id         INTEGER PRIMARY KEY,
+        time       INTEGER NOT NULL,
+        key_id     TEXT,
+        user_name  TEXT,
+        subject    TEXT,
+        address    TEXT NOT NULL,
+        user_agent TEXT,
+        ok         INTEGER NOT NULL,
+        reason     TEXT,
+        grant_jti  TEXT,
+        grant_exp  INTEGER,
+        token_jti  TEXT
+    );
+    CREATE INDEX usage_log_key_time ON usage_log(key_id, time);
+    CREATE INDEX usage_log_time ON usage_log(time);
+    CREATE TABLE revoked_tokens (
+        jti     TEXT PRIMARY KEY,
+        exp     INTEGER NOT NULL,
+        revoked INTEGER NOT NULL
+    );
+    -- Bumped by every change a running server must notice (see Store::generation).
+    CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+    INSERT INTO generation VALUES (1, 0);
+    CREATE TRIGGER users_i AFTER INSERT ON users BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER users_u AFTER UPDATE ON users BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER users_d AFTER DELETE ON users BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER secrets_i AFTER INSERT ON secrets BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER secrets_u AFTER UPDATE ON secrets BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER secrets_d AFTER DELETE ON secrets BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER keys_i AFTER INSERT ON keys BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER keys_u AFTER UPDATE ON keys BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER keys_d AFTER DELETE ON keys BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER revoked_i AFTER INSERT ON revoked_tokens BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER settings_i AFTER INSERT ON settings BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER settings_u AFTER UPDATE ON settings BEGIN UPDATE generation SET value = value + 1; END;
+    "#,
+];

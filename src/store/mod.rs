@@ -1,0 +1,829 @@
+//! The SQLite store: the only module that speaks SQL.
+
+mod migrations;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use crate::iprange;
+use crate::scope::Scope;
+use crate::secret::Secret;
+
+pub use migrations::MIGRATIONS;
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the store {path}: {source}; check the path and its permissions, or pass another --db"
+    )]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a tokenauth store (not an SQLite database, or corrupt); pass another --db"
+    )]
+    Corrupt { path: PathBuf },
+    #[error(
+        "the store {path} was written by a newer tokenauth (schema {found}, this build knows {known}); upgrade tokenauth"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("the store {path} stayed locked by another process for {}s; retry when it finishes", BUSY_TIMEOUT.as_secs())]
+    Locked { path: PathBuf },
+    #[error("the store {path} is read-only; check its permissions")]
+    ReadOnly { path: PathBuf },
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    #[error("no user named '{0}'; see `tokenauth user list`")]
+    UnknownUser(String),
+    #[error("no key with id '{0}'; see `tokenauth list-keys --all`")]
+    UnknownKey(String),
+    #[error("key id prefix '{0}' matches more than one key; give more characters")]
+    AmbiguousKey(String),
+    #[error(
+        "user '{name}' still has {count} active key(s); revoke them first with `tokenauth revoke-key`"
+    )]
+    UserHasKeys { name: String, count: i64 },
+    #[error("store error: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct User {
+    pub name: String,
+    pub permissions: Vec<String>,
+    pub disabled: bool,
+    pub created: i64,
+    pub active_keys: i64,
+}
+
+impl User {
+    pub fn may(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Key {
+    pub key_id: String,
+    pub client_id: String,
+    pub user: String,
+    pub title: String,
+    pub alg: String,
+    #[serde(skip)]
+    pub public_key: String,
+    pub ip_ranges: Vec<IpNet>,
+    pub scope: Scope,
+    pub issued: i64,
+    pub expires: Option<i64>,
+    pub revoked: Option<i64>,
+    pub last_used: Option<i64>,
+}
+
+impl Key {
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.revoked.is_some() {
+            "revoked"
+        } else if self.expires.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// One row of the usage log: an issuance or a refused attempt.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UsageRow {
+    pub time: i64,
+    pub key_id: Option<String>,
+    pub user: Option<String>,
+    pub subject: Option<String>,
+    pub address: String,
+    pub user_agent: Option<String>,
+    pub ok: bool,
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub grant_jti: Option<String>,
+    #[serde(skip)]
+    pub grant_exp: Option<i64>,
+    #[serde(skip)]
+    pub token_jti: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct UsageFilter {
+    pub key_id: Option<String>,
+    pub user: Option<String>,
+    pub since: Option<i64>,
+    pub failures_only: bool,
+    pub limit: i64,
+}
+
+/// A user's signing state, as the token plane needs it.
+#[derive(Debug, Clone)]
+pub struct UserAuth {
+    pub user: User,
+    pub secret: Secret,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed, with mode 0600 and its folder) and migrates the store.
+    pub fn open(path: &Path) -> Result<Store> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(open_err)?;
+        }
+        // Create the file ourselves so it is 0600 from the first byte; SQLite gives its
+        // -wal and -shm files the main file's mode.
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(open_err)?;
+        let conn = Connection::open(path).map_err(|e| map_err(e, path))?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.configure().map_err(|e| store.err(e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        map_err(e, &self.path)
+    }
+
+    fn configure(&mut self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Reading the header first turns "not a database" into an error here, not later.
+        self.conn
+            .query_row("PRAGMA schema_version", [], |_| Ok(()))?;
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            self.conn
+                .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+        }
+        self.conn
+            .execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let found = self.user_version()?;
+        if found > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            });
+        }
+        if found == known {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let tx = self.write_tx()?;
+        // Another process may have migrated while we waited for the lock.
+        let mut version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| map_err(e, &path))?;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: path.clone(),
+                found: version,
+                known,
+            });
+        }
+        while version < known {
+            tx.execute_batch(MIGRATIONS[version as usize])
+                .map_err(|e| map_err(e, &path))?;
+            version += 1;
+            tx.pragma_update(None, "user_version", version)
+                .map_err(|e| map_err(e, &path))?;
+        }
+        tx.commit().map_err(|e| map_err(e, &path))
+    }
+
+    pub fn user_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes take the lock up front, so two writers queue on the busy timeout instead of
+    /// failing with SQLITE_BUSY when a read transaction tries to upgrade.
+    fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        let path = self.path.clone();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| map_err(e, &path))
+    }
+
+    // ---- settings -------------------------------------------------------------------------
+
+    pub fn setting(&self, name: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO settings(name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value WHERE value <> excluded.value",
+                params![name, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sets a setting only when it has no value yet.
+    pub fn default_setting(&mut self, name: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO settings(name, value) VALUES (?1, ?2)",
+                params![name, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- change detection -----------------------------------------------------------------
+
+    /// Changes whenever any other connection commits (cheap; no table read).
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Bumped by triggers on users, secrets, keys, settings and revoked tokens, but not by
+    /// usage-log rows, so a server reloads its cache only when something it serves changed.
+    pub fn generation(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("SELECT value FROM generation")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- users ----------------------------------------------------------------------------
+
+    pub fn add_user(&mut self, name: &str, secret: &Secret, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.write_tx()?;
+        let res = tx.execute(
+            "INSERT INTO users(name, created) VALUES (?1, ?2)",
+            params![name, now],
+        );
+        match res {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::UserExists(name.to_owned()));
+            }
+            other => other.map_err(|e| map_err(e, &path))?,
+        };
+        tx.execute(
+            "INSERT INTO secrets(user_name, secret, rotated) VALUES (?1, ?2, ?3)",
+            params![name, secret.expose(), now],
+        )
+        .map_err(|e| map_err(e, &path))?;
+        tx.commit().map_err(|e| map_err(e, &path))
+    }
+
+    /// Creates the user when absent; returns whether it did.
+    pub fn ensure_user(&mut self, name: &str, secret: &Secret, now: i64) -> Result<bool> {
+        match self.add_user(name, secret, now) {
+            Ok(()) => Ok(true),
+            Err(StoreError::UserExists(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    const USER_COLUMNS: &str = "u.name, u.permissions, u.disabled, u.created,
+        (SELECT count(*) FROM keys k WHERE k.user_name = u.name AND k.revoked IS NULL)";
+
+    fn user_from_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
+        let perms: String = r.get(1)?;
+        Ok(User {
+            name: r.get(0)?,
+            permissions: perms.split_whitespace().map(str::to_owned).collect(),
+            disabled: r.get(2)?,
+            created: r.get(3)?,
+            active_keys: r.get(4)?,
+        })
+    }
+
+    pub fn users(&self) -> Result<Vec<User>> {
+        let sql = format!("SELECT {} FROM users u ORDER BY u.name", Self::USER_COLUMNS);
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], Self::user_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn user(&self, name: &str) -> Result<User> {
+        let sql = format!(
+            "SELECT {} FROM users u WHERE u.name = ?1",
+            Self::USER_COLUMNS
+        );
+        self.conn
+            .query_row(&sql, [name], Self::user_from_row)
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))
+    }
+
+    pub fn remove_user(&mut self, name: &str) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.write_tx()?;
+        let active: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM keys WHERE user_name = ?1 AND revoked IS NULL",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(|e| map_err(e, &path))?;
+        if active > 0 {
+            return Err(StoreError::UserHasKeys {
+                name: name.to_owned(),
+                count: active,
+            });
+        }
+        let n = tx
+            .execute("DELETE FROM users WHERE name = ?1", [name])
+            .map_err(|e| map_err(e, &path))?;
+        if n == 0 {
+            return Err(StoreError::UnknownUser(name.to_owned()));
+        }
+        tx.commit().map_err(|e| map_err(e, &path))
+    }
+
+    pub fn set_permission(&mut self, name: &str, permission: &str, granted: bool) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.write_tx()?;
+        let perms: String = tx
+            .query_row(
+                "SELECT permissions FROM users WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| map_err(e, &path))?
+            .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?;
+        let mut list: Vec<&str> = perms
+            .split_whitespace()
+            .filter(|p| *p != permission)
+            .collect();
+        if granted {
+            list.push(permission);
+        }
+        list.sort_unstable();
+        tx.execute(
+            "UPDATE users SET permissions = ?2 WHERE name = ?1",
+            params![name, list.join(" ")],
+        )
+        .map_err(|e| map_err(e, &path))?;
+        tx.commit().map_err(|e| map_err(e, &path))
+    }
+
+    pub fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<()> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE users SET disabled = ?2 WHERE name = ?1",
+                params![name, disabled],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::UnknownUser(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn rotate_secret(&mut self, name: &str, secret: &Secret, now: i64) -> Result<()> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE secrets SET secret = ?2, rotated = ?3 WHERE user_name = ?1",
+                params![name, secret.expose(), now],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::UnknownUser(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Every user with its current secret (for the token plane's cache).
+    pub fn user_auths(&self) -> Result<Vec<UserAuth>> {
+        let sql = format!(
+            "SELECT {}, s.secret FROM users u JOIN secrets s ON s.user_name = u.name",
+            Self::USER_COLUMNS
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let secret: Vec<u8> = r.get(5)?;
+                Ok(UserAuth {
+                    user: Self::user_from_row(r)?,
+                    secret: Secret::new(secret),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- keys -----------------------------------------------------------------------------
+
+    pub fn add_key(&mut self, key: &Key) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO keys(key_id, client_id, user_name, title, alg, public_key, ip_ranges, scope, issued, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    key.key_id,
+                    key.client_id,
+                    key.user,
+                    key.title,
+                    key.alg,
+                    key.public_key,
+                    iprange::format(&key.ip_ranges),
+                    key.scope.as_str(),
+                    key.issued,
+                    key.expires
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    const KEY_COLUMNS: &str =
+        "k.key_id, k.client_id, k.user_name, k.title, k.alg, k.public_key, k.ip_ranges,
+        k.scope, k.issued, k.expires, k.revoked,
+        (SELECT max(time) FROM usage_log l WHERE l.key_id = k.key_id AND l.ok)";
+
+    fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<Key> {
+        let ranges: String = r.get(6)?;
+        let scope: String = r.get(7)?;
+        let bad = |i, e: String| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        };
+        Ok(Key {
+            key_id: r.get(0)?,
+            client_id: r.get(1)?,
+            user: r.get(2)?,
+            title: r.get(3)?,
+            alg: r.get(4)?,
+            public_key: r.get(5)?,
+            ip_ranges: iprange::parse(&ranges).map_err(|e| bad(6, e.to_string()))?,
+            scope: scope
+                .parse()
+                .map_err(|e: crate::scope::ScopeError| bad(7, e.to_string()))?,
+            issued: r.get(8)?,
+            expires: r.get(9)?,
+            revoked: r.get(10)?,
+            last_used: r.get(11)?,
+        })
+    }
+
+    /// Keys, newest first; revoked ones only with `include_revoked`.
+    pub fn keys(&self, user: Option<&str>, include_revoked: bool) -> Result<Vec<Key>> {
+        let sql = format!(
+            "SELECT {} FROM keys k WHERE (?1 IS NULL OR k.user_name = ?1) AND (?2 OR k.revoked IS NULL)
+             ORDER BY k.issued DESC, k.key_id",
+            Self::KEY_COLUMNS
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![user, include_revoked], Self::key_from_row)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Finds a key by its id or a unique prefix of it.
+    pub fn key(&self, id: &str) -> Result<Key> {
+        let sql = format!(
+            "SELECT {} FROM keys k WHERE k.key_id = ?1 OR (length(?1) >= 4 AND substr(k.key_id, 1, length(?1)) = ?1)
+             ORDER BY k.key_id = ?1 DESC LIMIT 2",
+            Self::KEY_COLUMNS
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let found: Vec<Key> = stmt
+            .query_map([id], Self::key_from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        match found.as_slice() {
+            [] => Err(StoreError::UnknownKey(id.to_owned())),
+            [one] => Ok(one.clone()),
+            [first, ..] if first.key_id == id => Ok(first.clone()),
+            _ => Err(StoreError::AmbiguousKey(id.to_owned())),
+        }
+    }
+
+    pub fn set_key_title(&mut self, key_id: &str, title: &str) -> Result<()> {
+        self.update_key(
+            key_id,
+            "UPDATE keys SET title = ?2 WHERE key_id = ?1",
+            title,
+        )
+    }
+
+    pub fn set_key_ip_ranges(&mut self, key_id: &str, ranges: &[IpNet]) -> Result<()> {
+        self.update_key(
+            key_id,
+            "UPDATE keys SET ip_ranges = ?2 WHERE key_id = ?1",
+            &iprange::format(ranges),
+        )
+    }
+
+    /// Marks the key revoked; returns false when it already was.
+    pub fn revoke_key(&mut self, key_id: &str, now: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE keys SET revoked = ?2 WHERE key_id = ?1 AND revoked IS NULL",
+                params![key_id, now],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            self.key(key_id)?;
+        }
+        Ok(n > 0)
+    }
+
+    fn update_key(&mut self, key_id: &str, sql: &str, value: &str) -> Result<()> {
+        let n = self
+            .conn
+            .execute(sql, params![key_id, value])
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::UnknownKey(key_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    // ---- revoked access tokens ------------------------------------------------------------
+
+    pub fn revoke_token(&mut self, jti: &str, exp: i64, now: i64) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.write_tx()?;
+        // Entries past their token's expiry can go: the token fails on expiry anyway.
+        tx.execute("DELETE FROM revoked_tokens WHERE exp < ?1", [now])
+            .map_err(|e| map_err(e, &path))?;
+        tx.execute(
+            "INSERT OR IGNORE INTO revoked_tokens(jti, exp, revoked) VALUES (?1, ?2, ?3)",
+            params![jti, exp, now],
+        )
+        .map_err(|e| map_err(e, &path))?;
+        tx.commit().map_err(|e| map_err(e, &path))
+    }
+
+    pub fn revoked_tokens(&self, now: i64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT jti FROM revoked_tokens WHERE exp >= ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([now], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    // ---- usage log ------------------------------------------------------------------------
+
+    /// Appends rows in one transaction, then prunes rows older than `prune_before`, keeping
+    /// each key's newest row.
+    pub fn append_usage(&mut self, rows: &[UsageRow], prune_before: Option<i64>) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.write_tx()?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
+                        grant_jti, grant_exp, token_jti) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(|e| map_err(e, &path))?;
+            for r in rows {
+                stmt.execute(params![
+                    r.time,
+                    r.key_id,
+                    r.user,
+                    r.subject,
+                    r.address,
+                    r.user_agent,
+                    r.ok,
+                    r.reason,
+                    r.grant_jti,
+                    r.grant_exp,
+                    r.token_jti
+                ])
+                .map_err(|e| map_err(e, &path))?;
+            }
+        }
+        if let Some(cutoff) = prune_before {
+            tx.execute(
+                "DELETE FROM usage_log WHERE time < ?1
+                   AND id NOT IN (SELECT max(id) FROM usage_log WHERE key_id IS NOT NULL GROUP BY key_id)",
+                [cutoff],
+            )
+            .map_err(|e| map_err(e, &path))?;
+        }
+        tx.commit().map_err(|e| map_err(e, &path))
+    }
+
+    pub fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason FROM usage_log
+                 WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR user_name = ?2 OR subject = ?2)
+                   AND (?3 IS NULL OR time >= ?3) AND (NOT ?4 OR NOT ok)
+                 ORDER BY time DESC, id DESC LIMIT ?5",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![f.key_id, f.user, f.since, f.failures_only, f.limit],
+                |r| {
+                    Ok(UsageRow {
+                        time: r.get(0)?,
+                        key_id: r.get(1)?,
+                        user: r.get(2)?,
+                        subject: r.get(3)?,
+                        address: r.get(4)?,
+                        user_agent: r.get(5)?,
+                        ok: r.get(6)?,
+                        reason: r.get(7)?,
+                        ..UsageRow::default()
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Grant ids seen in issuances whose grants have not expired yet (seeds the replay cache
+    /// after a restart). Returns (client_id, jti, grant exp).
+    pub fn live_grant_jtis(&self, now: i64) -> Result<Vec<(String, String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT k.client_id, l.grant_jti, l.grant_exp FROM usage_log l JOIN keys k ON k.key_id = l.key_id
+                 WHERE l.ok AND l.grant_jti IS NOT NULL AND l.grant_exp >= ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// `PRAGMA integrity_check`: "ok" or the problems found.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The file's permission bits (for `init` to report).
+    pub fn mode(&self) -> Option<u32> {
+        std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    }
+}
+
+fn map_err(e: rusqlite::Error, path: &Path) -> StoreError {
+    let path = path.to_owned();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt { path }
+        }
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            StoreError::Locked { path }
+        }
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path },
+        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => StoreError::Open {
+            path,
+            source: std::io::Error::other(e.to_string()),
+        },
+        _ => StoreError::Sqlite(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn migrations_bring_an_empty_file_to_the_latest_version() {
+        let (_d, store) = temp_store();
+        assert_eq!(store.user_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn generation_moves_on_user_changes_but_not_on_usage_rows() {
+        let (_d, mut store) = temp_store();
+        let g0 = store.generation().unwrap();
+        store.add_user("a", &Secret::new(vec![1; 32]), 1).unwrap();
+        let g1 = store.generation().unwrap();
+        assert!(g1 > g0);
+        store
+            .append_usage(
+                &[UsageRow {
+                    time: 1,
+                    address: "127.0.0.1".into(),
+                    ok: true,
+                    ..Default::default()
+                }],
+                None,
+            )
+            .unwrap();
+        assert_eq!(store.generation().unwrap(), g1);
+    }
+
+    #[test]
+    fn pruning_keeps_each_keys_newest_row() {
+        let (_d, mut store) = temp_store();
+        let row = |t, k: &str| UsageRow {
+            time: t,
+            key_id: Some(k.into()),
+            address: "127.0.0.1".into(),
+            ok: true,
+            ..Default::default()
+        };
+        store
+            .append_usage(
+                &[row(1, "a"), row(2, "a"), row(3, "b"), row(100, "b")],
+                None,
+            )
+            .unwrap();
+        store.append_usage(&[], Some(50)).unwrap();
+        let left = store
+            .usage(&UsageFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        let times: Vec<i64> = left.iter().map(|r| r.time).collect();
+        assert_eq!(times, vec![100, 2]);
+    }
+}
