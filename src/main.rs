@@ -10,6 +10,7 @@ mod output;
 mod registry;
 mod scope;
 mod secret;
+mod server;
 mod service_key;
 mod store;
 

@@ -7,8 +7,11 @@ pub mod issue_key;
 pub mod list_keys;
 pub mod revoke_key;
 pub mod rotate_secret;
+pub mod serve;
 pub mod sign_grant;
+pub mod usage_log;
 pub mod user;
+pub mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -44,9 +47,7 @@ impl Ctx {
         match &self.db {
             Some(p) => Ok(p.clone()),
             None => Ok(dirs::data_dir()
-                .context(
-                    "cannot find a data directory (set XDG_DATA_HOME or HOME, or pass --db PATH)",
-                )?
+                .context("cannot find a data directory (set XDG_DATA_HOME or HOME, or pass --db PATH)")?
                 .join("tokenauth")
                 .join("tokenauth.db")),
         }
@@ -67,10 +68,7 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx {
-        db: cli.db,
-        clock: Clock::from_env(),
-    };
+    let ctx = Ctx { db: cli.db, clock: Clock::from_env() };
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::User(a) => user::run(&ctx, a),
@@ -80,6 +78,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RevokeKey(a) => revoke_key::run(&ctx, a),
         Command::RotateSecret(a) => rotate_secret::run(&ctx, a),
         Command::SignGrant(a) => sign_grant::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a),
+        Command::UsageLog(a) => usage_log::run(&ctx, a),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -93,11 +94,7 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         bail!("{question} needs confirmation and there is no terminal to ask on; pass --yes");
     }
-    let ok = dialoguer::Confirm::new()
-        .with_prompt(question)
-        .default(false)
-        .interact()
-        .context("reading the answer")?;
+    let ok = dialoguer::Confirm::new().with_prompt(question).default(false).interact().context("reading the answer")?;
     if !ok {
         bail!("cancelled; nothing was changed");
     }
@@ -106,10 +103,7 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
 
 /// User names: printable, no whitespace, at most 128 characters.
 pub fn check_user_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 128
-        || name.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         bail!("invalid user name '{name}': use 1 to 128 printable characters without spaces");
     }
     Ok(())

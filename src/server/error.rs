@@ -1,0 +1,90 @@
+//! The server's one error type, answered as RFC 6749 §5.2 or RFC 6750 §3 responses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::access_token::Invalid;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// RFC 6749 §5.2 (token endpoint) and other JSON errors.
+    OAuth { status: StatusCode, error: &'static str, description: String },
+    /// RFC 6750 §3: a resource request with a missing, bad or too weak token.
+    Bearer { missing: bool, invalid: Invalid },
+    /// The store failed: not the caller's fault.
+    Internal(String),
+}
+
+pub const REALM: &str = "tokenauth";
+
+impl ApiError {
+    pub fn bad_request(error: &'static str, description: impl Into<String>) -> ApiError {
+        ApiError::OAuth { status: StatusCode::BAD_REQUEST, error, description: description.into() }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> ApiError {
+        ApiError::bad_request("invalid_request", description)
+    }
+
+    pub fn status(status: StatusCode, error: &'static str, description: impl Into<String>) -> ApiError {
+        ApiError::OAuth { status, error, description: description.into() }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::Internal(format!("{e:#}"))
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// RFC 6750 §3: error_description is a quoted-string of printable ASCII without `"` or `\`.
+fn quoted(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' }).collect()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, description, www) = match self {
+            ApiError::OAuth { status, error, description } => (status, error, description, None),
+            ApiError::Bearer { missing: true, .. } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_request",
+                "Missing access token".to_owned(),
+                // RFC 6750 §3.1: no error code when the request carried no credentials.
+                Some(format!("Bearer realm=\"{REALM}\"")),
+            ),
+            ApiError::Bearer { invalid, .. } => {
+                let status = match invalid {
+                    Invalid::InsufficientScope(_) => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                let description = invalid.to_string();
+                let mut www =
+                    format!("Bearer realm=\"{REALM}\", error=\"{}\", error_description=\"{}\"", invalid.code(), quoted(&description));
+                if let Invalid::InsufficientScope(s) = invalid {
+                    www.push_str(&format!(", scope=\"{}\"", s.granted()));
+                }
+                (status, invalid.code(), description, Some(www))
+            }
+            ApiError::Internal(msg) => {
+                tracing::error!(error = %msg, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Internal error; see the server log".to_owned(), None)
+            }
+        };
+        let body = serde_json::json!({ "error": error, "error_description": description });
+        let mut resp = (status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(www) = www.and_then(|w| HeaderValue::from_str(&w).ok()) {
+            h.insert(header::WWW_AUTHENTICATE, www);
+        }
+        resp
+    }
+}

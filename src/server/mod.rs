@@ -1,0 +1,208 @@
+//! The token plane: the axum app (`app(state) -> Router`) and `serve(listener, shutdown)`.
+
+mod check;
+pub mod error;
+mod request;
+mod token;
+mod usage;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ipnet::IpNet;
+
+use crate::clock::Clock;
+use crate::registry::Snapshot;
+use crate::store::Store;
+use error::ApiError;
+pub use usage::UsageWriter;
+
+/// Request bodies larger than this are refused (a grant is about 1 KiB).
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// Replay-cache entries kept at most; beyond this, grants with a jti are refused until
+/// entries expire, rather than letting memory grow without bound.
+const REPLAY_CAP: usize = 2_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub token_lifetime: i64,
+    pub usage_retention: i64,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+struct Reader {
+    store: Store,
+    data_version: i64,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    config: Config,
+    clock: Clock,
+    reader: Mutex<Reader>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    usage: UsageWriter,
+    /// (client_id, jti) -> grant expiry, for replay detection.
+    replay: Mutex<HashMap<(String, String), i64>>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// Opens the server's connections to the store at `path` and starts the usage writer.
+    pub fn open(path: &std::path::Path, config: Config, clock: Clock) -> anyhow::Result<(SharedState, JoinHandle<()>)> {
+        let store = Store::open(path)?;
+        let now = clock.now();
+        let data_version = store.data_version()?;
+        let snapshot = Snapshot::load(&store, now, None)?;
+        let replay = store
+            .live_grant_jtis(now)?
+            .into_iter()
+            .map(|(client, jti, exp)| ((client, jti), exp))
+            .collect();
+        let (usage, writer) = UsageWriter::start(Store::open(path)?, clock, config.usage_retention);
+        let state = AppState {
+            config,
+            clock,
+            reader: Mutex::new(Reader { store, data_version }),
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            usage,
+            replay: Mutex::new(replay),
+        };
+        Ok((Arc::new(state), writer))
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The current snapshot, reloaded first when the CLI (or anyone) changed the store.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let dv = reader.store.data_version()?;
+        if dv != reader.data_version {
+            reader.data_version = dv;
+            let current = self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if reader.store.generation()? != current.generation {
+                let fresh = Arc::new(Snapshot::load(&reader.store, self.now(), Some(&current))?);
+                tracing::debug!(generation = fresh.generation, "store changed; cache reloaded");
+                *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                return Ok(fresh);
+            }
+            return Ok(current);
+        }
+        Ok(self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// Records a grant's jti; false when it was seen before and has not expired.
+    fn first_use(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, ApiError> {
+        let now = self.now();
+        let mut seen = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= REPLAY_CAP {
+            seen.retain(|_, e| *e >= now);
+            if seen.len() >= REPLAY_CAP {
+                return Err(ApiError::status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "Too many live grants; retry shortly",
+                ));
+            }
+        }
+        let key = (client_id.to_owned(), jti.to_owned());
+        match seen.get(&key) {
+            Some(e) if *e >= now => Ok(false),
+            _ => {
+                seen.insert(key, exp);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Writes a revoked token id (POST /revoke).
+    fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        reader.store.revoke_token(jti, exp, self.now())?;
+        Ok(())
+    }
+}
+
+/// The router: the token endpoint, the resource-server checks, metadata and health.
+pub fn app(state: SharedState) -> Router {
+    Router::new()
+        .route("/token", post(token::token).fallback(method_not_allowed))
+        .route("/introspect", post(check::introspect).fallback(method_not_allowed))
+        .route("/revoke", post(check::revoke).fallback(method_not_allowed))
+        .route("/auth", get(check::forward_auth).fallback(method_not_allowed))
+        .route("/.well-known/oauth-authorization-server", get(metadata).fallback(method_not_allowed))
+        .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: SharedState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let allow = match uri.path() {
+        "/token" | "/introspect" | "/revoke" => "POST",
+        _ => "GET, HEAD",
+    };
+    let mut resp = ApiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        format!("Method {} is not allowed on {}; use {allow}", request::printable(method.as_str()), uri.path()),
+    )
+    .into_response();
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::status(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("No endpoint at {}", request::printable(uri.path())),
+    )
+}
+
+async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    state.snapshot()?;
+    Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
+}
+
+/// RFC 8414 authorization server metadata.
+async fn metadata(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let snap = state.snapshot()?;
+    let base = snap.issuer.trim_end_matches('/');
+    Ok(axum::Json(serde_json::json!({
+        "issuer": snap.issuer,
+        "token_endpoint": snap.token_uri,
+        "introspection_endpoint": format!("{base}/introspect"),
+        "revocation_endpoint": format!("{base}/revoke"),
+        "grant_types_supported": [token::JWT_BEARER],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": ["read", "write"],
+        "response_types_supported": [],
+    }))
+    .into_response())
+}

@@ -1,0 +1,106 @@
+//! The usage-log writer: one thread, one transaction per batch of rows (group commit); a
+//! request waiting for its row is answered only once the batch holding it has committed.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::store::{Store, UsageRow};
+
+struct Job {
+    row: UsageRow,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Most rows in one transaction.
+const MAX_BATCH: usize = 1024;
+/// How long a small batch waits for company before committing.
+const LINGER: Duration = Duration::from_micros(300);
+/// Rows waiting at most; senders wait beyond that (back-pressure, never loss).
+const QUEUE: usize = 16_384;
+/// Pruning runs at most this often.
+const PRUNE_EVERY: i64 = 10;
+
+#[derive(Clone)]
+pub struct UsageWriter {
+    tx: mpsc::SyncSender<Job>,
+}
+
+impl UsageWriter {
+    /// Starts the writer on its own store connection.
+    pub fn start(mut store: Store, clock: Clock, retention: i64) -> (UsageWriter, JoinHandle<()>) {
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("usage-writer".into())
+            .spawn(move || {
+                let mut last_prune = i64::MIN;
+                let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+                while let Ok(first) = rx.recv() {
+                    batch.push(first);
+                    let deadline = Instant::now() + LINGER;
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(mpsc::TryRecvError::Disconnected) => break,
+                            Err(mpsc::TryRecvError::Empty) => {
+                                let left = deadline.saturating_duration_since(Instant::now());
+                                if left.is_zero() {
+                                    break;
+                                }
+                                match rx.recv_timeout(left) {
+                                    Ok(j) => batch.push(j),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
+                    let now = clock.now();
+                    let prune = (now - last_prune >= PRUNE_EVERY).then(|| now - retention);
+                    let rows: Vec<UsageRow> = batch.iter().map(|j| j.row.clone()).collect();
+                    let result = store.append_usage(&rows, prune).map_err(|e| e.to_string());
+                    match &result {
+                        Ok(()) if prune.is_some() => last_prune = now,
+                        Ok(()) => {}
+                        Err(e) => tracing::error!(error = %e, rows = rows.len(), "usage log write failed"),
+                    }
+                    for job in batch.drain(..) {
+                        if let Some(done) = job.done {
+                            let _ = done.send(result.clone());
+                        }
+                    }
+                }
+            })
+            .expect("spawning the usage-log writer");
+        (UsageWriter { tx }, handle)
+    }
+
+    /// Records a row and waits until it is committed.
+    pub async fn record(&self, row: UsageRow) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.send(Job { row, done: Some(done) }).await?;
+        wait.await.map_err(|_| "usage-log writer stopped".to_owned())?
+    }
+
+    /// Records a row without waiting for the commit (refused attempts).
+    pub async fn record_later(&self, row: UsageRow) {
+        let _ = self.send(Job { row, done: None }).await;
+    }
+
+    async fn send(&self, job: Job) -> Result<(), String> {
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(job)) => {
+                // Queue full: wait off the async workers rather than drop the row.
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || tx.send(job))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|_| "usage-log writer stopped".to_owned())
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Err("usage-log writer stopped".to_owned()),
+        }
+    }
+}
