@@ -12,7 +12,12 @@ use crate::cmd;
 /// (RFC 7523) with a key file and exchange them for access tokens; `tokenauth serve` is the
 /// token endpoint and tells resource servers whether a token is good.
 #[derive(Debug, Parser)]
-#[command(name = "tokenauth", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "tokenauth",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 #[command(after_help = "Examples:
   tokenauth init --token-uri https://auth.example.com/token
   tokenauth issue-key --user ci-bot --ip-range 10.0.0.0/8 --out ci-bot.json
@@ -38,6 +43,8 @@ pub enum Command {
     RotateSecret(cmd::rotate_secret::Args),
     SignGrant(cmd::sign_grant::Args),
     Serve(cmd::serve::Args),
+    GetToken(cmd::get_token::Args),
+    Request(cmd::request::Args),
     Verify(cmd::verify::Args),
     UsageLog(cmd::usage_log::Args),
 }

@@ -2,6 +2,7 @@
 
 mod access_token;
 mod cli;
+mod client;
 mod clock;
 mod cmd;
 mod grant;

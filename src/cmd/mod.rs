@@ -2,9 +2,11 @@
 //! clock, confirmation prompts).
 
 pub mod edit_key;
+pub mod get_token;
 pub mod init;
 pub mod issue_key;
 pub mod list_keys;
+pub mod request;
 pub mod revoke_key;
 pub mod rotate_secret;
 pub mod serve;
@@ -47,7 +49,9 @@ impl Ctx {
         match &self.db {
             Some(p) => Ok(p.clone()),
             None => Ok(dirs::data_dir()
-                .context("cannot find a data directory (set XDG_DATA_HOME or HOME, or pass --db PATH)")?
+                .context(
+                    "cannot find a data directory (set XDG_DATA_HOME or HOME, or pass --db PATH)",
+                )?
                 .join("tokenauth")
                 .join("tokenauth.db")),
         }
@@ -68,7 +72,10 @@ impl Ctx {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx { db: cli.db, clock: Clock::from_env() };
+    let ctx = Ctx {
+        db: cli.db,
+        clock: Clock::from_env(),
+    };
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::User(a) => user::run(&ctx, a),
@@ -79,6 +86,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RotateSecret(a) => rotate_secret::run(&ctx, a),
         Command::SignGrant(a) => sign_grant::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::GetToken(a) => get_token::run(&ctx, a),
+        Command::Request(a) => request::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::UsageLog(a) => usage_log::run(&ctx, a),
     }?;
@@ -94,7 +103,11 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         bail!("{question} needs confirmation and there is no terminal to ask on; pass --yes");
     }
-    let ok = dialoguer::Confirm::new().with_prompt(question).default(false).interact().context("reading the answer")?;
+    let ok = dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .context("reading the answer")?;
     if !ok {
         bail!("cancelled; nothing was changed");
     }
@@ -103,7 +116,10 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
 
 /// User names: printable, no whitespace, at most 128 characters.
 pub fn check_user_name(name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if name.is_empty()
+        || name.len() > 128
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         bail!("invalid user name '{name}': use 1 to 128 printable characters without spaces");
     }
     Ok(())

@@ -163,14 +163,20 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(open_err)?;
         }
         // Create the file ourselves so it is 0600 from the first byte; SQLite gives its
-        // -wal and -shm files the main file's mode.
-        OpenOptions::new()
+        // -wal and -shm files the main file's mode. Only when it is new: closing a descriptor
+        // of a file drops every POSIX lock this process holds on it, including those of
+        // SQLite connections already open on it here (a server has several).
+        match OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(open_err)?;
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(open_err(e)),
+        }
         let conn = Connection::open(path).map_err(|e| map_err(e, path))?;
         let mut store = Store {
             conn,

@@ -1,0 +1,174 @@
+//! `tokenauth request`: call an API with a bearer token, retrying once with a fresh token
+//! when the API says the token is no longer good.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use reqwest::header::{HeaderName, HeaderValue};
+
+use crate::client::{self, Getter};
+use crate::cmd::Ctx;
+use crate::service_key;
+
+/// Send an HTTP request with a bearer token from a key file.
+///
+/// Prints the response body (with -i, the status line and headers first) and exits non-zero
+/// on an HTTP error status. When the API answers 401 with `invalid_token` (for example
+/// "Access token expired"), the cached token is dropped, a new one is fetched and the
+/// request is sent once more.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  tokenauth request --key ci-bot.json https://api.example.com/builds
+  tokenauth request --key ci-bot.json -X POST -H 'Content-Type: application/json' -d @build.json https://api.example.com/builds")]
+pub struct Args {
+    /// The key file; `-` reads it from standard input
+    #[arg(long, short, env = "TOKENAUTH_KEY", value_name = "FILE")]
+    pub key: PathBuf,
+
+    /// Act as this user instead of the key's own (needs the impersonate permission)
+    #[arg(long, value_name = "USER")]
+    pub sub: Option<String>,
+
+    /// Scopes to ask for, space-separated [default: the key's scope]
+    #[arg(long, value_name = "SCOPES")]
+    pub scope: Option<String>,
+
+    /// The HTTP method [default: GET, or POST with --data]
+    #[arg(short = 'X', long, value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// A request header, 'Name: value' (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// The request body; @FILE reads a file, @- standard input
+    #[arg(short = 'd', long, value_name = "DATA|@FILE")]
+    pub data: Option<String>,
+
+    /// Print the status line and response headers before the body
+    #[arg(short = 'i', long)]
+    pub include: bool,
+
+    /// Always fetch a fresh token; neither read nor write the cache
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// The URL to call
+    pub url: String,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    let url =
+        reqwest::Url::parse(&args.url).with_context(|| format!("'{}' is not a URL", args.url))?;
+    let body = match args.data.as_deref() {
+        None => None,
+        Some("@-") => {
+            let mut v = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .context("reading the body from standard input")?;
+            Some(v)
+        }
+        Some(d) if d.starts_with('@') => Some(
+            std::fs::read(&d[1..])
+                .with_context(|| format!("cannot read the body file {}", &d[1..]))?,
+        ),
+        Some(d) => Some(d.as_bytes().to_vec()),
+    };
+    let method_name = args
+        .method
+        .clone()
+        .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.to_owned());
+    let method = reqwest::Method::from_bytes(method_name.to_ascii_uppercase().as_bytes())
+        .map_err(|_| anyhow::anyhow!("'{method_name}' is not an HTTP method"))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for h in &args.headers {
+        let Some((name, value)) = h.split_once(':') else {
+            bail!("header '{h}' is not 'Name: value'");
+        };
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| anyhow::anyhow!("bad header name in '{h}'"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| anyhow::anyhow!("bad header value in '{h}'"))?;
+        headers.append(name, value);
+    }
+    if body.is_some() && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
+
+    let key = service_key::read_key_file(&args.key)?;
+    let getter = Getter {
+        key: &key,
+        sub: args.sub.as_deref(),
+        scope: args.scope.as_deref(),
+        use_cache: !args.no_cache,
+        min_valid: 60,
+    };
+    let http = client::http_client()?;
+    let send = |token: &str| {
+        let mut req = http
+            .request(method.clone(), url.clone())
+            .headers(headers.clone())
+            .bearer_auth(token);
+        if let Some(b) = &body {
+            req = req.body(b.clone());
+        }
+        let resp = req
+            .send()
+            .map_err(|e| anyhow::anyhow!("request to {url} failed: {e}"))?;
+        let head = (resp.version(), resp.status(), resp.headers().clone());
+        let bytes = resp
+            .bytes()
+            .with_context(|| format!("reading the response of {url}"))?;
+        anyhow::Ok((head, bytes))
+    };
+    let now = ctx.now();
+    let mut resp = send(getter.get(now)?.access_token.expose())?;
+    if token_refused(resp.0.1, &resp.0.2, &resp.1) {
+        getter.forget()?;
+        resp = send(getter.get(now)?.access_token.expose())?;
+    }
+    let ((version, status, resp_headers), bytes) = resp;
+    let mut out = std::io::stdout().lock();
+    if args.include {
+        writeln!(out, "{version:?} {status}")?;
+        for (name, value) in &resp_headers {
+            writeln!(
+                out,
+                "{}: {}",
+                name,
+                String::from_utf8_lossy(value.as_bytes())
+            )?;
+        }
+        writeln!(out)?;
+    }
+    out.write_all(&bytes)?;
+    out.flush()?;
+    if status.is_client_error() || status.is_server_error() {
+        bail!("{url} answered HTTP {status}");
+    }
+    Ok(())
+}
+
+/// A 401 whose challenge (or JSON body) says `invalid_token`: worth a fresh token.
+fn token_refused(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> bool {
+    let in_header = || {
+        headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("invalid_token")))
+    };
+    let in_body = || {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .is_ok_and(|v| v["error"] == "invalid_token")
+    };
+    status == reqwest::StatusCode::UNAUTHORIZED && (in_header() || in_body())
+}
