@@ -47,4 +47,59 @@ pub enum Command {
     Request(cmd::request::Args),
     Verify(cmd::verify::Args),
     UsageLog(cmd::usage_log::Args),
+    #[command(hide = true)]
+    Generate(cmd::generate::Args),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
+        let here = format!("{path} {}", cmd.get_name()).trim().to_owned();
+        if cmd.get_about().is_none() {
+            problems.push(format!("`{here}` has no one-line summary"));
+        }
+        let is_group = cmd.has_subcommands();
+        if !is_group && here != "tokenauth" {
+            if cmd.get_long_about().is_none() {
+                problems.push(format!("`{here}` has no longer description"));
+            }
+            if !cmd
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("Example"))
+            {
+                problems.push(format!("`{here}` has no example"));
+            }
+        }
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                problems.push(format!("`{here}` argument `{id}` has no help text"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                walk(sub, &here, problems);
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_help_and_an_example() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        cmd.clone().debug_assert();
+        let mut problems = Vec::new();
+        walk(&cmd, "", &mut problems);
+        assert!(
+            problems.is_empty(),
+            "help text missing:\n{}",
+            problems.join("\n")
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! clock, confirmation prompts).
 
 pub mod edit_key;
+pub mod generate;
 pub mod get_token;
 pub mod init;
 pub mod issue_key;
@@ -90,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Request(a) => request::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::UsageLog(a) => usage_log::run(&ctx, a),
+        Command::Generate(a) => generate::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -24,12 +24,18 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum UserCommand {
     /// Create a user with a fresh random secret
+    ///
+    /// The secret (256 random bits) signs the user's access tokens; it never leaves the
+    /// store. `issue-key` creates users on demand, so this is only needed ahead of time.
     #[command(after_help = "Example:\n  tokenauth user add ci-bot")]
     Add {
         /// The user's name
         name: String,
     },
     /// List users, their permissions and state
+    ///
+    /// Shows each user's permissions, number of active keys, whether it is disabled and
+    /// when it was created.
     #[command(after_help = "Example:\n  tokenauth user list --json")]
     List {
         /// Print JSON instead of a table
@@ -37,6 +43,8 @@ pub enum UserCommand {
         json: bool,
     },
     /// Remove a user that has no active keys
+    ///
+    /// Revoke the user's keys first; revoked keys and the usage log stay on record.
     #[command(after_help = "Example:\n  tokenauth user remove old-bot --yes")]
     Remove {
         /// The user's name
@@ -57,6 +65,8 @@ pub enum UserCommand {
         permission: Permission,
     },
     /// Take a permission away from a user
+    ///
+    /// Takes effect at once: a running server refuses the next grant that needs it.
     #[command(after_help = "Example:\n  tokenauth user revoke deployer impersonate")]
     Revoke {
         /// The user's name
@@ -65,12 +75,16 @@ pub enum UserCommand {
         permission: Permission,
     },
     /// Disable a user: grants are refused and its tokens stop working at once
+    ///
+    /// Keys and secret are kept, so `user enable` restores access without reissuing keys.
     #[command(after_help = "Example:\n  tokenauth user disable ci-bot")]
     Disable {
         /// The user's name
         name: String,
     },
     /// Enable a disabled user again
+    ///
+    /// Tokens that have not expired and keys that are not revoked work again at once.
     #[command(after_help = "Example:\n  tokenauth user enable ci-bot")]
     Enable {
         /// The user's name

@@ -1,0 +1,358 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[tokenauth] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'tokenauth'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'tokenauth'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand init 'Create the store and record the token URI that key files will carry'
+            cand user 'Manage users: the accounts service keys act for'
+            cand issue-key 'Issue a service key for a user and write its key file'
+            cand list-keys 'List service keys'
+            cand edit-key 'Change a key''s title or IP ranges'
+            cand revoke-key 'Revoke a service key'
+            cand rotate-secret 'Replace a user''s signing secret: every access token of that user stops working'
+            cand sign-grant 'Sign a JWT grant (RFC 7523) with a key file and print it'
+            cand serve 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
+            cand get-token 'Get an access token with a key file, from the cache when it is still good'
+            cand request 'Send an HTTP request with a bearer token from a key file'
+            cand verify 'Check an access token against the store, without a server'
+            cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
+            cand generate 'Regenerate completions/ and man/ from the command-line definitions'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;init'= {
+            cand --token-uri 'The token endpoint''s URL, written into every key file [default: http://127.0.0.1:8080/token]'
+            cand --issuer 'The issuer named in access tokens and accepted as a grant audience [default: the token URI''s origin]'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print the settings as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Create a user with a fresh random secret'
+            cand list 'List users, their permissions and state'
+            cand remove 'Remove a user that has no active keys'
+            cand grant 'Give a user a permission'
+            cand revoke 'Take a permission away from a user'
+            cand disable 'Disable a user: grants are refused and its tokens stop working at once'
+            cand enable 'Enable a disabled user again'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;user;add'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user;list'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user;remove'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user;grant'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user;revoke'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user;disable'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user;enable'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;user;help'= {
+            cand add 'Create a user with a fresh random secret'
+            cand list 'List users, their permissions and state'
+            cand remove 'Remove a user that has no active keys'
+            cand grant 'Give a user a permission'
+            cand revoke 'Take a permission away from a user'
+            cand disable 'Disable a user: grants are refused and its tokens stop working at once'
+            cand enable 'Enable a disabled user again'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;user;help;add'= {
+        }
+        &'tokenauth;user;help;list'= {
+        }
+        &'tokenauth;user;help;remove'= {
+        }
+        &'tokenauth;user;help;grant'= {
+        }
+        &'tokenauth;user;help;revoke'= {
+        }
+        &'tokenauth;user;help;disable'= {
+        }
+        &'tokenauth;user;help;enable'= {
+        }
+        &'tokenauth;user;help;help'= {
+        }
+        &'tokenauth;issue-key'= {
+            cand --user 'The user the key acts for (created if absent)'
+            cand --title 'A note saying what the key is for'
+            cand --ip-range 'Addresses allowed to use the key: IPs or CIDR networks, comma-separated (e.g. "192.168.1.1, 10.0.0.0/8, 2001:db8::/32") [default: anywhere]'
+            cand --scope 'The most the key''s tokens may do; `write` implies `read`'
+            cand --expires 'When the key stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]'
+            cand --bits 'RSA key size'
+            cand -o 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
+            cand --out 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print the key''s metadata as JSON (not with --out -)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;list-keys'= {
+            cand --user 'Only this user''s keys'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --all 'Include revoked keys'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;edit-key'= {
+            cand --title 'A new title'
+            cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --no-ip-range 'Remove the IP restriction: the key works from anywhere'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;revoke-key'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;rotate-secret'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --all-users 'Replace every user''s secret'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;sign-grant'= {
+            cand -k 'The key file; `-` reads it from standard input'
+            cand --key 'The key file; `-` reads it from standard input'
+            cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
+            cand --lifetime 'Seconds until the grant expires (at most 86400)'
+            cand --aud 'The audience [default: the key file''s token_uri]'
+            cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;serve'= {
+            cand --listen 'The address to listen on (port 0 picks a free port)'
+            cand --token-lifetime 'Access-token lifetime in seconds'
+            cand --usage-retention 'How long usage-log rows are kept (each key''s newest row is always kept)'
+            cand --trusted-proxy 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;get-token'= {
+            cand -k 'The key file; `-` reads it from standard input'
+            cand --key 'The key file; `-` reads it from standard input'
+            cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
+            cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
+            cand --format 'What to print'
+            cand --min-valid 'Reuse a cached token only while it has more than this many seconds left'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --no-cache 'Always ask the server; neither read nor write the cache'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;request'= {
+            cand -k 'The key file; `-` reads it from standard input'
+            cand --key 'The key file; `-` reads it from standard input'
+            cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
+            cand --scope 'Scopes to ask for, space-separated [default: the key''s scope]'
+            cand -X 'The HTTP method [default: GET, or POST with --data]'
+            cand --method 'The HTTP method [default: GET, or POST with --data]'
+            cand -H 'A request header, ''Name: value'' (repeatable)'
+            cand --header 'A request header, ''Name: value'' (repeatable)'
+            cand -d 'The request body; @FILE reads a file, @- standard input'
+            cand --data 'The request body; @FILE reads a file, @- standard input'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -i 'Print the status line and response headers before the body'
+            cand --include 'Print the status line and response headers before the body'
+            cand --no-cache 'Always fetch a fresh token; neither read nor write the cache'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;verify'= {
+            cand --ip 'Also check that this caller address is inside the key''s IP ranges'
+            cand --scope 'Require this scope (read or write)'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print the result as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;usage-log'= {
+            cand --user 'Only rows of this user (as the key''s user or as the subject)'
+            cand --since 'Only rows newer than this (e.g. 1h, 7d)'
+            cand --limit 'At most this many rows'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --failures 'Only refused attempts'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;generate'= {
+            cand --out-dir 'The folder to write completions/ and man/ into'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;help'= {
+            cand init 'Create the store and record the token URI that key files will carry'
+            cand user 'Manage users: the accounts service keys act for'
+            cand issue-key 'Issue a service key for a user and write its key file'
+            cand list-keys 'List service keys'
+            cand edit-key 'Change a key''s title or IP ranges'
+            cand revoke-key 'Revoke a service key'
+            cand rotate-secret 'Replace a user''s signing secret: every access token of that user stops working'
+            cand sign-grant 'Sign a JWT grant (RFC 7523) with a key file and print it'
+            cand serve 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
+            cand get-token 'Get an access token with a key file, from the cache when it is still good'
+            cand request 'Send an HTTP request with a bearer token from a key file'
+            cand verify 'Check an access token against the store, without a server'
+            cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
+            cand generate 'Regenerate completions/ and man/ from the command-line definitions'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;help;init'= {
+        }
+        &'tokenauth;help;user'= {
+            cand add 'Create a user with a fresh random secret'
+            cand list 'List users, their permissions and state'
+            cand remove 'Remove a user that has no active keys'
+            cand grant 'Give a user a permission'
+            cand revoke 'Take a permission away from a user'
+            cand disable 'Disable a user: grants are refused and its tokens stop working at once'
+            cand enable 'Enable a disabled user again'
+        }
+        &'tokenauth;help;user;add'= {
+        }
+        &'tokenauth;help;user;list'= {
+        }
+        &'tokenauth;help;user;remove'= {
+        }
+        &'tokenauth;help;user;grant'= {
+        }
+        &'tokenauth;help;user;revoke'= {
+        }
+        &'tokenauth;help;user;disable'= {
+        }
+        &'tokenauth;help;user;enable'= {
+        }
+        &'tokenauth;help;issue-key'= {
+        }
+        &'tokenauth;help;list-keys'= {
+        }
+        &'tokenauth;help;edit-key'= {
+        }
+        &'tokenauth;help;revoke-key'= {
+        }
+        &'tokenauth;help;rotate-secret'= {
+        }
+        &'tokenauth;help;sign-grant'= {
+        }
+        &'tokenauth;help;serve'= {
+        }
+        &'tokenauth;help;get-token'= {
+        }
+        &'tokenauth;help;request'= {
+        }
+        &'tokenauth;help;verify'= {
+        }
+        &'tokenauth;help;usage-log'= {
+        }
+        &'tokenauth;help;generate'= {
+        }
+        &'tokenauth;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,205 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tokenauth_global_optspecs
+    string join \n db= h/help V/version
+end
+
+function __fish_tokenauth_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tokenauth_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tokenauth_using_subcommand
+    set -l cmd (__fish_tokenauth_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "user" -d 'Manage users: the accounts service keys act for'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "list-keys" -d 'List service keys'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "edit-key" -d 'Change a key\'s title or IP ranges'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "revoke-key" -d 'Revoke a service key'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "verify" -d 'Check an access token against the store, without a server'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l token-uri -d 'The token endpoint\'s URL, written into every key file [default: http://127.0.0.1:8080/token]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l issuer -d 'The issuer named in access tokens and accepted as a grant audience [default: the token URI\'s origin]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l json -d 'Print the settings as JSON'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "add" -d 'Create a user with a fresh random secret'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "list" -d 'List users, their permissions and state'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "remove" -d 'Remove a user that has no active keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "grant" -d 'Give a user a permission'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "revoke" -d 'Take a permission away from a user'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "disable" -d 'Disable a user: grants are refused and its tokens stop working at once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "enable" -d 'Enable a disabled user again'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s y -l yes -d 'Do not ask for confirmation'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a user with a fresh random secret'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List users, their permissions and state'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove a user that has no active keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "grant" -d 'Give a user a permission'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Take a permission away from a user'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Disable a user: grants are refused and its tokens stop working at once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Enable a disabled user again'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l user -d 'The user the key acts for (created if absent)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l title -d 'A note saying what the key is for' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l ip-range -d 'Addresses allowed to use the key: IPs or CIDR networks, comma-separated (e.g. "192.168.1.1, 10.0.0.0/8, 2001:db8::/32") [default: anywhere]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l scope -d 'The most the key\'s tokens may do; `write` implies `read`' -r -f -a "read\t'Read-only access'
+write\t'Read and write access'"
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l expires -d 'When the key stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l bits -d 'RSA key size' -r -f -a "2048\t''
+3072\t''
+4096\t''"
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s o -l out -d 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l json -d 'Print the key\'s metadata as JSON (not with --out -)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l user -d 'Only this user\'s keys' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l all -d 'Include revoked keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l title -d 'A new title' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l ip-range -d 'New IP ranges, comma-separated IPs or CIDR networks' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l no-ip-range -d 'Remove the IP restriction: the key works from anywhere'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s y -l yes -d 'Do not ask for confirmation'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l all-users -d 'Replace every user\'s secret'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s y -l yes -d 'Do not ask for confirmation'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s k -l key -d 'The key file; `-` reads it from standard input' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l lifetime -d 'Seconds until the grant expires (at most 86400)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l aud -d 'The audience [default: the key file\'s token_uri]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l listen -d 'The address to listen on (port 0 picks a free port)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l token-lifetime -d 'Access-token lifetime in seconds' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l usage-retention -d 'How long usage-log rows are kept (each key\'s newest row is always kept)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l trusted-proxy -d 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s k -l key -d 'The key file; `-` reads it from standard input' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l format -d 'What to print' -r -f -a "token\t'The bare token'
+json\t'The token response plus an absolute expires_at'
+header\t'An `Authorization: Bearer …` header line'
+env\t'TOKENAUTH_TOKEN=… lines for eval or $GITHUB_ENV'"
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l min-valid -d 'Reuse a cached token only while it has more than this many seconds left' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l no-cache -d 'Always ask the server; neither read nor write the cache'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s k -l key -d 'The key file; `-` reads it from standard input' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l scope -d 'Scopes to ask for, space-separated [default: the key\'s scope]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s X -l method -d 'The HTTP method [default: GET, or POST with --data]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s H -l header -d 'A request header, \'Name: value\' (repeatable)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s d -l data -d 'The request body; @FILE reads a file, @- standard input' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s i -l include -d 'Print the status line and response headers before the body'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l no-cache -d 'Always fetch a fresh token; neither read nor write the cache'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l ip -d 'Also check that this caller address is inside the key\'s IP ranges' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l scope -d 'Require this scope (read or write)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l json -d 'Print the result as JSON'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l user -d 'Only rows of this user (as the key\'s user or as the subject)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l since -d 'Only rows newer than this (e.g. 1h, 7d)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l limit -d 'At most this many rows' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l failures -d 'Only refused attempts'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l out-dir -d 'The folder to write completions/ and man/ into' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "user" -d 'Manage users: the accounts service keys act for'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "list-keys" -d 'List service keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "edit-key" -d 'Change a key\'s title or IP ranges'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "revoke-key" -d 'Revoke a service key'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "verify" -d 'Check an access token against the store, without a server'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user with a fresh random secret'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users, their permissions and state'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "remove" -d 'Remove a user that has no active keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "grant" -d 'Give a user a permission'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "revoke" -d 'Take a permission away from a user'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user: grants are refused and its tokens stop working at once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "enable" -d 'Enable a disabled user again'
