@@ -205,6 +205,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --aud 'The audience [default: the key file''s token_uri]'
             cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --no-jti 'Leave out the jti claim, so the grant can be replayed until it expires (for benchmarks and servers that reject jti; weaker: the server cannot detect replays)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

@@ -131,6 +131,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l lifet
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l aud -d 'The audience [default: the key file\'s token_uri]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l no-jti -d 'Leave out the jti claim, so the grant can be replayed until it expires (for benchmarks and servers that reject jti; weaker: the server cannot detect replays)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l listen -d 'The address to listen on (port 0 picks a free port)' -r

@@ -61,6 +61,7 @@ pub fn fetch(
         aud: None,
         lifetime: 60,
         scope: scope.map(str::to_owned),
+        no_jti: false,
     };
     let assertion = grant::sign(key, &req, now, &mut rand::rngs::OsRng)?;
     let mut form = vec![

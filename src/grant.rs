@@ -24,6 +24,8 @@ pub struct GrantRequest {
     pub aud: Option<String>,
     pub lifetime: i64,
     pub scope: Option<String>,
+    /// Leave out `jti`: the server then cannot refuse a replay (legacy servers, benchmarks).
+    pub no_jti: bool,
 }
 
 /// Signs a grant: `iss`=client_id, `sub`=user (or the impersonated user), `aud`=token URI.
@@ -49,6 +51,9 @@ pub fn sign(
         "exp": now + req.lifetime,
         "jti": URL_SAFE_NO_PAD.encode(jti),
     });
+    if req.no_jti {
+        claims.as_object_mut().map(|c| c.remove("jti"));
+    }
     if let Some(scope) = &req.scope {
         claims["scope"] = Value::String(scope.clone());
     }

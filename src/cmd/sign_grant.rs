@@ -40,6 +40,11 @@ pub struct Args {
     /// Scopes to ask for, space-separated (read, write) [default: the key's scope]
     #[arg(long, value_name = "SCOPES")]
     pub scope: Option<String>,
+
+    /// Leave out the jti claim, so the grant can be replayed until it expires (for
+    /// benchmarks and servers that reject jti; weaker: the server cannot detect replays)
+    #[arg(long)]
+    pub no_jti: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
@@ -49,6 +54,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         aud: args.aud,
         lifetime: args.lifetime,
         scope: args.scope,
+        no_jti: args.no_jti,
     };
     println!("{}", grant::sign(&key, &req, ctx.now(), &mut OsRng)?);
     Ok(())
