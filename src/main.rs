@@ -1,23 +1,10 @@
 //! tokenauth: parse the command line, run the command, print errors, exit.
 
-mod access_token;
-mod cli;
-mod client;
-mod clock;
-mod cmd;
-mod grant;
-mod iprange;
-mod output;
-mod registry;
-mod scope;
-mod secret;
-mod server;
-mod service_key;
-mod store;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokenauth::{cli, cmd};
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {

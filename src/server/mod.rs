@@ -2,7 +2,7 @@
 
 mod check;
 pub mod error;
-mod request;
+pub mod request;
 mod token;
 mod usage;
 
@@ -58,7 +58,11 @@ pub type SharedState = Arc<AppState>;
 
 impl AppState {
     /// Opens the server's connections to the store at `path` and starts the usage writer.
-    pub fn open(path: &std::path::Path, config: Config, clock: Clock) -> anyhow::Result<(SharedState, JoinHandle<()>)> {
+    pub fn open(
+        path: &std::path::Path,
+        config: Config,
+        clock: Clock,
+    ) -> anyhow::Result<(SharedState, JoinHandle<()>)> {
         let store = Store::open(path)?;
         let now = clock.now();
         let data_version = store.data_version()?;
@@ -72,7 +76,10 @@ impl AppState {
         let state = AppState {
             config,
             clock,
-            reader: Mutex::new(Reader { store, data_version }),
+            reader: Mutex::new(Reader {
+                store,
+                data_version,
+            }),
             snapshot: RwLock::new(Arc::new(snapshot)),
             usage,
             replay: Mutex::new(replay),
@@ -89,17 +96,30 @@ impl AppState {
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         let dv = reader.store.data_version()?;
         if dv != reader.data_version {
-            reader.data_version = dv;
-            let current = self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let current = self
+                .snapshot
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             if reader.store.generation()? != current.generation {
                 let fresh = Arc::new(Snapshot::load(&reader.store, self.now(), Some(&current))?);
-                tracing::debug!(generation = fresh.generation, "store changed; cache reloaded");
+                tracing::debug!(
+                    generation = fresh.generation,
+                    "store changed; cache reloaded"
+                );
                 *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+                // Only now: a failed reload is retried on the next request.
+                reader.data_version = dv;
                 return Ok(fresh);
             }
+            reader.data_version = dv;
             return Ok(current);
         }
-        Ok(self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone())
+        Ok(self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 
     /// Records a grant's jti; false when it was seen before and has not expired.
@@ -130,6 +150,9 @@ impl AppState {
     fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         reader.store.revoke_token(jti, exp, self.now())?;
+        // `PRAGMA data_version` does not move for a connection's own commits: without this,
+        // the revocation would go unseen until some other connection wrote to the store.
+        reader.data_version = i64::MIN;
         Ok(())
     }
 }
@@ -138,10 +161,19 @@ impl AppState {
 pub fn app(state: SharedState) -> Router {
     Router::new()
         .route("/token", post(token::token).fallback(method_not_allowed))
-        .route("/introspect", post(check::introspect).fallback(method_not_allowed))
+        .route(
+            "/introspect",
+            post(check::introspect).fallback(method_not_allowed),
+        )
         .route("/revoke", post(check::revoke).fallback(method_not_allowed))
-        .route("/auth", get(check::forward_auth).fallback(method_not_allowed))
-        .route("/.well-known/oauth-authorization-server", get(metadata).fallback(method_not_allowed))
+        .route(
+            "/auth",
+            get(check::forward_auth).fallback(method_not_allowed),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata).fallback(method_not_allowed),
+        )
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -154,9 +186,12 @@ pub async fn serve(
     state: SharedState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -167,10 +202,15 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     let mut resp = ApiError::status(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
-        format!("Method {} is not allowed on {}; use {allow}", request::printable(method.as_str()), uri.path()),
+        format!(
+            "Method {} is not allowed on {}; use {allow}",
+            request::printable(method.as_str()),
+            uri.path()
+        ),
     )
     .into_response();
-    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     resp
 }
 

@@ -1,0 +1,17 @@
+//! tokenauth as a library: the modules behind the binary, public so that fuzz targets and
+//! benchmarks can reach the parsers and validators directly.
+
+pub mod access_token;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod cmd;
+pub mod grant;
+pub mod iprange;
+pub mod output;
+pub mod registry;
+pub mod scope;
+pub mod secret;
+pub mod server;
+pub mod service_key;
+pub mod store;
