@@ -166,15 +166,15 @@ pub fn validate(
     if snapshot.user(&key.user).is_none_or(|u| u.user.disabled) {
         return Err(Invalid::UserDisabled(key.user.clone()));
     }
-    if let Some(addr) = addr {
-        if !iprange::allows(&key.ip_ranges, addr) {
-            return Err(Invalid::AddressNotAllowed(addr));
-        }
+    if let Some(addr) = addr
+        && !iprange::allows(&key.ip_ranges, addr)
+    {
+        return Err(Invalid::AddressNotAllowed(addr));
     }
-    if let Some(required) = required {
-        if !claims.scope().covers(required) {
-            return Err(Invalid::InsufficientScope(required));
-        }
+    if let Some(required) = required
+        && !claims.scope().covers(required)
+    {
+        return Err(Invalid::InsufficientScope(required));
     }
     Ok(claims)
 }

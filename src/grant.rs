@@ -163,12 +163,12 @@ pub fn validate(
         }
         None => return Err(Refusal::grant("Malformed assertion: header has no alg")),
     }
-    if let Some(typ) = header.get("typ") {
-        if !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
-            return Err(Refusal::grant(
-                "Invalid token type: a grant's typ must be JWT",
-            ));
-        }
+    if let Some(typ) = header.get("typ")
+        && !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(Refusal::grant(
+            "Invalid token type: a grant's typ must be JWT",
+        ));
     }
     if header.contains_key("crit") {
         return Err(Refusal::grant("Unsupported critical header parameters"));
@@ -246,14 +246,14 @@ pub fn validate(
             None,
         ));
     }
-    if let Some(nbf) = int_claim(&claims, "nbf").map_err(claim_err)? {
-        if nbf > now + SKEW {
-            return Err(refuse(
-                "invalid_grant",
-                "The token is not yet valid (nbf)".into(),
-                None,
-            ));
-        }
+    if let Some(nbf) = int_claim(&claims, "nbf").map_err(claim_err)?
+        && nbf > now + SKEW
+    {
+        return Err(refuse(
+            "invalid_grant",
+            "The token is not yet valid (nbf)".into(),
+            None,
+        ));
     }
     let audience_ok = |a: &Value| {
         a.as_str()

@@ -1,6 +1,5 @@
 //! tokenauth: parse the command line, run the command, print errors, exit.
 
-
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -23,7 +23,12 @@ use crate::server::{self, AppState, Config};
   tokenauth serve --listen 0.0.0.0:8080 --trusted-proxy 10.0.0.0/8 --token-lifetime 900")]
 pub struct Args {
     /// The address to listen on (port 0 picks a free port)
-    #[arg(long, env = "TOKENAUTH_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "TOKENAUTH_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub listen: String,
 
     /// Access-token lifetime in seconds
@@ -41,11 +46,20 @@ pub struct Args {
 }
 
 fn parse_retention(s: &str) -> Result<i64, String> {
-    clock::parse_duration(s).and_then(|d| if d > 0 { Ok(d) } else { Err("retention must be positive".into()) })
+    clock::parse_duration(s).and_then(|d| {
+        if d > 0 {
+            Ok(d)
+        } else {
+            Err("retention must be positive".into())
+        }
+    })
 }
 
 fn parse_proxy(s: &str) -> Result<IpNet, String> {
-    match crate::iprange::parse(s).map_err(|e| e.to_string())?.as_slice() {
+    match crate::iprange::parse(s)
+        .map_err(|e| e.to_string())?
+        .as_slice()
+    {
         [one] => Ok(*one),
         _ => Err(format!("'{s}': give one network per --trusted-proxy")),
     }
@@ -69,14 +83,24 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxy,
     };
     let (state, writer) = AppState::open(&db, config, ctx.clock)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
-            .with_context(|| format!("cannot listen on {}; is another server using it?", args.listen))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}; is another server using it?",
+                    args.listen
+                )
+            })?;
         let addr = listener.local_addr()?;
         tracing::info!(store = %db.display(), "listening on http://{addr}");
-        server::serve(listener, state, shutdown_signal()).await.context("serving")
+        server::serve(listener, state, shutdown_signal())
+            .await
+            .context("serving")
     })?;
     // The app (and with it the usage writer's sender) is gone: the writer flushes and ends.
     drop(runtime);

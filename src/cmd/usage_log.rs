@@ -41,9 +41,17 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let key_id = args.key_id.as_deref().map(|k| store.key(k)).transpose()?.map(|k| k.key_id);
+    let key_id = args
+        .key_id
+        .as_deref()
+        .map(|k| store.key(k))
+        .transpose()?
+        .map(|k| k.key_id);
     let since = match &args.since {
-        Some(s) => Some(ctx.now() - clock::parse_duration(s).map_err(|e| anyhow::anyhow!("invalid --since: {e}"))?),
+        Some(s) => Some(
+            ctx.now()
+                - clock::parse_duration(s).map_err(|e| anyhow::anyhow!("invalid --since: {e}"))?,
+        ),
         None => None,
     };
     let rows = store.usage(&UsageFilter {
@@ -56,7 +64,15 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if args.json {
         return output::print_json(&rows);
     }
-    let mut t = output::table(&["TIME", "KEY", "USER", "SUBJECT", "ADDRESS", "USER AGENT", "OUTCOME"]);
+    let mut t = output::table(&[
+        "TIME",
+        "KEY",
+        "USER",
+        "SUBJECT",
+        "ADDRESS",
+        "USER AGENT",
+        "OUTCOME",
+    ]);
     for r in rows {
         t.add_row(vec![
             rfc3339(r.time),
@@ -65,7 +81,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             or_dash(r.subject),
             r.address,
             or_dash(r.user_agent),
-            if r.ok { "ok".to_owned() } else { format!("refused: {}", r.reason.unwrap_or_default()) },
+            if r.ok {
+                "ok".to_owned()
+            } else {
+                format!("refused: {}", r.reason.unwrap_or_default())
+            },
         ]);
     }
     output::print_table(&t);

@@ -61,7 +61,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         }
         Err(why) => {
             if args.json {
-                output::print_json(&serde_json::json!({ "valid": false, "error": why.code(), "reason": why.to_string() }))?;
+                output::print_json(
+                    &serde_json::json!({ "valid": false, "error": why.code(), "reason": why.to_string() }),
+                )?;
                 return Err(Quiet(1).into());
             }
             anyhow::bail!("token is not valid: {why}")

@@ -18,7 +18,9 @@ use crate::server::token::body;
 
 /// Methods that only read: anything else needs the `write` scope.
 fn reads_only(method: &str) -> bool {
-    ["GET", "HEAD", "OPTIONS"].iter().any(|m| m.eq_ignore_ascii_case(method))
+    ["GET", "HEAD", "OPTIONS"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method))
 }
 
 pub async fn forward_auth(
@@ -30,8 +32,12 @@ pub async fn forward_auth(
     let mut required = None;
     for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
         if k == "scope" {
-            required = Scope::parse_list(&v)
-                .map_err(|e| ApiError::invalid_request(format!("Bad scope parameter: {}", printable(&e.to_string()))))?;
+            required = Scope::parse_list(&v).map_err(|e| {
+                ApiError::invalid_request(format!(
+                    "Bad scope parameter: {}",
+                    printable(&e.to_string())
+                ))
+            })?;
         }
     }
     let method = ["x-original-method", "x-forwarded-method"]
@@ -42,10 +48,16 @@ pub async fn forward_auth(
     }
     let addr = request::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
     let claims = check_bearer(&state, &headers, addr, required)?;
-    let mut resp = axum::Json(serde_json::json!({ "user": claims.sub, "key_id": claims.key_id, "scope": claims.scope }))
-        .into_response();
+    let mut resp = axum::Json(
+        serde_json::json!({ "user": claims.sub, "key_id": claims.key_id, "scope": claims.scope }),
+    )
+    .into_response();
     let h = resp.headers_mut();
-    for (name, value) in [("x-auth-user", &claims.sub), ("x-auth-key-id", &claims.key_id), ("x-auth-scope", &claims.scope)] {
+    for (name, value) in [
+        ("x-auth-user", &claims.sub),
+        ("x-auth-key-id", &claims.key_id),
+        ("x-auth-scope", &claims.scope),
+    ] {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
@@ -54,13 +66,25 @@ pub async fn forward_auth(
     Ok(resp)
 }
 
-fn check_bearer(state: &SharedState, headers: &HeaderMap, addr: IpAddr, required: Option<Scope>) -> Result<Claims, ApiError> {
+fn check_bearer(
+    state: &SharedState,
+    headers: &HeaderMap,
+    addr: IpAddr,
+    required: Option<Scope>,
+) -> Result<Claims, ApiError> {
     let Some(token) = request::extract_token(headers) else {
-        return Err(ApiError::Bearer { missing: true, invalid: access_token::Invalid::BadSignature });
+        return Err(ApiError::Bearer {
+            missing: true,
+            invalid: access_token::Invalid::BadSignature,
+        });
     };
     let snap = state.snapshot()?;
-    access_token::validate(&token, &snap, state.now(), Some(addr), required)
-        .map_err(|invalid| ApiError::Bearer { missing: false, invalid })
+    access_token::validate(&token, &snap, state.now(), Some(addr), required).map_err(|invalid| {
+        ApiError::Bearer {
+            missing: false,
+            invalid,
+        }
+    })
 }
 
 /// RFC 7662. The caller authenticates with its own access token (`Authorization: Bearer`),
@@ -75,11 +99,17 @@ pub async fn introspect(
     let addr = request::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
     let caller = check_bearer(&state, &headers, addr, None)?;
     let snap = state.snapshot()?;
-    if !snap.user(&caller.sub).is_some_and(|u| u.user.may("introspect")) {
+    if !snap
+        .user(&caller.sub)
+        .is_some_and(|u| u.user.may("introspect"))
+    {
         return Err(ApiError::status(
             StatusCode::FORBIDDEN,
             "access_denied",
-            format!("User '{}' lacks the introspect permission (tokenauth user grant NAME introspect)", caller.sub),
+            format!(
+                "User '{}' lacks the introspect permission (tokenauth user grant NAME introspect)",
+                caller.sub
+            ),
         ));
     }
     let form = request::form(&headers, &body(raw)?)?;
@@ -88,10 +118,12 @@ pub async fn introspect(
     };
     let client_ip = match form.get("client_ip") {
         None => None,
-        Some(ip) => Some(
-            ip.parse::<IpAddr>()
-                .map_err(|_| ApiError::invalid_request(format!("client_ip '{}' is not an IP address", printable(ip))))?,
-        ),
+        Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| {
+            ApiError::invalid_request(format!(
+                "client_ip '{}' is not an IP address",
+                printable(ip)
+            ))
+        })?),
     };
     let body = match access_token::validate(token, &snap, state.now(), client_ip, None) {
         Ok(c) => serde_json::json!({
@@ -110,7 +142,8 @@ pub async fn introspect(
         Err(_) => serde_json::json!({ "active": false }),
     };
     let mut resp = axum::Json(body).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
@@ -130,6 +163,10 @@ pub async fn revoke(
         state.revoke_token(&claims.jti, claims.exp)?;
         tracing::info!(jti = %claims.jti, sub = %claims.sub, "access token revoked");
     }
-    Ok((StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(serde_json::json!({})))
+    Ok((
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({})),
+    )
         .into_response())
 }

@@ -8,7 +8,11 @@ use crate::access_token::Invalid;
 #[derive(Debug)]
 pub enum ApiError {
     /// RFC 6749 §5.2 (token endpoint) and other JSON errors.
-    OAuth { status: StatusCode, error: &'static str, description: String },
+    OAuth {
+        status: StatusCode,
+        error: &'static str,
+        description: String,
+    },
     /// RFC 6750 §3: a resource request with a missing, bad or too weak token.
     Bearer { missing: bool, invalid: Invalid },
     /// The store failed: not the caller's fault.
@@ -19,15 +23,27 @@ pub const REALM: &str = "tokenauth";
 
 impl ApiError {
     pub fn bad_request(error: &'static str, description: impl Into<String>) -> ApiError {
-        ApiError::OAuth { status: StatusCode::BAD_REQUEST, error, description: description.into() }
+        ApiError::OAuth {
+            status: StatusCode::BAD_REQUEST,
+            error,
+            description: description.into(),
+        }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> ApiError {
         ApiError::bad_request("invalid_request", description)
     }
 
-    pub fn status(status: StatusCode, error: &'static str, description: impl Into<String>) -> ApiError {
-        ApiError::OAuth { status, error, description: description.into() }
+    pub fn status(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<String>,
+    ) -> ApiError {
+        ApiError::OAuth {
+            status,
+            error,
+            description: description.into(),
+        }
     }
 }
 
@@ -45,13 +61,25 @@ impl From<crate::store::StoreError> for ApiError {
 
 /// RFC 6750 §3: error_description is a quoted-string of printable ASCII without `"` or `\`.
 fn quoted(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '?' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error, description, www) = match self {
-            ApiError::OAuth { status, error, description } => (status, error, description, None),
+            ApiError::OAuth {
+                status,
+                error,
+                description,
+            } => (status, error, description, None),
             ApiError::Bearer { missing: true, .. } => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_request",
@@ -65,8 +93,11 @@ impl IntoResponse for ApiError {
                     _ => StatusCode::UNAUTHORIZED,
                 };
                 let description = invalid.to_string();
-                let mut www =
-                    format!("Bearer realm=\"{REALM}\", error=\"{}\", error_description=\"{}\"", invalid.code(), quoted(&description));
+                let mut www = format!(
+                    "Bearer realm=\"{REALM}\", error=\"{}\", error_description=\"{}\"",
+                    invalid.code(),
+                    quoted(&description)
+                );
                 if let Invalid::InsufficientScope(s) = invalid {
                     www.push_str(&format!(", scope=\"{}\"", s.granted()));
                 }
@@ -74,7 +105,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Internal error; see the server log".to_owned(), None)
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Internal error; see the server log".to_owned(),
+                    None,
+                )
             }
         };
         let body = serde_json::json!({ "error": error, "error_description": description });

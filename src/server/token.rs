@@ -46,7 +46,10 @@ pub async fn token(
         Some(other) => {
             return Err(ApiError::bad_request(
                 "unsupported_grant_type",
-                format!("Unsupported grant type '{}'; use {JWT_BEARER}", printable(other)),
+                format!(
+                    "Unsupported grant type '{}'; use {JWT_BEARER}",
+                    printable(other)
+                ),
             ));
         }
     }
@@ -60,13 +63,18 @@ pub async fn token(
         .map(|ua| ua.chars().take(256).collect::<String>());
     let now = state.now();
     let snap = state.snapshot()?;
-    let row = UsageRow { time: now, address: addr.to_string(), user_agent, ..UsageRow::default() };
-
-
-    let accepted = match grant::validate(assertion, form.get("scope").map(String::as_str), &snap, now) {
-        Ok(a) => a,
-        Err(r) => return Err(refuse(&state, &row, r).await),
+    let row = UsageRow {
+        time: now,
+        address: addr.to_string(),
+        user_agent,
+        ..UsageRow::default()
     };
+
+    let accepted =
+        match grant::validate(assertion, form.get("scope").map(String::as_str), &snap, now) {
+            Ok(a) => a,
+            Err(r) => return Err(refuse(&state, &row, r).await),
+        };
     let known = |description: String| Refusal {
         error: "invalid_grant",
         description,
@@ -74,21 +82,35 @@ pub async fn token(
         user: Some(accepted.user.clone()),
         subject: Some(accepted.subject.clone()),
     };
-    let key = snap.key(&accepted.key_id).map(|k| &k.key).ok_or_else(|| ApiError::Internal("key vanished".into()))?;
+    let key = snap
+        .key(&accepted.key_id)
+        .map(|k| &k.key)
+        .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
     if !iprange::allows(&key.ip_ranges, addr) {
-        return Err(refuse(&state, &row, known(format!("Address {addr} is not allowed to use this key"))).await);
+        return Err(refuse(
+            &state,
+            &row,
+            known(format!("Address {addr} is not allowed to use this key")),
+        )
+        .await);
     }
-    if let Some(jti) = &accepted.jti {
-        if !state.first_use(&accepted.client_id, jti, accepted.exp)? {
-            return Err(refuse(&state, &row, known("Grant has already been used (jti replayed)".into())).await);
-        }
+    if let Some(jti) = &accepted.jti
+        && !state.first_use(&accepted.client_id, jti, accepted.exp)?
+    {
+        return Err(refuse(
+            &state,
+            &row,
+            known("Grant has already been used (jti replayed)".into()),
+        )
+        .await);
     }
     // A token never outlives its key.
     let lifetime = match key.expires {
         Some(e) => state.config.token_lifetime.min(e - now),
         None => state.config.token_lifetime,
     };
-    let (token, claims) = access_token::issue(&accepted, &snap, lifetime, now, &mut rand::thread_rng())?;
+    let (token, claims) =
+        access_token::issue(&accepted, &snap, lifetime, now, &mut rand::thread_rng())?;
     state
         .usage
         .record(UsageRow {

@@ -58,13 +58,16 @@ impl UsageWriter {
                         }
                     }
                     let now = clock.now();
-                    let prune = (now - last_prune >= PRUNE_EVERY).then(|| now - retention);
+                    let prune =
+                        (now.saturating_sub(last_prune) >= PRUNE_EVERY).then(|| now - retention);
                     let rows: Vec<UsageRow> = batch.iter().map(|j| j.row.clone()).collect();
                     let result = store.append_usage(&rows, prune).map_err(|e| e.to_string());
                     match &result {
                         Ok(()) if prune.is_some() => last_prune = now,
                         Ok(()) => {}
-                        Err(e) => tracing::error!(error = %e, rows = rows.len(), "usage log write failed"),
+                        Err(e) => {
+                            tracing::error!(error = %e, rows = rows.len(), "usage log write failed")
+                        }
                     }
                     for job in batch.drain(..) {
                         if let Some(done) = job.done {
@@ -80,8 +83,13 @@ impl UsageWriter {
     /// Records a row and waits until it is committed.
     pub async fn record(&self, row: UsageRow) -> Result<(), String> {
         let (done, wait) = oneshot::channel();
-        self.send(Job { row, done: Some(done) }).await?;
-        wait.await.map_err(|_| "usage-log writer stopped".to_owned())?
+        self.send(Job {
+            row,
+            done: Some(done),
+        })
+        .await?;
+        wait.await
+            .map_err(|_| "usage-log writer stopped".to_owned())?
     }
 
     /// Records a row without waiting for the commit (refused attempts).
@@ -95,10 +103,10 @@ impl UsageWriter {
             Err(mpsc::TrySendError::Full(job)) => {
                 // Queue full: wait off the async workers rather than drop the row.
                 let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || tx.send(job))
+                tokio::task::spawn_blocking(move || tx.send(job).map_err(|_| ()))
                     .await
                     .map_err(|e| e.to_string())?
-                    .map_err(|_| "usage-log writer stopped".to_owned())
+                    .map_err(|()| "usage-log writer stopped".to_owned())
             }
             Err(mpsc::TrySendError::Disconnected(_)) => Err("usage-log writer stopped".to_owned()),
         }

@@ -143,9 +143,17 @@ impl Env {
         let sink = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(i) = line.find("listening on http://") {
-                    let addr: std::net::SocketAddr = line[i + 20..].split_whitespace().next().unwrap().parse().unwrap();
+                    let addr: std::net::SocketAddr = line[i + 20..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
@@ -209,14 +217,20 @@ impl Drop for Server {
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// A blocking HTTP client for tests.
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
 /// POSTs a grant to /token; returns (status, JSON body).
@@ -228,4 +242,147 @@ pub fn exchange(server: &Server, assertion: &str) -> (u16, serde_json::Value) {
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().unwrap())
+}
+
+// ---- helpers for the token endpoint tests ----------------------------------------------------
+
+impl Env {
+    /// Runs with args and extra environment variables (e.g. `TOKENAUTH_NOW`), asserts success,
+    /// returns stdout.
+    pub fn ok_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> String {
+        let mut cmd = self.cmd();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "tokenauth {args:?} with {vars:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `issue_key` with extra environment variables (e.g. `TOKENAUTH_NOW`).
+    pub fn issue_key_with_env(
+        &self,
+        user: &str,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> (String, PathBuf) {
+        let file = self.path().join(format!("{user}-{}.json", rand_suffix()));
+        let mut args = vec![
+            "issue-key",
+            "--user",
+            user,
+            "--out",
+            file.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(&self.ok_with_env(&args, vars)).unwrap();
+        (v["key_id"].as_str().unwrap().to_owned(), file)
+    }
+}
+
+/// An HTTP answer: status, headers, the body as text and as JSON (`Null` when it is not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends a request and reads the whole answer.
+pub fn send(req: reqwest::blocking::RequestBuilder) -> Reply {
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+/// POSTs form parameters to /token, with a User-Agent when given.
+pub fn post_form(server: &Server, params: &[(&str, &str)], user_agent: Option<&str>) -> Reply {
+    let mut req = http().post(server.url("/token")).form(params);
+    if let Some(ua) = user_agent {
+        req = req.header(reqwest::header::USER_AGENT, ua);
+    }
+    send(req)
+}
+
+// ---- helpers for the client tests ------------------------------------------------------------
+
+/// A port that was free a moment ago (bound on 127.0.0.1:0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Env {
+    /// `serve_with_env` on a given port, so that a restarted server keeps its token URI (and
+    /// the client's cache entries, which are keyed by it).
+    pub fn serve_on_port(&self, port: u16, extra: &[&str], vars: &[(&str, &str)]) -> Server {
+        use std::io::BufRead;
+        self.ok(&["user", "list"]);
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokenauth"));
+        cmd.args(["serve", "--listen", &listen])
+            .args(extra)
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("TOKENAUTH_DB", self.db())
+            .env("RUST_LOG", "tokenauth=info")
+            .envs(vars.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening on http://") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        if rx.recv_timeout(std::time::Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start on {listen}: {}", log.lock().unwrap());
+        }
+        let addr: std::net::SocketAddr = listen.parse().unwrap();
+        self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
+        Server { child, addr, log }
+    }
 }
