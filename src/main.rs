@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokenauth::{cli, cmd};
 
+// The server allocates a little on every request; mimalloc keeps that off glibc's locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
