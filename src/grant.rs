@@ -157,8 +157,10 @@ pub fn validate(
     match header.get("alg").and_then(Value::as_str) {
         Some("RS256") => {}
         Some(other) => {
+            // Anyone can send this, before any signature check: echo it tamed.
             return Err(Refusal::grant(format!(
-                "Algorithm '{other}' is not allowed; grants must be signed with RS256"
+                "Algorithm '{}' is not allowed; grants must be signed with RS256",
+                crate::server::request::printable(other)
             )));
         }
         None => return Err(Refusal::grant("Malformed assertion: header has no alg")),

@@ -113,6 +113,9 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        // Descriptions may echo what the caller sent (e.g. a token header's alg): no
+        // control characters, as in the WWW-Authenticate challenge.
+        let description: String = description.chars().filter(|c| !c.is_control()).collect();
         let body = serde_json::json!({ "error": error, "error_description": description });
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();

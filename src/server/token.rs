@@ -140,15 +140,20 @@ pub async fn token(
 }
 
 /// Records a refused attempt (without the grant itself) and turns it into the response.
+/// Descriptions and subjects can echo what the caller wrote (alg, sub, scope); they go back
+/// in JSON and into the usage log, which `tokenauth usage-log` prints to a terminal, so
+/// control characters (escape sequences) are dropped.
 async fn refuse(state: &SharedState, row: &UsageRow, r: Refusal) -> ApiError {
+    let clean = |s: String| -> String { s.chars().filter(|c| !c.is_control()).collect() };
+    let description = clean(r.description);
     let failed = UsageRow {
         key_id: r.key_id,
         user: r.user,
-        subject: r.subject,
+        subject: r.subject.map(clean),
         ok: false,
-        reason: Some(r.description.clone()),
+        reason: Some(description.clone()),
         ..row.clone()
     };
     state.usage.record_later(failed).await;
-    ApiError::bad_request(r.error, r.description)
+    ApiError::bad_request(r.error, description)
 }

@@ -366,10 +366,10 @@ impl Env {
                 .lines()
                 .map_while(Result::ok)
             {
-                if line.contains("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
+                if line.contains("listening on http://")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
                 }
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
