@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Header};
 
 use crate::grant::Accepted;
 use crate::iprange;
@@ -104,8 +104,23 @@ impl Invalid {
 }
 
 #[derive(serde::Deserialize)]
-struct Subject {
-    sub: String,
+struct TokenHeader {
+    alg: String,
+    typ: Option<String>,
+}
+
+/// Base64url-decodes and parses one part of a compact JWS.
+fn part<T: serde::de::DeserializeOwned>(b64: &str, what: &str) -> Result<T, Invalid> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| Invalid::Malformed(format!("{what} is not base64url")))?;
+    // serde's message can quote the caller's own strings: echo it tamed.
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Invalid::Malformed(format!(
+            "{what}: {}",
+            crate::server::request::printable(&e.to_string())
+        ))
+    })
 }
 
 /// Checks a token against the current snapshot: signature with the subject's current
@@ -118,12 +133,20 @@ pub fn validate(
     addr: Option<IpAddr>,
     required: Option<Scope>,
 ) -> Result<Claims, Invalid> {
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|e| Invalid::Malformed(e.to_string()))?;
-    if header.alg != Algorithm::HS256 {
+    // Each part is decoded once: this is the hot path of every resource-server check.
+    let (message, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| Invalid::Malformed("a JWT has three dot-separated parts".into()))?;
+    let Some((header, payload)) = message.split_once('.').filter(|(_, p)| !p.contains('.')) else {
+        return Err(Invalid::Malformed(
+            "a JWT has three dot-separated parts".into(),
+        ));
+    };
+    let header: TokenHeader = part(header, "header")?;
+    if header.alg != "HS256" {
         return Err(Invalid::Malformed(format!(
-            "algorithm {:?} is not accepted",
-            header.alg
+            "algorithm {} is not accepted",
+            crate::server::request::printable(&header.alg)
         )));
     }
     if header.typ.as_deref().is_none_or(|t| {
@@ -131,22 +154,20 @@ pub fn validate(
     }) {
         return Err(Invalid::Malformed("typ must be at+jwt".into()));
     }
-    let sub = jsonwebtoken::dangerous::insecure_decode::<Subject>(token)
-        .map_err(|e| Invalid::Malformed(e.to_string()))?
-        .claims
-        .sub;
+    // Read before the signature check only to pick the secret; trusted only after it.
+    let claims: Claims = part(payload, "claims")?;
     // An unknown subject is indistinguishable from a bad signature on purpose.
-    let user = snapshot.user(&sub).ok_or(Invalid::BadSignature)?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Claims>(token, &user.verifier, &validation)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => Invalid::BadSignature,
-            _ => Invalid::Malformed(e.to_string()),
-        })?
-        .claims;
+    let user = snapshot.user(&claims.sub).ok_or(Invalid::BadSignature)?;
+    match jsonwebtoken::crypto::verify(
+        signature,
+        message.as_bytes(),
+        &user.verifier,
+        Algorithm::HS256,
+    ) {
+        Ok(true) => {}
+        Ok(false) => return Err(Invalid::BadSignature),
+        Err(_) => return Err(Invalid::Malformed("signature is not base64url".into())),
+    }
     if claims.exp <= now {
         return Err(Invalid::Expired);
     }
@@ -161,7 +182,7 @@ pub fn validate(
         return Err(Invalid::KeyExpired);
     }
     if user.user.disabled {
-        return Err(Invalid::UserDisabled(sub));
+        return Err(Invalid::UserDisabled(claims.sub.clone()));
     }
     if snapshot.user(&key.user).is_none_or(|u| u.user.disabled) {
         return Err(Invalid::UserDisabled(key.user.clone()));
@@ -177,4 +198,405 @@ pub fn validate(
         return Err(Invalid::InsufficientScope(required));
     }
     Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::OnceLock;
+
+    use jsonwebtoken::EncodingKey;
+    use rand::rngs::OsRng;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::secret::Secret;
+    use crate::service_key::RSA_ALG;
+    use crate::store::{Key, Store};
+
+    /// The fixed "now" tokens are issued and validated at.
+    const NOW: i64 = 1_700_000_000;
+
+    struct Fixture {
+        snapshot: Snapshot,
+        /// alice's write token, good, and its claims.
+        good: (String, Claims),
+        /// alice's read-only token, good.
+        read_only: String,
+        /// alice's, revoked by jti.
+        revoked: String,
+        /// alice's, issued at `NOW - 1000` for 300 s.
+        expired: String,
+        /// bob's, through his (since revoked) key.
+        key_revoked: String,
+        /// carol's (since disabled), through her own key.
+        user_disabled: String,
+        /// carol's (since disabled), through alice's key.
+        subject_disabled: String,
+        /// erin's, through carol's key (carol since disabled).
+        key_owner_disabled: String,
+        /// dave's, through his expired key.
+        key_expired: String,
+    }
+
+    /// Users: alice, bob, carol (disabled after issuing), dave, erin (no key).
+    /// Keys: `key-alice` (write, 10.0.0.0/8 and 2001:db8::/32), `key-bob` (revoked after
+    /// issuing), `key-carol`, `key-dave` (expired).
+    fn fixture() -> &'static Fixture {
+        static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+        FIXTURE.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = Store::open(&dir.path().join("tokens.db")).unwrap();
+            for user in ["alice", "bob", "carol", "dave", "erin"] {
+                store
+                    .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
+                    .unwrap();
+            }
+            let public_pem = &crate::grant::tests::rsa_key().public_pem;
+            for (user, scope, ranges, expires) in [
+                ("alice", Scope::Write, "10.0.0.0/8, 2001:db8::/32", None),
+                ("bob", Scope::Write, "", None),
+                ("carol", Scope::Write, "", None),
+                ("dave", Scope::Write, "", Some(NOW - 10)),
+            ] {
+                store
+                    .add_key(&Key {
+                        key_id: format!("key-{user}"),
+                        client_id: format!("client-{user}"),
+                        user: user.to_owned(),
+                        title: String::new(),
+                        alg: RSA_ALG.to_owned(),
+                        public_key: public_pem.clone(),
+                        ip_ranges: iprange::parse(ranges).unwrap(),
+                        scope,
+                        issued: NOW - 10_000,
+                        expires,
+                        revoked: None,
+                        last_used: None,
+                    })
+                    .unwrap();
+            }
+            let first = Snapshot::load(&store, NOW, None).unwrap();
+            let issue_through = |key: &str, subject: &str, scope: Scope, at: i64| {
+                let grant = Accepted {
+                    key_id: format!("key-{key}"),
+                    client_id: format!("client-{key}"),
+                    user: key.to_owned(),
+                    subject: subject.to_owned(),
+                    scope,
+                    jti: None,
+                    exp: at + 300,
+                };
+                issue(&grant, &first, 300, at, &mut OsRng).unwrap()
+            };
+            let issue_as = |user: &str, scope: Scope, at: i64| issue_through(user, user, scope, at);
+            let good = issue_as("alice", Scope::Write, NOW);
+            let read_only = issue_as("alice", Scope::Read, NOW).0;
+            let (revoked, revoked_claims) = issue_as("alice", Scope::Write, NOW);
+            let expired = issue_as("alice", Scope::Write, NOW - 1_000).0;
+            let key_revoked = issue_as("bob", Scope::Write, NOW).0;
+            let user_disabled = issue_as("carol", Scope::Write, NOW).0;
+            let key_expired = issue_as("dave", Scope::Write, NOW).0;
+            let subject_disabled = issue_through("alice", "carol", Scope::Write, NOW).0;
+            let key_owner_disabled = issue_through("carol", "erin", Scope::Write, NOW).0;
+            store
+                .revoke_token(&revoked_claims.jti, revoked_claims.exp, NOW)
+                .unwrap();
+            store.revoke_key("key-bob", NOW - 100).unwrap();
+            store.set_disabled("carol", true).unwrap();
+            let snapshot = Snapshot::load(&store, NOW, Some(&first)).unwrap();
+            Fixture {
+                snapshot,
+                good,
+                read_only,
+                revoked,
+                expired,
+                key_revoked,
+                user_disabled,
+                subject_disabled,
+                key_owner_disabled,
+                key_expired,
+            }
+        })
+    }
+
+    fn check(token: &str) -> Result<Claims, Invalid> {
+        validate(token, &fixture().snapshot, NOW, None, None)
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The good token's (header, claims, signature) parts.
+    fn good_parts() -> (&'static str, &'static str, &'static str) {
+        let mut parts = fixture().good.0.split('.');
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            panic!("issued token is not a three-part JWS");
+        };
+        (h, c, s)
+    }
+
+    /// The good token's claims as JSON.
+    fn good_claims() -> Value {
+        serde_json::to_value(&fixture().good.1).unwrap()
+    }
+
+    /// A compact JWS over exactly this header and these claims, signed with `key`.
+    fn jws(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).unwrap();
+        format!("{input}.{signature}")
+    }
+
+    fn signer(user: &str) -> &'static EncodingKey {
+        &fixture().snapshot.user(user).unwrap().signer
+    }
+
+    fn at_jwt() -> Value {
+        json!({"alg": "HS256", "typ": "at+jwt"})
+    }
+
+    fn malformed(why: &str) -> Result<Claims, Invalid> {
+        Err(Invalid::Malformed(why.to_owned()))
+    }
+
+    #[test]
+    fn fresh_token_validates_and_returns_its_claims() {
+        let (token, claims) = &fixture().good;
+        assert_eq!(check(token).as_ref(), Ok(claims));
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.key_id, "key-alice");
+        assert_eq!(claims.scope, "read write");
+        assert_eq!(claims.exp, NOW + 300);
+        // Good until the second it expires.
+        assert_eq!(
+            validate(token, &fixture().snapshot, NOW + 299, None, None).as_ref(),
+            Ok(claims)
+        );
+        // Its own secret, re-signed by hand, is just as good: the check is the signature.
+        let again = jws(&at_jwt(), &good_claims(), signer("alice"), Algorithm::HS256);
+        assert_eq!(check(&again).as_ref(), Ok(claims));
+    }
+
+    #[test]
+    fn tampered_payload_is_a_bad_signature() {
+        let (header, _, signature) = good_parts();
+        for (name, value) in [
+            ("sub", json!("erin")),
+            ("sub", json!("bob")),
+            ("scope", json!("read write admin")),
+            ("exp", json!(NOW + 100_000)),
+            ("key_id", json!("key-bob")),
+        ] {
+            let mut claims = good_claims();
+            claims[name] = value.clone();
+            let forged = format!(
+                "{header}.{}.{signature}",
+                b64(claims.to_string().as_bytes())
+            );
+            assert_eq!(
+                check(&forged),
+                Err(Invalid::BadSignature),
+                "{name} = {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_signed_with_another_users_secret_is_a_bad_signature() {
+        // alice's claims, signed with bob's secret; and bob's claims with alice's.
+        let forged = jws(&at_jwt(), &good_claims(), signer("bob"), Algorithm::HS256);
+        assert_eq!(check(&forged), Err(Invalid::BadSignature));
+        let mut bobs = good_claims();
+        bobs["sub"] = json!("bob");
+        let forged = jws(&at_jwt(), &bobs, signer("alice"), Algorithm::HS256);
+        assert_eq!(check(&forged), Err(Invalid::BadSignature));
+    }
+
+    #[test]
+    fn unknown_subject_is_a_bad_signature() {
+        let mut claims = good_claims();
+        claims["sub"] = json!("mallory");
+        let forged = jws(&at_jwt(), &claims, signer("alice"), Algorithm::HS256);
+        assert_eq!(check(&forged), Err(Invalid::BadSignature));
+    }
+
+    #[test]
+    fn alg_other_than_hs256_is_malformed() {
+        let alice = signer("alice");
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let name = format!("{alg:?}");
+            let token = jws(
+                &json!({"alg": name, "typ": "at+jwt"}),
+                &good_claims(),
+                alice,
+                alg,
+            );
+            assert_eq!(
+                check(&token),
+                malformed(&format!("algorithm {name} is not accepted"))
+            );
+        }
+        let (_, claims, _) = good_parts();
+        let none = format!("{}.{claims}.", b64(br#"{"alg":"none","typ":"at+jwt"}"#));
+        assert_eq!(check(&none), malformed("algorithm none is not accepted"));
+        // Echoed without control characters.
+        let header = b64(br#"{"alg":"HS\u001b[2J256\r\n","typ":"at+jwt"}"#);
+        let (_, _, signature) = good_parts();
+        assert_eq!(
+            check(&format!("{header}.{claims}.{signature}")),
+            malformed("algorithm HS[2J256 is not accepted")
+        );
+    }
+
+    #[test]
+    fn missing_or_wrong_typ_is_malformed() {
+        let alice = signer("alice");
+        for header in [
+            json!({"alg": "HS256"}),
+            json!({"alg": "HS256", "typ": "JWT"}),
+            json!({"alg": "HS256", "typ": "at+jwt2"}),
+            json!({"alg": "HS256", "typ": null}),
+        ] {
+            let token = jws(&header, &good_claims(), alice, Algorithm::HS256);
+            assert_eq!(check(&token), malformed("typ must be at+jwt"), "{header}");
+        }
+        // The media type form and any case are the same typ.
+        for typ in ["application/at+jwt", "AT+JWT"] {
+            let header = json!({"alg": "HS256", "typ": typ});
+            let token = jws(&header, &good_claims(), alice, Algorithm::HS256);
+            assert!(check(&token).is_ok(), "typ {typ}");
+        }
+    }
+
+    #[test]
+    fn token_without_exactly_three_parts_is_malformed() {
+        let (header, claims, signature) = good_parts();
+        let token = &fixture().good.0;
+        for bad in [
+            String::new(),
+            "abc".to_owned(),
+            format!("{header}.{claims}"),
+            format!("{claims}.{signature}"),
+            format!("{token}.{signature}"),
+            format!("{header}.{header}.{claims}.{signature}"),
+            format!("{token}."),
+        ] {
+            assert_eq!(
+                check(&bad),
+                malformed("a JWT has three dot-separated parts"),
+                "token {bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn signature_that_is_not_base64_is_malformed_not_a_panic() {
+        let (header, claims, signature) = good_parts();
+        for bad in [
+            "not*base64url".to_owned(),
+            format!("{signature}="),
+            format!("/{}", &signature[1..]),
+            format!("{signature}\u{e9}"),
+            "A".to_owned(),
+        ] {
+            assert_ne!(bad, signature);
+            assert_eq!(
+                check(&format!("{header}.{claims}.{bad}")),
+                malformed("signature is not base64url"),
+                "signature {bad:?}"
+            );
+        }
+        // Well-formed base64url of the wrong bytes is a bad signature instead.
+        assert_eq!(
+            check(&format!("{header}.{claims}.")),
+            Err(Invalid::BadSignature)
+        );
+    }
+
+    #[test]
+    fn expired_token_is_expired() {
+        assert_eq!(check(&fixture().expired), Err(Invalid::Expired));
+        // exp is the first second it is no longer good.
+        let (token, claims) = &fixture().good;
+        assert_eq!(
+            validate(token, &fixture().snapshot, claims.exp, None, None),
+            Err(Invalid::Expired)
+        );
+    }
+
+    #[test]
+    fn revoked_jti_is_revoked() {
+        assert_eq!(check(&fixture().revoked), Err(Invalid::Revoked));
+    }
+
+    #[test]
+    fn token_through_revoked_key_is_key_revoked() {
+        assert_eq!(check(&fixture().key_revoked), Err(Invalid::KeyRevoked));
+    }
+
+    #[test]
+    fn token_through_expired_key_is_key_expired() {
+        assert_eq!(check(&fixture().key_expired), Err(Invalid::KeyExpired));
+    }
+
+    #[test]
+    fn token_naming_an_unknown_key_is_unknown_key() {
+        let mut claims = good_claims();
+        claims["key_id"] = json!("key-nobody");
+        let token = jws(&at_jwt(), &claims, signer("alice"), Algorithm::HS256);
+        assert_eq!(check(&token), Err(Invalid::UnknownKey));
+    }
+
+    #[test]
+    fn disabled_user_is_user_disabled() {
+        // carol is disabled: as the subject, as the key's owner, or both.
+        for token in [
+            &fixture().user_disabled,
+            &fixture().subject_disabled,
+            &fixture().key_owner_disabled,
+        ] {
+            assert_eq!(check(token), Err(Invalid::UserDisabled("carol".into())));
+        }
+    }
+
+    #[test]
+    fn address_outside_the_keys_ranges_is_not_allowed() {
+        let token = &fixture().good.0;
+        let at = |addr: &str| {
+            let addr: IpAddr = addr.parse().unwrap();
+            (
+                addr,
+                validate(token, &fixture().snapshot, NOW, Some(addr), None),
+            )
+        };
+        for outside in ["192.168.1.1", "11.0.0.1", "2001:db9::1", "::1"] {
+            let (addr, result) = at(outside);
+            assert_eq!(result, Err(Invalid::AddressNotAllowed(addr)));
+        }
+        for inside in ["10.0.0.1", "10.255.255.255", "2001:db8::1"] {
+            let (_, result) = at(inside);
+            assert_eq!(result.as_ref(), Ok(&fixture().good.1), "{inside}");
+        }
+    }
+
+    #[test]
+    fn read_token_with_required_write_is_insufficient_scope() {
+        let snapshot = &fixture().snapshot;
+        let read_only = &fixture().read_only;
+        assert_eq!(
+            validate(read_only, snapshot, NOW, None, Some(Scope::Write)),
+            Err(Invalid::InsufficientScope(Scope::Write))
+        );
+        assert!(validate(read_only, snapshot, NOW, None, Some(Scope::Read)).is_ok());
+        let write = &fixture().good.0;
+        assert!(validate(write, snapshot, NOW, None, Some(Scope::Write)).is_ok());
+    }
 }

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
 
 use crate::registry::Snapshot;
@@ -189,23 +189,24 @@ pub fn validate(
         subject: subject.map(str::to_owned),
     };
 
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims =
-        match jsonwebtoken::decode::<Map<String, Value>>(assertion, &entry.verifier, &validation) {
-            Ok(data) => data.claims,
-            Err(e) => {
-                let why = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                        "Invalid signature".to_owned()
-                    }
-                    _ => format!("Malformed assertion: {e}"),
-                };
-                return Err(refuse("invalid_grant", why, None));
-            }
-        };
+    // The payload parsed above is exactly the signed bytes: once the signature holds, it
+    // is the verified claim set, so nothing is decoded twice.
+    let message = &assertion[..parts[0].len() + 1 + parts[1].len()];
+    let signature = URL_SAFE_NO_PAD.decode(parts[2]).map_err(|_| {
+        refuse(
+            "invalid_grant",
+            "Malformed assertion: signature is not base64url".into(),
+            None,
+        )
+    })?;
+    if entry
+        .verifier
+        .verify_sig(message.as_bytes(), &signature)
+        .is_err()
+    {
+        return Err(refuse("invalid_grant", "Invalid signature".into(), None));
+    }
+    let claims = unverified;
     let claim_err = |r: Refusal| refuse(r.error, r.description, None);
     if key.revoked.is_some() {
         return Err(refuse("invalid_grant", "Key has been revoked".into(), None));
@@ -364,4 +365,439 @@ fn capitalise(s: &str) -> String {
     c.next()
         .map(|f| f.to_uppercase().chain(c).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::OnceLock;
+
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use rand::rngs::OsRng;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::registry::{DEFAULT_TOKEN_URI, Snapshot};
+    use crate::secret::Secret;
+    use crate::service_key::{self, Generated, KeyFile, RSA_ALG};
+    use crate::store::{Key, Store};
+
+    /// The fixed "now" everything is signed and validated at.
+    const NOW: i64 = 1_700_000_000;
+
+    /// The one RSA key pair of the test binary (generating one is slow): every stored key
+    /// in the fixtures has its public half.
+    pub(crate) fn rsa_key() -> &'static Generated {
+        static KEY: OnceLock<Generated> = OnceLock::new();
+        KEY.get_or_init(|| service_key::generate(2048, &mut OsRng).expect("generating RSA key"))
+    }
+
+    struct Fixture {
+        snapshot: Snapshot,
+        signer: EncodingKey,
+    }
+
+    /// Users: alice (may impersonate), bob, dave, erin (no key).
+    /// Keys by client id: `client-alice` (write), `client-bob` (read), `client-dave`
+    /// (read, revoked).
+    fn fixture() -> &'static Fixture {
+        static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+        FIXTURE.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = Store::open(&dir.path().join("grant.db")).unwrap();
+            for user in ["alice", "bob", "dave", "erin"] {
+                store
+                    .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
+                    .unwrap();
+            }
+            store.set_permission("alice", "impersonate", true).unwrap();
+            for (user, scope) in [
+                ("alice", Scope::Write),
+                ("bob", Scope::Read),
+                ("dave", Scope::Read),
+            ] {
+                store
+                    .add_key(&Key {
+                        key_id: format!("key-{user}"),
+                        client_id: format!("client-{user}"),
+                        user: user.to_owned(),
+                        title: String::new(),
+                        alg: RSA_ALG.to_owned(),
+                        public_key: rsa_key().public_pem.clone(),
+                        ip_ranges: Vec::new(),
+                        scope,
+                        issued: NOW - 10_000,
+                        expires: None,
+                        revoked: None,
+                        last_used: None,
+                    })
+                    .unwrap();
+            }
+            store.revoke_key("key-dave", NOW - 100).unwrap();
+            let snapshot = Snapshot::load(&store, NOW, None).unwrap();
+            let signer =
+                EncodingKey::from_rsa_pem(rsa_key().private_pem.expose().as_bytes()).unwrap();
+            Fixture { snapshot, signer }
+        })
+    }
+
+    fn key_file(user: &str) -> KeyFile {
+        KeyFile {
+            key_id: format!("key-{user}"),
+            client_id: format!("client-{user}"),
+            user_id: user.to_owned(),
+            issued: crate::clock::rfc3339(NOW - 10_000),
+            token_uri: DEFAULT_TOKEN_URI.into(),
+            private_key: rsa_key().private_pem.clone(),
+            alg: RSA_ALG.into(),
+        }
+    }
+
+    /// A grant signed by `user`'s key file at `NOW`, good for 300 s.
+    fn signed_grant(user: &str, req: GrantRequest) -> String {
+        let req = GrantRequest {
+            lifetime: if req.lifetime == 0 { 300 } else { req.lifetime },
+            ..req
+        };
+        sign(&key_file(user), &req, NOW, &mut OsRng).unwrap()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A compact JWS over exactly this header and these claims.
+    fn jws(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).unwrap();
+        format!("{input}.{signature}")
+    }
+
+    /// Alice's claims at `NOW`, good for 300 s.
+    fn claims() -> Value {
+        json!({
+            "iss": "client-alice",
+            "sub": "alice",
+            "aud": DEFAULT_TOKEN_URI,
+            "iat": NOW,
+            "exp": NOW + 300,
+            "jti": "grant-1",
+        })
+    }
+
+    /// `claims` as a validly RS256-signed grant.
+    fn rs256(claims: &Value) -> String {
+        let header = json!({"alg": "RS256", "typ": "JWT"});
+        jws(&header, claims, &fixture().signer, Algorithm::RS256)
+    }
+
+    fn check(assertion: &str) -> Result<Accepted, Refusal> {
+        validate(assertion, None, &fixture().snapshot, NOW)
+    }
+
+    /// The refusal's (error, description).
+    fn refused(assertion: &str) -> (&'static str, String) {
+        let r = check(assertion).expect_err("the grant should be refused");
+        (r.error, r.description)
+    }
+
+    fn invalid_grant(description: &str) -> (&'static str, String) {
+        ("invalid_grant", description.to_owned())
+    }
+
+    fn with(mut claims: Value, name: &str, value: Value) -> Value {
+        claims[name] = value;
+        claims
+    }
+
+    #[test]
+    fn good_grant_is_accepted_with_its_key_user_subject_scope_and_exp() {
+        let accepted = check(&signed_grant("alice", GrantRequest::default())).unwrap();
+        assert_eq!(accepted.key_id, "key-alice");
+        assert_eq!(accepted.client_id, "client-alice");
+        assert_eq!(accepted.user, "alice");
+        assert_eq!(accepted.subject, "alice");
+        assert_eq!(accepted.scope, Scope::Write);
+        assert_eq!(accepted.exp, NOW + 300);
+        assert!(accepted.jti.is_some_and(|j| !j.is_empty()));
+
+        // The request's scope parameter wins over the grant's own scope claim.
+        let grant = signed_grant(
+            "alice",
+            GrantRequest {
+                scope: Some("write".into()),
+                ..GrantRequest::default()
+            },
+        );
+        let accepted = validate(&grant, Some("read"), &fixture().snapshot, NOW).unwrap();
+        assert_eq!(accepted.scope, Scope::Read);
+    }
+
+    #[test]
+    fn swapped_payload_is_refused_as_invalid_signature() {
+        let grant = signed_grant("alice", GrantRequest::default());
+        let parts: Vec<&str> = grant.split('.').collect();
+        for other in [
+            with(claims(), "sub", json!("erin")),
+            with(claims(), "scope", json!("write")),
+            with(claims(), "exp", json!(NOW + 3_000)),
+        ] {
+            let forged = format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(other.to_string().as_bytes()),
+                parts[2]
+            );
+            let r = check(&forged).unwrap_err();
+            assert_eq!((r.error, r.description), invalid_grant("Invalid signature"));
+            assert_eq!(r.key_id.as_deref(), Some("key-alice"));
+            assert_eq!(r.user.as_deref(), Some("alice"));
+        }
+        // And the original, untouched, is fine: the refusal is about the swap.
+        assert!(check(&grant).is_ok());
+    }
+
+    #[test]
+    fn signature_that_is_not_base64url_is_malformed() {
+        let grant = signed_grant("alice", GrantRequest::default());
+        let (message, signature) = grant.rsplit_once('.').unwrap();
+        for bad in [
+            "not*base64url".to_owned(),
+            format!("{signature}="),
+            format!("+{}", &signature[1..]),
+            "A".to_owned(),
+        ] {
+            assert_ne!(bad, signature);
+            assert_eq!(
+                refused(&format!("{message}.{bad}")),
+                invalid_grant("Malformed assertion: signature is not base64url"),
+                "signature {bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn assertion_without_exactly_three_parts_is_refused() {
+        let grant = signed_grant("alice", GrantRequest::default());
+        let (two, _) = grant.rsplit_once('.').unwrap();
+        let four = format!("{grant}.{}", b64(b"{}"));
+        for bad in ["", "abc", two, &four, &format!("{grant}.")] {
+            assert_eq!(
+                refused(bad),
+                invalid_grant("Malformed assertion: a JWT has three dot-separated parts"),
+                "assertion {bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn algorithms_other_than_rs256_are_refused_by_name() {
+        let c = claims();
+        let none = format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none","typ":"JWT"}"#),
+            b64(c.to_string().as_bytes())
+        );
+        // The classic confusion: HS256 keyed with the (public) PEM.
+        let public_as_secret = EncodingKey::from_secret(rsa_key().public_pem.as_bytes());
+        let hs256 = jws(
+            &json!({"alg": "HS256", "typ": "JWT"}),
+            &c,
+            &public_as_secret,
+            Algorithm::HS256,
+        );
+        let rs512 = jws(
+            &json!({"alg": "RS512", "typ": "JWT"}),
+            &c,
+            &fixture().signer,
+            Algorithm::RS512,
+        );
+        for (grant, alg) in [(none, "none"), (hs256, "HS256"), (rs512, "RS512")] {
+            assert_eq!(
+                refused(&grant),
+                invalid_grant(&format!(
+                    "Algorithm '{alg}' is not allowed; grants must be signed with RS256"
+                ))
+            );
+        }
+        // The same claims, RS256-signed, pass: the algorithm is what was refused.
+        assert!(check(&rs256(&c)).is_ok());
+    }
+
+    #[test]
+    fn alg_with_control_characters_is_echoed_without_them() {
+        let header = json!({"alg": "RS\u{1b}[2J256\r\n\u{0}x", "typ": "JWT"});
+        let grant = jws(&header, &claims(), &fixture().signer, Algorithm::RS256);
+        let (error, description) = refused(&grant);
+        assert_eq!(error, "invalid_grant");
+        assert_eq!(
+            description,
+            "Algorithm 'RS[2J256x' is not allowed; grants must be signed with RS256"
+        );
+        assert!(!description.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn unknown_issuer_has_no_key() {
+        let grant = rs256(&with(claims(), "iss", json!("client-mallory")));
+        let r = check(&grant).unwrap_err();
+        assert_eq!(
+            (r.error, r.description),
+            invalid_grant("No associated key found")
+        );
+        assert_eq!(r.key_id, None);
+    }
+
+    #[test]
+    fn expired_grant_is_refused() {
+        for exp in [NOW, NOW - 1, NOW - 10_000] {
+            let grant = rs256(&with(claims(), "exp", json!(exp)));
+            assert_eq!(
+                refused(&grant),
+                invalid_grant("Signature has expired"),
+                "exp {exp}"
+            );
+        }
+        assert!(check(&rs256(&with(claims(), "exp", json!(NOW + 1)))).is_ok());
+    }
+
+    #[test]
+    fn grant_expiring_more_than_a_day_ahead_is_refused() {
+        for exp in [NOW + MAX_LIFETIME + 1, NOW + 10 * MAX_LIFETIME] {
+            let grant = rs256(&with(claims(), "exp", json!(exp)));
+            assert_eq!(
+                refused(&grant),
+                invalid_grant("Grant expires more than a day in the future"),
+                "exp {exp}"
+            );
+        }
+        let exactly_a_day = rs256(&with(claims(), "exp", json!(NOW + MAX_LIFETIME)));
+        assert_eq!(check(&exactly_a_day).unwrap().exp, NOW + MAX_LIFETIME);
+    }
+
+    #[test]
+    fn grant_issued_over_an_hour_ago_is_refused() {
+        let grant = rs256(&with(claims(), "iat", json!(NOW - MAX_AGE - 1)));
+        assert_eq!(
+            refused(&grant),
+            invalid_grant("JWT was issued more than an hour in the past")
+        );
+        // Still refused when it is the client's own signing that is old.
+        let old = sign(
+            &key_file("alice"),
+            &GrantRequest {
+                lifetime: 2 * MAX_AGE,
+                ..GrantRequest::default()
+            },
+            NOW - MAX_AGE - 1,
+            &mut OsRng,
+        )
+        .unwrap();
+        assert_eq!(
+            refused(&old),
+            invalid_grant("JWT was issued more than an hour in the past")
+        );
+        assert!(check(&rs256(&with(claims(), "iat", json!(NOW - MAX_AGE)))).is_ok());
+    }
+
+    #[test]
+    fn grant_issued_in_the_future_beyond_skew_is_refused() {
+        let grant = rs256(&with(claims(), "iat", json!(NOW + SKEW + 1)));
+        assert_eq!(
+            refused(&grant),
+            invalid_grant("JWT was issued in the future")
+        );
+        assert!(check(&rs256(&with(claims(), "iat", json!(NOW + SKEW)))).is_ok());
+    }
+
+    #[test]
+    fn wrong_audience_is_refused() {
+        for aud in [
+            json!("https://elsewhere.example/token"),
+            json!(format!("{DEFAULT_TOKEN_URI}/")),
+            json!(["https://elsewhere.example/token"]),
+            json!([]),
+            json!(42),
+        ] {
+            let grant = rs256(&with(claims(), "aud", aud.clone()));
+            assert_eq!(
+                refused(&grant),
+                invalid_grant("Invalid audience"),
+                "aud {aud}"
+            );
+        }
+        let issuer = fixture().snapshot.issuer.clone();
+        for aud in [
+            json!(issuer),
+            json!(["https://elsewhere.example/token", DEFAULT_TOKEN_URI]),
+        ] {
+            assert!(
+                check(&rs256(&with(claims(), "aud", aud.clone()))).is_ok(),
+                "aud {aud}"
+            );
+        }
+    }
+
+    #[test]
+    fn revoked_key_is_refused() {
+        let r = check(&signed_grant("dave", GrantRequest::default())).unwrap_err();
+        assert_eq!(
+            (r.error, r.description),
+            invalid_grant("Key has been revoked")
+        );
+        assert_eq!(r.key_id.as_deref(), Some("key-dave"));
+        assert_eq!(r.user.as_deref(), Some("dave"));
+    }
+
+    #[test]
+    fn impersonation_needs_the_permission() {
+        let as_erin = |user| {
+            let req = GrantRequest {
+                sub: Some("erin".into()),
+                ..GrantRequest::default()
+            };
+            signed_grant(user, req)
+        };
+        let r = check(&as_erin("bob")).unwrap_err();
+        assert_eq!(
+            (r.error, r.description),
+            invalid_grant("Impersonation not allowed: user 'bob' may not act as 'erin'")
+        );
+        assert_eq!(r.user.as_deref(), Some("bob"));
+        assert_eq!(r.subject.as_deref(), Some("erin"));
+
+        let accepted = check(&as_erin("alice")).unwrap();
+        assert_eq!(accepted.key_id, "key-alice");
+        assert_eq!(accepted.user, "alice");
+        assert_eq!(accepted.subject, "erin");
+    }
+
+    #[test]
+    fn scope_above_the_keys_is_refused_with_invalid_scope() {
+        let exceeds = (
+            "invalid_scope",
+            "Requested scope 'write' exceeds the key's scope 'read'".to_owned(),
+        );
+        let plain = signed_grant("bob", GrantRequest::default());
+        let r = validate(&plain, Some("read write"), &fixture().snapshot, NOW).unwrap_err();
+        assert_eq!((r.error, r.description), exceeds.clone());
+        assert_eq!(r.key_id.as_deref(), Some("key-bob"));
+
+        let in_claim = signed_grant(
+            "bob",
+            GrantRequest {
+                scope: Some("write".into()),
+                ..GrantRequest::default()
+            },
+        );
+        assert_eq!(refused(&in_claim), exceeds);
+
+        // Within the key's scope, or none asked for: the key's own scope.
+        let read = validate(&plain, Some("read"), &fixture().snapshot, NOW).unwrap();
+        assert_eq!(read.scope, Scope::Read);
+        assert_eq!(check(&plain).unwrap().scope, Scope::Read);
+    }
 }

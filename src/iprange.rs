@@ -56,17 +56,20 @@ pub fn format(ranges: &[IpNet]) -> String {
         .join(",")
 }
 
-/// Whether `addr` may use a key with these ranges (no ranges: anywhere). IPv4-mapped IPv6
-/// addresses (::ffff:a.b.c.d, as a dual-stack socket reports them) match IPv4 ranges.
+/// Whether `addr` may use a key with these ranges (no ranges: anywhere). An IPv4 client
+/// can appear as a.b.c.d or, from a dual-stack socket, as ::ffff:a.b.c.d, and a range can be
+/// written either way (::ffff:10.0.0.0/104 is 10.0.0.0/8): both spellings are matched.
 pub fn allows(ranges: &[IpNet], addr: IpAddr) -> bool {
     if ranges.is_empty() {
         return true;
     }
-    let addr = match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
-        v4 => v4,
+    let other = match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
     };
-    ranges.iter().any(|n| n.contains(&addr))
+    ranges
+        .iter()
+        .any(|n| n.contains(&addr) || other.is_some_and(|o| n.contains(&o)))
 }
 
 #[cfg(test)]
@@ -102,6 +105,23 @@ mod tests {
             parse("10.0.0.0/8,,").unwrap_err(),
             RangeError::Empty(_)
         ));
+    }
+
+    /// Found by the `ip_ranges` fuzz target: a range written in IPv4-mapped form refused
+    /// the very addresses it names.
+    #[test]
+    fn ipv4_mapped_ranges_match_both_spellings_of_their_addresses() {
+        let r = parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(allows(&r, "10.0.0.0".parse().unwrap()));
+        assert!(allows(&r, "::ffff:10.255.0.1".parse().unwrap()));
+        assert!(!allows(&r, "11.0.0.1".parse().unwrap()));
+        let one = parse("::ffff:192.0.2.7").unwrap();
+        assert!(allows(&one, "192.0.2.7".parse().unwrap()));
+        assert!(!allows(&one, "192.0.2.8".parse().unwrap()));
+        // A mapped IPv4 client still matches a plain IPv4 range.
+        let v4 = parse("192.0.2.0/24").unwrap();
+        assert!(allows(&v4, "::ffff:192.0.2.200".parse().unwrap()));
+        assert!(!allows(&v4, "2001:db8::1".parse().unwrap()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
 use crate::store::{Key, Store, User};
@@ -12,7 +13,9 @@ pub const DEFAULT_TOKEN_URI: &str = "http://127.0.0.1:8080/token";
 
 pub struct KeyEntry {
     pub key: Key,
-    pub verifier: Arc<DecodingKey>,
+    /// The RS256 public key, parsed once: a grant's verify is then only the RSA operation,
+    /// not a DER parse and a fresh Montgomery setup per request.
+    pub verifier: Arc<ParsedPublicKey>,
 }
 
 pub struct UserEntry {
@@ -47,7 +50,7 @@ impl Snapshot {
         for key in store.keys(None, true)? {
             let verifier = match previous.and_then(|p| p.keys_by_id.get(&key.key_id)) {
                 Some(old) if old.key.public_key == key.public_key => old.verifier.clone(),
-                _ => match DecodingKey::from_rsa_pem(key.public_key.as_bytes()) {
+                _ => match parse_public_key(&key.public_key) {
                     Ok(k) => Arc::new(k),
                     Err(e) => {
                         tracing::warn!(key_id = %key.key_id, error = %e, "stored public key does not parse; key skipped");
@@ -98,6 +101,17 @@ impl Snapshot {
     pub fn token_revoked(&self, jti: &str) -> bool {
         self.revoked_tokens.contains(jti)
     }
+}
+
+/// A stored public key (SPKI or PKCS#1 PEM) ready for RS256 verification.
+fn parse_public_key(pem: &str) -> anyhow::Result<ParsedPublicKey> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))?;
+    let der = key.to_public_key_der()?;
+    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_bytes())
+        .map_err(|e| anyhow::anyhow!("aws-lc refused the key: {e}"))
 }
 
 /// The issuer is the token URI's origin ("http://127.0.0.1:8080").

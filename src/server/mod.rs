@@ -9,7 +9,7 @@ mod usage;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::thread::JoinHandle;
 
 use axum::Router;
@@ -47,7 +47,9 @@ struct Reader {
 pub struct AppState {
     config: Config,
     clock: Clock,
-    reader: Mutex<Reader>,
+    /// One per worker thread or so: every check asks the store whether it changed, and one
+    /// shared connection made the workers queue behind each other for it.
+    readers: Vec<Mutex<Reader>>,
     snapshot: RwLock<Arc<Snapshot>>,
     usage: UsageWriter,
     /// (client_id, jti) -> grant expiry, for replay detection.
@@ -65,21 +67,31 @@ impl AppState {
     ) -> anyhow::Result<(SharedState, JoinHandle<()>)> {
         let store = Store::open(path)?;
         let now = clock.now();
-        let data_version = store.data_version()?;
         let snapshot = Snapshot::load(&store, now, None)?;
         let replay = store
             .live_grant_jtis(now)?
             .into_iter()
             .map(|(client, jti, exp)| ((client, jti), exp))
             .collect();
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        let mut readers = Vec::with_capacity(count);
+        let mut first = Some(store);
+        for _ in 0..count {
+            let store = match first.take() {
+                Some(s) => s,
+                None => Store::open(path)?,
+            };
+            // Unknown yet: the first check on each compares generations.
+            readers.push(Mutex::new(Reader {
+                store,
+                data_version: i64::MIN,
+            }));
+        }
         let (usage, writer) = UsageWriter::start(Store::open(path)?, clock, config.usage_retention);
         let state = AppState {
             config,
             clock,
-            reader: Mutex::new(Reader {
-                store,
-                data_version,
-            }),
+            readers,
             snapshot: RwLock::new(Arc::new(snapshot)),
             usage,
             replay: Mutex::new(replay),
@@ -91,35 +103,53 @@ impl AppState {
         self.clock.now()
     }
 
+    /// A free store connection for reading, or the first one when all are busy.
+    fn reader(&self) -> MutexGuard<'_, Reader> {
+        for r in &self.readers {
+            match r.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[0].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The current snapshot, reloaded first when the CLI (or anyone) changed the store.
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
-        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let dv = reader.store.data_version()?;
-        if dv != reader.data_version {
-            let current = self
-                .snapshot
+        let current = || {
+            self.snapshot
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            if reader.store.generation()? != current.generation {
-                let fresh = Arc::new(Snapshot::load(&reader.store, self.now(), Some(&current))?);
-                tracing::debug!(
-                    generation = fresh.generation,
-                    "store changed; cache reloaded"
-                );
-                *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
-                // Only now: a failed reload is retried on the next request.
-                reader.data_version = dv;
-                return Ok(fresh);
-            }
-            reader.data_version = dv;
-            return Ok(current);
+                .clone()
+        };
+        let mut reader = self.reader();
+        let dv = reader.store.data_version()?;
+        if dv == reader.data_version {
+            // Nothing committed since this connection last looked, and the shared snapshot
+            // was current then and only moves forward.
+            return Ok(current());
         }
-        Ok(self
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone())
+        let seen = current();
+        if reader.store.generation()? == seen.generation {
+            reader.data_version = dv;
+            return Ok(seen);
+        }
+        let fresh = Arc::new(Snapshot::load(&reader.store, self.now(), Some(&seen))?);
+        tracing::debug!(
+            generation = fresh.generation,
+            "store changed; cache reloaded"
+        );
+        let mut shared = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        // Two connections may reload at once: never replace a newer snapshot with an older.
+        if fresh.generation >= shared.generation {
+            *shared = fresh;
+        }
+        let newest = shared.clone();
+        drop(shared);
+        // Only now: a failed reload is retried on the next request.
+        reader.data_version = dv;
+        Ok(newest)
     }
 
     /// Records a grant's jti; false when it was seen before and has not expired.
@@ -148,7 +178,7 @@ impl AppState {
 
     /// Writes a revoked token id (POST /revoke).
     fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
-        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reader = self.reader();
         reader.store.revoke_token(jti, exp, self.now())?;
         // `PRAGMA data_version` does not move for a connection's own commits: without this,
         // the revocation would go unseen until some other connection wrote to the store.

@@ -64,8 +64,10 @@ pub fn extract_token(headers: &HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, value)| *name == "token" && !value.is_empty())
-        .map(|(_, value)| value.trim_matches('"').to_owned());
+        .filter(|(name, _)| *name == "token")
+        .map(|(_, value)| value.trim_matches('"'))
+        .find(|value| !value.is_empty())
+        .map(str::to_owned);
     if cookie.is_some() {
         return cookie;
     }
@@ -205,6 +207,25 @@ mod tests {
         assert_eq!(
             extract_token(&headers(&[("authorization", "Bearer ")])),
             None
+        );
+    }
+
+    /// Found by the `token_extraction` fuzz target: a quoted empty cookie was taken as an
+    /// empty token (and hid a later source).
+    #[test]
+    fn empty_quoted_cookies_are_not_tokens() {
+        assert_eq!(extract_token(&headers(&[("cookie", "token=\"\"")])), None);
+        assert_eq!(
+            extract_token(&headers(&[("cookie", "token=\"\"; token=e")])).as_deref(),
+            Some("e")
+        );
+        assert_eq!(
+            extract_token(&headers(&[
+                ("cookie", "token=\"\""),
+                ("x-jwt-auth-token", "c")
+            ]))
+            .as_deref(),
+            Some("c")
         );
     }
 

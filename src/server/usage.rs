@@ -3,7 +3,7 @@
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -40,21 +40,13 @@ impl UsageWriter {
                 let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
                 while let Ok(first) = rx.recv() {
                     batch.push(first);
-                    let deadline = Instant::now() + LINGER;
+                    // Let company arrive while asleep rather than being woken for each
+                    // row: one wake-up per batch, not one per request.
+                    std::thread::sleep(LINGER);
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
                             Ok(j) => batch.push(j),
-                            Err(mpsc::TryRecvError::Disconnected) => break,
-                            Err(mpsc::TryRecvError::Empty) => {
-                                let left = deadline.saturating_duration_since(Instant::now());
-                                if left.is_zero() {
-                                    break;
-                                }
-                                match rx.recv_timeout(left) {
-                                    Ok(j) => batch.push(j),
-                                    Err(_) => break,
-                                }
-                            }
+                            Err(_) => break,
                         }
                     }
                     let now = clock.now();

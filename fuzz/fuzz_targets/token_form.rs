@@ -1,0 +1,99 @@
+//! `server::request::form` on arbitrary bodies (with the form content type set) and
+//! `server::request::client_addr` on arbitrary `X-Forwarded-For` values.
+//!
+//! Input: `<x-forwarded-for value>\n…\n\n<body>`: the lines before the first blank line are
+//! `X-Forwarded-For` header values (those `HeaderValue` accepts), the rest is the body; with
+//! no blank line the whole input is the body.
+#![no_main]
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use ipnet::IpNet;
+use libfuzzer_sys::fuzz_target;
+use tokenauth::server::error::ApiError;
+use tokenauth::server::request::{client_addr, form};
+
+fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn check_form(ctype: &'static str, body: &[u8]) -> Option<HashMap<String, String>> {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    match form(&headers, body) {
+        Ok(map) => {
+            // What was accepted survives a round trip through the encoder.
+            let encoded = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(map.iter())
+                .finish();
+            let again = form(&headers, encoded.as_bytes()).expect("re-encoded form refused");
+            assert_eq!(again, map);
+            Some(map)
+        }
+        Err(ApiError::OAuth {
+            status,
+            error,
+            description,
+        }) => {
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(error, "invalid_request");
+            assert!(description.starts_with("Parameter '"), "{description}");
+            None
+        }
+        Err(other) => panic!("unexpected error {other:?}"),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (xff, body) = match data.windows(2).position(|w| w == b"\n\n") {
+        Some(i) => (&data[..i], &data[i + 2..]),
+        None => (&data[..0], data),
+    };
+
+    let plain = check_form("application/x-www-form-urlencoded", body);
+    let with_charset = check_form("Application/X-WWW-Form-URLEncoded; charset=UTF-8", body);
+    assert_eq!(plain, with_charset);
+
+    let mut headers = HeaderMap::new();
+    let mut hops = Vec::new();
+    for line in xff.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            if let Ok(s) = value.to_str() {
+                hops.extend(s.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()));
+            }
+            headers.append("x-forwarded-for", value);
+        }
+    }
+    let trusted: Vec<IpNet> = ["127.0.0.0/8", "10.0.0.0/8", "::1/128", "fd00::/8"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    for peer in [
+        "127.0.0.1",
+        "::ffff:127.0.0.1",
+        "::1",
+        "9.9.9.9",
+        "2001:db8::1",
+    ] {
+        let peer: IpAddr = peer.parse().unwrap();
+        let addr = client_addr(peer, &headers, &trusted);
+        let peer = canonical(peer);
+        if !trusted.iter().any(|n| n.contains(&peer)) {
+            assert_eq!(
+                addr, peer,
+                "an untrusted peer's X-Forwarded-For was believed"
+            );
+        } else {
+            assert!(
+                addr == peer || hops.iter().any(|h| canonical(*h) == addr),
+                "{addr} is neither the peer nor a forwarded hop"
+            );
+        }
+        assert_eq!(client_addr(peer, &headers, &[]), peer);
+    }
+});
