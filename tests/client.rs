@@ -4,18 +4,12 @@
 
 mod common;
 
+use common::now;
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{Env, free_port, http, mode, send};
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn arg(path: &Path) -> &str {
     path.to_str().unwrap()

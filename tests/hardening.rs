@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::now as real_now;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,13 +38,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// Whatever happens (even a panic), load threads never outlive this.
 const LOAD_CAP: Duration = Duration::from_secs(60);
-
-fn real_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn arg(path: &Path) -> &str {
     path.to_str().unwrap()

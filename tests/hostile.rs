@@ -11,12 +11,14 @@
 
 mod common;
 
+use common::fresh_jti;
+use common::now;
+
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -228,22 +230,6 @@ impl Watchdog {
 }
 
 // ---- keys, grants and tokens ------------------------------------------------------------------
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn fresh_jti() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "hostile-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

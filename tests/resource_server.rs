@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::now;
+
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -13,13 +15,6 @@ use serde_json::{Value, json};
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// `tokenauth sign-grant --key KEY`, with extra environment variables (e.g. TOKENAUTH_NOW).
 fn grant(env: &Env, key: &Path, vars: &[(&str, &str)]) -> String {

@@ -2,8 +2,10 @@
 
 mod common;
 
+use common::fresh_jti;
+use common::now as real_now;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,23 +32,6 @@ fn issue_sign_exchange_gives_a_bearer_token() {
 }
 
 // ---- helpers --------------------------------------------------------------------------------
-
-fn real_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// A fresh jti, so crafted grants never trip the replay check by accident.
-fn fresh_jti() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn key_file(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
