@@ -2,6 +2,7 @@
 //! POST /revoke (RFC 7009).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::access_token::{self, Claims};
+use crate::registry::Snapshot;
 use crate::scope::Scope;
 use crate::server::SharedState;
 use crate::server::error::ApiError;
@@ -47,7 +49,7 @@ pub async fn forward_auth(
         required = required.max(Some(Scope::Write));
     }
     let addr = request::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
-    let claims = check_bearer(&state, &headers, addr, required)?;
+    let (claims, _) = check_bearer(&state, &headers, addr, required)?;
     let mut resp = axum::Json(
         serde_json::json!({ "user": claims.sub, "key_id": claims.key_id, "scope": claims.scope }),
     )
@@ -66,12 +68,14 @@ pub async fn forward_auth(
     Ok(resp)
 }
 
+/// Checks the request's own bearer token; also returns the snapshot it was judged against,
+/// so that a caller checking more sees the same state of the store without asking again.
 fn check_bearer(
     state: &SharedState,
     headers: &HeaderMap,
     addr: IpAddr,
     required: Option<Scope>,
-) -> Result<Claims, ApiError> {
+) -> Result<(Claims, Arc<Snapshot>), ApiError> {
     let Some(token) = request::extract_token(headers) else {
         return Err(ApiError::Bearer {
             missing: true,
@@ -79,12 +83,13 @@ fn check_bearer(
         });
     };
     let snap = state.snapshot()?;
-    access_token::validate(&token, &snap, state.now(), Some(addr), required).map_err(|invalid| {
-        ApiError::Bearer {
+    let claims = access_token::validate(&token, &snap, state.now(), Some(addr), required).map_err(
+        |invalid| ApiError::Bearer {
             missing: false,
             invalid,
-        }
-    })
+        },
+    )?;
+    Ok((claims, snap))
 }
 
 /// RFC 7662. The caller authenticates with its own access token (`Authorization: Bearer`),
@@ -97,8 +102,7 @@ pub async fn introspect(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let addr = request::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
-    let caller = check_bearer(&state, &headers, addr, None)?;
-    let snap = state.snapshot()?;
+    let (caller, snap) = check_bearer(&state, &headers, addr, None)?;
     if !snap
         .user(&caller.sub)
         .is_some_and(|u| u.user.may("introspect"))
