@@ -838,7 +838,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__sign__subcmd__grant)
-            opts="-k -h -V --key --sub --lifetime --aud --scope --no-jti --db --help --version"
+            opts="-k -h -V --key --sub --scope --lifetime --aud --no-jti --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -856,15 +856,15 @@ _tokenauth() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --lifetime)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --aud)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --scope)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -211,8 +211,7 @@ mod tests {
 
     use super::*;
     use crate::secret::Secret;
-    use crate::service_key::RSA_ALG;
-    use crate::store::{Key, Store};
+    use crate::store::Store;
 
     /// The fixed "now" tokens are issued and validated at.
     const NOW: i64 = 1_700_000_000;
@@ -252,7 +251,6 @@ mod tests {
                     .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
                     .unwrap();
             }
-            let public_pem = &crate::grant::tests::rsa_key().public_pem;
             for (user, scope, ranges, expires) in [
                 ("alice", Scope::Write, "10.0.0.0/8, 2001:db8::/32", None),
                 ("bob", Scope::Write, "", None),
@@ -260,20 +258,7 @@ mod tests {
                 ("dave", Scope::Write, "", Some(NOW - 10)),
             ] {
                 store
-                    .add_key(&Key {
-                        key_id: format!("key-{user}"),
-                        client_id: format!("client-{user}"),
-                        user: user.to_owned(),
-                        title: String::new(),
-                        alg: RSA_ALG.to_owned(),
-                        public_key: public_pem.clone(),
-                        ip_ranges: iprange::parse(ranges).unwrap(),
-                        scope,
-                        issued: NOW - 10_000,
-                        expires,
-                        revoked: None,
-                        last_used: None,
-                    })
+                    .add_key(&crate::grant::tests::test_key(user, scope, ranges, expires))
                     .unwrap();
             }
             let first = Snapshot::load(&store, NOW, None).unwrap();

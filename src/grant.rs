@@ -391,6 +391,25 @@ pub(crate) mod tests {
         KEY.get_or_init(|| service_key::generate(2048, &mut OsRng).expect("generating RSA key"))
     }
 
+    /// `user`'s stored key (`key-<user>`, `client-<user>`, issued at `NOW - 10_000`), with
+    /// the public half of [`rsa_key`].
+    pub(crate) fn test_key(user: &str, scope: Scope, ip_ranges: &str, expires: Option<i64>) -> Key {
+        Key {
+            key_id: format!("key-{user}"),
+            client_id: format!("client-{user}"),
+            user: user.to_owned(),
+            title: String::new(),
+            alg: RSA_ALG.to_owned(),
+            public_key: rsa_key().public_pem.clone(),
+            ip_ranges: crate::iprange::parse(ip_ranges).unwrap(),
+            scope,
+            issued: NOW - 10_000,
+            expires,
+            revoked: None,
+            last_used: None,
+        }
+    }
+
     struct Fixture {
         snapshot: Snapshot,
         signer: EncodingKey,
@@ -415,22 +434,7 @@ pub(crate) mod tests {
                 ("bob", Scope::Read),
                 ("dave", Scope::Read),
             ] {
-                store
-                    .add_key(&Key {
-                        key_id: format!("key-{user}"),
-                        client_id: format!("client-{user}"),
-                        user: user.to_owned(),
-                        title: String::new(),
-                        alg: RSA_ALG.to_owned(),
-                        public_key: rsa_key().public_pem.clone(),
-                        ip_ranges: Vec::new(),
-                        scope,
-                        issued: NOW - 10_000,
-                        expires: None,
-                        revoked: None,
-                        last_used: None,
-                    })
-                    .unwrap();
+                store.add_key(&test_key(user, scope, "", None)).unwrap();
             }
             store.revoke_key("key-dave", NOW - 100).unwrap();
             let snapshot = Snapshot::load(&store, NOW, None).unwrap();

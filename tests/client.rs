@@ -15,19 +15,6 @@ fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// A plain process with the environment `Env::cmd` gives the binary.
-fn std_cmd(env: &Env, program: &str) -> std::process::Command {
-    let mut c = std::process::Command::new(program);
-    c.current_dir(env.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.path())
-        .env("XDG_DATA_HOME", env.path().join("data"))
-        .env("XDG_CACHE_HOME", env.path().join("cache"))
-        .env("TOKENAUTH_DB", env.db());
-    c
-}
-
 const BIN: &str = env!("CARGO_BIN_EXE_tokenauth");
 
 /// Runs the binary with extra environment variables; returns the whole output.
@@ -192,7 +179,8 @@ fn get_token_prints_every_format() {
         );
     }
     // … and eval works in a real shell (with the key from TOKENAUTH_KEY).
-    let out = std_cmd(&env, "sh")
+    let out = env
+        .std_cmd("sh")
         .args([
             "-c",
             r#"eval "$("$0" get-token --format env)" && printf '%s\n' "$TOKENAUTH_TOKEN""#,
@@ -362,7 +350,7 @@ fn concurrent_get_tokens_make_one_request() {
     let (_, key) = env.issue_key("ci-bot", &[]);
     let children: Vec<std::process::Child> = (0..20)
         .map(|_| {
-            std_cmd(&env, BIN)
+            env.std_cmd(BIN)
                 .args(["get-token", "--key", arg(&key)])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

@@ -1,9 +1,7 @@
 //! `tokenauth get-token`: an access token for a key file, cached between calls.
 
-use std::path::PathBuf;
-
 use crate::client::Getter;
-use crate::cmd::Ctx;
+use crate::cmd::{Ctx, GrantArgs};
 use crate::output;
 use crate::service_key;
 
@@ -20,17 +18,8 @@ use crate::service_key;
   tokenauth get-token --format env >> \"$GITHUB_ENV\"     # with TOKENAUTH_KEY set
   eval \"$(tokenauth get-token --key ci-bot.json --format env)\"")]
 pub struct Args {
-    /// The key file; `-` reads it from standard input
-    #[arg(long, short, env = "TOKENAUTH_KEY", value_name = "FILE")]
-    pub key: PathBuf,
-
-    /// Act as this user instead of the key's own (needs the impersonate permission)
-    #[arg(long, value_name = "USER")]
-    pub sub: Option<String>,
-
-    /// Scopes to ask for, space-separated (read, write) [default: the key's scope]
-    #[arg(long, value_name = "SCOPES")]
-    pub scope: Option<String>,
+    #[command(flatten)]
+    pub grant: GrantArgs,
 
     /// What to print
     #[arg(long, value_enum, default_value_t = Format::Token)]
@@ -58,12 +47,12 @@ pub enum Format {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let key = service_key::read_key_file(&args.key)?;
+    let key = service_key::read_key_file(&args.grant.key)?;
     let now = ctx.now();
     let getter = Getter {
         key: &key,
-        sub: args.sub.as_deref(),
-        scope: args.scope.as_deref(),
+        sub: args.grant.sub.as_deref(),
+        scope: args.grant.scope.as_deref(),
         use_cache: !args.no_cache,
         min_valid: i64::from(args.min_valid),
     };

@@ -27,6 +27,23 @@ use crate::clock::Clock;
 use crate::registry::DEFAULT_TOKEN_URI;
 use crate::store::Store;
 
+/// The key file and what a grant signed with it asks for: the same options on sign-grant,
+/// get-token and request.
+#[derive(Debug, clap::Args)]
+pub struct GrantArgs {
+    /// The key file; `-` reads it from standard input
+    #[arg(long, short, env = "TOKENAUTH_KEY", value_name = "FILE")]
+    pub key: PathBuf,
+
+    /// Act as this user instead of the key's own (needs the impersonate permission)
+    #[arg(long, value_name = "USER")]
+    pub sub: Option<String>,
+
+    /// Scopes to ask for, space-separated (read, write) [default: the key's scope]
+    #[arg(long, value_name = "SCOPES")]
+    pub scope: Option<String>,
+}
+
 /// An error already reported on stdout/stderr: exit with this code, print nothing more.
 #[derive(Debug)]
 pub struct Quiet(pub u8);

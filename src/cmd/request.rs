@@ -2,13 +2,12 @@
 //! when the API says the token is no longer good.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::client::{self, Getter};
-use crate::cmd::Ctx;
+use crate::cmd::{Ctx, GrantArgs};
 use crate::service_key;
 
 /// Send an HTTP request with a bearer token from a key file.
@@ -22,17 +21,8 @@ use crate::service_key;
   tokenauth request --key ci-bot.json https://api.example.com/builds
   tokenauth request --key ci-bot.json -X POST -H 'Content-Type: application/json' -d @build.json https://api.example.com/builds")]
 pub struct Args {
-    /// The key file; `-` reads it from standard input
-    #[arg(long, short, env = "TOKENAUTH_KEY", value_name = "FILE")]
-    pub key: PathBuf,
-
-    /// Act as this user instead of the key's own (needs the impersonate permission)
-    #[arg(long, value_name = "USER")]
-    pub sub: Option<String>,
-
-    /// Scopes to ask for, space-separated [default: the key's scope]
-    #[arg(long, value_name = "SCOPES")]
-    pub scope: Option<String>,
+    #[command(flatten)]
+    pub grant: GrantArgs,
 
     /// The HTTP method [default: GET, or POST with --data]
     #[arg(short = 'X', long, value_name = "METHOD")]
@@ -100,11 +90,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         );
     }
 
-    let key = service_key::read_key_file(&args.key)?;
+    let key = service_key::read_key_file(&args.grant.key)?;
     let getter = Getter {
         key: &key,
-        sub: args.sub.as_deref(),
-        scope: args.scope.as_deref(),
+        sub: args.grant.sub.as_deref(),
+        scope: args.grant.scope.as_deref(),
         use_cache: !args.no_cache,
         min_valid: 60,
     };

@@ -1,10 +1,8 @@
 //! `tokenauth sign-grant`: print a signed RFC 7523 JWT grant.
 
-use std::path::PathBuf;
-
 use rand::rngs::OsRng;
 
-use crate::cmd::Ctx;
+use crate::cmd::{Ctx, GrantArgs};
 use crate::grant::{self, GrantRequest};
 use crate::service_key;
 
@@ -20,13 +18,8 @@ use crate::service_key;
   TOKENAUTH_KEY=ci-bot.json tokenauth sign-grant --lifetime 60
   vault kv get -field=key secret/ci-bot | tokenauth sign-grant --key -")]
 pub struct Args {
-    /// The key file; `-` reads it from standard input
-    #[arg(long, short, env = "TOKENAUTH_KEY", value_name = "FILE")]
-    pub key: PathBuf,
-
-    /// Act as this user instead of the key's own (needs the impersonate permission)
-    #[arg(long, value_name = "USER")]
-    pub sub: Option<String>,
+    #[command(flatten)]
+    pub grant: GrantArgs,
 
     /// Seconds until the grant expires (at most 86400)
     #[arg(long, default_value_t = 300, value_name = "SECONDS",
@@ -37,10 +30,6 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub aud: Option<String>,
 
-    /// Scopes to ask for, space-separated (read, write) [default: the key's scope]
-    #[arg(long, value_name = "SCOPES")]
-    pub scope: Option<String>,
-
     /// Leave out the jti claim, so the grant can be replayed until it expires (for
     /// benchmarks and servers that reject jti; weaker: the server cannot detect replays)
     #[arg(long)]
@@ -48,12 +37,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let key = service_key::read_key_file(&args.key)?;
+    let key = service_key::read_key_file(&args.grant.key)?;
     let req = GrantRequest {
-        sub: args.sub,
+        sub: args.grant.sub,
         aud: args.aud,
         lifetime: args.lifetime,
-        scope: args.scope,
+        scope: args.grant.scope,
         no_jti: args.no_jti,
     };
     println!("{}", grant::sign(&key, &req, ctx.now(), &mut OsRng)?);

@@ -26,7 +26,12 @@ impl Env {
 
     /// The binary, run in the temp dir on the temp store, with its own data and cache dirs.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tokenauth").unwrap();
+        Command::from_std(self.std_cmd(env!("CARGO_BIN_EXE_tokenauth")))
+    }
+
+    /// `program` as a plain process (to spawn), with the environment `cmd` gives the binary.
+    pub fn std_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut c = std::process::Command::new(program);
         c.current_dir(self.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -137,24 +142,26 @@ impl Env {
     }
 
     pub fn serve_with_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Server {
+        self.spawn_server("127.0.0.1:0", extra, vars)
+    }
+
+    /// `serve_with_env` on a given port, so that a restarted server keeps its token URI (and
+    /// the client's cache entries, which are keyed by it).
+    pub fn serve_on_port(&self, port: u16, extra: &[&str], vars: &[(&str, &str)]) -> Server {
+        self.spawn_server(&format!("127.0.0.1:{port}"), extra, vars)
+    }
+
+    fn spawn_server(&self, listen: &str, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         self.ok(&["user", "list"]);
-        let bin = assert_cmd::cargo::cargo_bin("tokenauth");
-        let mut cmd = std::process::Command::new(bin);
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        let mut cmd = self.std_cmd(env!("CARGO_BIN_EXE_tokenauth"));
+        cmd.args(["serve", "--listen", listen])
             .args(extra)
-            .current_dir(self.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path())
-            .env("TOKENAUTH_DB", self.db())
             .env("RUST_LOG", "tokenauth=info")
+            .envs(vars.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -186,7 +193,8 @@ impl Env {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!("server did not start: {}", log.lock().unwrap());
+                let _ = child.wait();
+                panic!("server did not start on {listen}: {}", log.lock().unwrap());
             }
         };
         self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
@@ -352,56 +360,4 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-impl Env {
-    /// `serve_with_env` on a given port, so that a restarted server keeps its token URI (and
-    /// the client's cache entries, which are keyed by it).
-    pub fn serve_on_port(&self, port: u16, extra: &[&str], vars: &[(&str, &str)]) -> Server {
-        use std::io::BufRead;
-        self.ok(&["user", "list"]);
-        let listen = format!("127.0.0.1:{port}");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tokenauth"));
-        cmd.args(["serve", "--listen", &listen])
-            .args(extra)
-            .current_dir(self.path())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path())
-            .env("TOKENAUTH_DB", self.db())
-            .env("RUST_LOG", "tokenauth=info")
-            .envs(vars.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("listening on http://")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(());
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        if rx.recv_timeout(std::time::Duration::from_secs(20)).is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start on {listen}: {}", log.lock().unwrap());
-        }
-        let addr: std::net::SocketAddr = listen.parse().unwrap();
-        self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
-        Server { child, addr, log }
-    }
 }
