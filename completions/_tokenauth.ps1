@@ -240,11 +240,18 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;serve' {
-            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'The address to listen on (port 0 picks a free port)')
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a Unix socket that only a local proxy can reach; X-Forwarded-For from the socket is believed')
+            [CompletionResult]::new('--socket-mode', '--socket-mode', [CompletionResultType]::ParameterName, 'The Unix socket''s file mode (octal), with --listen unix:PATH: who may connect')
             [CompletionResult]::new('--token-lifetime', '--token-lifetime', [CompletionResultType]::ParameterName, 'Access-token lifetime in seconds')
             [CompletionResult]::new('--usage-retention', '--usage-retention', [CompletionResultType]::ParameterName, 'How long usage-log rows are kept (each key''s newest row is always kept)')
             [CompletionResult]::new('--trusted-proxy', '--trusted-proxy', [CompletionResultType]::ParameterName, 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)')
+            [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Close a connection whose request head is not complete this long after its first byte')
+            [CompletionResult]::new('--body-timeout', '--body-timeout', [CompletionResultType]::ParameterName, 'Answer 408 when a request body is not complete this long after its head')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a kept-alive connection after this long without a request (longer than a proxy''s upstream keep-alive, so that the proxy closes first)')
+            [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Answer 503 when a request is not answered this long after its head')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Connections open at once; further ones wait in the listen backlog until one closes')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--require-jti', '--require-jti', [CompletionResultType]::ParameterName, 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -304,6 +311,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many rows')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
             [CompletionResult]::new('--failures', '--failures', [CompletionResultType]::ParameterName, 'Only refused attempts')
+            [CompletionResult]::new('--no-jti', '--no-jti', [CompletionResultType]::ParameterName, 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

@@ -804,13 +804,17 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --token-lifetime --usage-retention --trusted-proxy --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --max-connections --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket-mode)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -823,6 +827,26 @@ _tokenauth() {
                     return 0
                     ;;
                 --trusted-proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -880,7 +904,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__usage__subcmd__log)
-            opts="-h -V --user --since --failures --limit --json --db --help --version"
+            opts="-h -V --user --since --failures --no-jti --limit --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

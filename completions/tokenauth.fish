@@ -134,11 +134,18 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l db -d
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l no-jti -d 'Leave out the jti claim, so the grant can be replayed until it expires (for benchmarks and servers that reject jti; weaker: the server cannot detect replays)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l listen -d 'The address to listen on (port 0 picks a free port)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l listen -d 'The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a Unix socket that only a local proxy can reach; X-Forwarded-For from the socket is believed' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l socket-mode -d 'The Unix socket\'s file mode (octal), with --listen unix:PATH: who may connect' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l token-lifetime -d 'Access-token lifetime in seconds' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l usage-retention -d 'How long usage-log rows are kept (each key\'s newest row is always kept)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l trusted-proxy -d 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l header-timeout -d 'Close a connection whose request head is not complete this long after its first byte' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l body-timeout -d 'Answer 408 when a request body is not complete this long after its head' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection after this long without a request (longer than a proxy\'s upstream keep-alive, so that the proxy closes first)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l request-timeout -d 'Answer 503 when a request is not answered this long after its head' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l max-connections -d 'Connections open at once; further ones wait in the listen backlog until one closes' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l require-jti -d 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s k -l key -d 'The key file; `-` reads it from standard input' -r -F
@@ -175,6 +182,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l since 
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l limit -d 'At most this many rows' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l failures -d 'Only refused attempts'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l no-jti -d 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s V -l version -d 'Print version'

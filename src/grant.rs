@@ -5,6 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::registry::Snapshot;
 use crate::scope::Scope;
@@ -97,6 +98,9 @@ pub struct Accepted {
     pub subject: String,
     pub scope: Scope,
     pub jti: Option<String>,
+    /// What makes this grant single-use: `jti:<jti>`, or for a grant without one
+    /// `sig:<SHA-256 of its signature>`, so that an exact copy is refused just the same.
+    pub replay_id: String,
     pub exp: i64,
 }
 
@@ -349,6 +353,12 @@ pub fn validate(
             ));
         }
     };
+    let replay_id = match &jti {
+        Some(j) => format!("jti:{j}"),
+        // The decoded bytes, not the text: base64url has one spelling per byte string here,
+        // but hashing what was verified leaves no room for a second one.
+        None => format!("sig:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(&signature))),
+    };
     Ok(Accepted {
         key_id: key.key_id.clone(),
         client_id: key.client_id.clone(),
@@ -356,6 +366,7 @@ pub fn validate(
         subject: sub.to_owned(),
         scope,
         jti,
+        replay_id,
         exp,
     })
 }

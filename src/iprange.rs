@@ -56,6 +56,35 @@ pub fn format(ranges: &[IpNet]) -> String {
         .join(",")
 }
 
+/// The caller's address as the server could establish it. `Unknown` when a trusted proxy
+/// passed an `X-Forwarded-For` hop that cannot be read: the client is then nobody in
+/// particular, never the proxy itself, so keys limited to IP ranges refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddr {
+    Ip(IpAddr),
+    Unknown,
+}
+
+impl ClientAddr {
+    /// Whether this caller may use a key with these ranges (no ranges: anyone, even an
+    /// unknown caller).
+    pub fn allowed_by(self, ranges: &[IpNet]) -> bool {
+        match self {
+            ClientAddr::Ip(ip) => allows(ranges, ip),
+            ClientAddr::Unknown => ranges.is_empty(),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAddr::Ip(ip) => ip.fmt(f),
+            ClientAddr::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
 /// Whether `addr` may use a key with these ranges (no ranges: anywhere). An IPv4 client
 /// can appear as a.b.c.d or, from a dual-stack socket, as ::ffff:a.b.c.d, and a range can be
 /// written either way (::ffff:10.0.0.0/104 is 10.0.0.0/8): both spellings are matched.
@@ -122,6 +151,15 @@ mod tests {
         let v4 = parse("192.0.2.0/24").unwrap();
         assert!(allows(&v4, "::ffff:192.0.2.200".parse().unwrap()));
         assert!(!allows(&v4, "2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_callers_pass_only_keys_without_ranges() {
+        assert!(ClientAddr::Unknown.allowed_by(&[]));
+        assert!(!ClientAddr::Unknown.allowed_by(&parse("0.0.0.0/0, ::/0").unwrap()));
+        let ip = ClientAddr::Ip("10.0.0.1".parse().unwrap());
+        assert!(ip.allowed_by(&parse("10.0.0.0/8").unwrap()));
+        assert_eq!(ClientAddr::Unknown.to_string(), "unknown");
     }
 
     #[test]

@@ -43,19 +43,45 @@ fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// A grant without jti, good for an hour: it can be exchanged many times (load without
-/// re-signing). `extra` goes to sign-grant (e.g. `--aud`), `vars` to its environment.
-fn reusable_grant(env: &Env, key: &Path, extra: &[&str], vars: &[(&str, &str)]) -> String {
-    let mut args = vec![
-        "sign-grant",
-        "--key",
-        arg(key),
-        "--no-jti",
-        "--lifetime",
-        "3600",
-    ];
-    args.extend_from_slice(extra);
-    env.ok_with_env(&args, vars).trim().to_owned()
+/// Signs grants for a key file, each with its own jti: a grant is good for one exchange,
+/// so load needs a fresh one per request.
+struct Grants {
+    signer: jsonwebtoken::EncodingKey,
+    header: jsonwebtoken::Header,
+    client_id: String,
+    user: String,
+    aud: String,
+}
+
+impl Grants {
+    /// For `key`, addressed to the key file's token URI or to `aud`.
+    fn new(key: &Path, aud: Option<&str>) -> Grants {
+        let file: Value = serde_json::from_slice(&std::fs::read(key).unwrap()).unwrap();
+        let field = |name: &str| file[name].as_str().unwrap().to_owned();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(field("key_id"));
+        Grants {
+            signer: jsonwebtoken::EncodingKey::from_rsa_pem(field("private_key").as_bytes())
+                .unwrap(),
+            header,
+            client_id: field("client_id"),
+            user: field("user_id"),
+            aud: aud.map_or_else(|| field("token_uri"), str::to_owned),
+        }
+    }
+
+    /// A grant signed at `now`, good for ten minutes.
+    fn at(&self, now: i64) -> String {
+        let claims = serde_json::json!({
+            "iss": self.client_id, "sub": self.user, "aud": self.aud,
+            "iat": now, "exp": now + 600, "jti": common::fresh_jti(),
+        });
+        jsonwebtoken::encode(&self.header, &claims, &self.signer).unwrap()
+    }
+
+    fn next(&self) -> String {
+        self.at(real_now())
+    }
 }
 
 /// Reads an answer: status and JSON body (`Null` when the body is not JSON).
@@ -190,11 +216,11 @@ impl Tally {
     }
 }
 
-/// Valid load: one exchange of `grant`, then `checks` validations of the token it gave, until
-/// `stop` (or `LOAD_CAP`). Every answer must be 200.
+/// Valid load: one exchange of a fresh grant, then `checks` validations of the token it gave,
+/// until `stop` (or `LOAD_CAP`). Every answer must be 200.
 fn valid_load(
     server: &Server,
-    grant: &str,
+    grants: &Grants,
     checks: usize,
     stop: &AtomicBool,
     tally: &Mutex<Tally>,
@@ -203,7 +229,7 @@ fn valid_load(
     let client = common::http();
     let (mut exchanges, mut validations) = (0, 0);
     while !stop.load(Ordering::Relaxed) && Instant::now() < cap {
-        let token = match post_token(&client, server, grant) {
+        let token = match post_token(&client, server, &grants.next()) {
             Ok((200, body)) => {
                 exchanges += 1;
                 body["access_token"].as_str().unwrap().to_owned()
@@ -272,9 +298,10 @@ fn bad_load(server: &Server, stop: &AtomicBool, tally: &Mutex<Tally>) {
 
 // ---- 1. crash safety ------------------------------------------------------------------------
 
-/// Exchanges `grant` from `threads` threads for up to 2 s and SIGKILLs the server (by its
-/// pid) after 1 s. Returns every access token answered with 200, before or during the kill.
-fn load_then_sigkill(server: &mut Server, grant: &str, threads: usize) -> Vec<String> {
+/// Exchanges fresh grants from `threads` threads for up to 2 s and SIGKILLs the server (by
+/// its pid) after 1 s. Returns every access token answered with 200, before or during the
+/// kill.
+fn load_then_sigkill(server: &mut Server, grants: &Grants, threads: usize) -> Vec<String> {
     let pid = server.pid();
     let killed = AtomicBool::new(false);
     let tokens = Mutex::new(Vec::<String>::new());
@@ -286,7 +313,7 @@ fn load_then_sigkill(server: &mut Server, grant: &str, threads: usize) -> Vec<St
             s.spawn(|| {
                 let client = common::http();
                 while Instant::now() < end {
-                    match post_token(&client, server_ref, grant) {
+                    match post_token(&client, server_ref, &grants.next()) {
                         Ok((200, body)) => tokens
                             .lock()
                             .unwrap()
@@ -360,9 +387,8 @@ fn sigkill_mid_load_keeps_every_issued_tokens_usage_row_and_the_store_intact() {
                 "round {round}: a token from before the crash: {body}"
             );
         }
-        let aud = server.url("/token");
-        let grant = reusable_grant(&env, &key, &["--aud", &aud], &[]);
-        let tokens = load_then_sigkill(&mut server, &grant, 6);
+        let grants = Grants::new(&key, Some(&server.url("/token")));
+        let tokens = load_then_sigkill(&mut server, &grants, 6);
         let wal = with_suffix(&db, "-wal");
         println!(
             "round {round}: {} tokens answered with 200 before the SIGKILL; wal {} bytes",
@@ -381,10 +407,9 @@ fn sigkill_mid_load_keeps_every_issued_tokens_usage_row_and_the_store_intact() {
 
     // A restarted server on the same store serves again; tokens from before still work.
     let mut server = env.serve(&[]);
-    let aud = server.url("/token");
-    let grant = reusable_grant(&env, &key, &["--aud", &aud], &[]);
+    let grants = Grants::new(&key, Some(&server.url("/token")));
     let client = common::http();
-    let (status, body) = post_token(&client, &server, &grant).unwrap();
+    let (status, body) = post_token(&client, &server, &grants.next()).unwrap();
     let fresh = token_of(status, &body, "exchange after the restart");
     for t in [&fresh, &before[0], before.last().unwrap()] {
         let (status, body) = get_auth(&client, &server, t).unwrap();
@@ -429,7 +454,7 @@ fn cli_admin_during_load_never_locks_and_changes_apply_on_the_next_check() {
     let env = Env::new();
     let server = env.serve(&[]);
     let (_, load_key) = env.issue_key("load-bot", &[]);
-    let grant = reusable_grant(&env, &load_key, &[], &[]);
+    let grants = Grants::new(&load_key, None);
 
     let stop = AtomicBool::new(false);
     let tally = Mutex::new(Tally::default());
@@ -440,7 +465,7 @@ fn cli_admin_during_load_never_locks_and_changes_apply_on_the_next_check() {
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
         for _ in 0..3 {
-            s.spawn(|| valid_load(&server, &grant, 3, &stop, &tally));
+            s.spawn(|| valid_load(&server, &grants, 3, &stop, &tally));
         }
         s.spawn(|| bad_load(&server, &stop, &bad));
         let client = common::http();
@@ -456,20 +481,10 @@ fn cli_admin_during_load_never_locks_and_changes_apply_on_the_next_check() {
             ))
             .unwrap();
             let key_id = issued["key_id"].as_str().unwrap().to_owned();
-            let grant = admin(
-                &env,
-                &mut stderr,
-                &[
-                    "sign-grant",
-                    "--key",
-                    arg(&file),
-                    "--no-jti",
-                    "--lifetime",
-                    "600",
-                ],
-            )
-            .trim()
-            .to_owned();
+            let grant = admin(&env, &mut stderr, &["sign-grant", "--key", arg(&file)])
+                .trim()
+                .to_owned();
+            let grants = Grants::new(&file, None);
             let (status, body) = post_token(&client, &server, &grant).unwrap();
             let t1 = token_of(status, &body, "exchange of a new key");
             expect_auth(&server, &t1, 200, "", "issue-key");
@@ -495,12 +510,12 @@ fn cli_admin_during_load_never_locks_and_changes_apply_on_the_next_check() {
             admin(&env, &mut stderr, &["rotate-secret", &user, "--yes"]);
             expect_auth(&server, &t1, 401, "Invalid signature", "rotate-secret");
 
-            let (status, body) = post_token(&client, &server, &grant).unwrap();
+            let (status, body) = post_token(&client, &server, &grants.next()).unwrap();
             let t2 = token_of(status, &body, "exchange after rotate-secret");
             expect_auth(&server, &t2, 200, "", "a new token after rotate-secret");
             admin(&env, &mut stderr, &["revoke-key", &key_id, "--yes"]);
             expect_auth(&server, &t2, 401, "Key has been revoked", "revoke-key");
-            let (status, body) = post_token(&client, &server, &grant).unwrap();
+            let (status, body) = post_token(&client, &server, &grants.next()).unwrap();
             assert_eq!(status, 400, "grant of a revoked key: {body}");
             assert_eq!(body["error"], "invalid_grant");
 
@@ -557,10 +572,10 @@ fn soak_serves_every_valid_request_with_flat_memory_and_a_usage_log_bounded_by_r
     let mut keys = HashMap::new();
     for user in ["old-a", "old-b", "soak-bot"] {
         let (key_id, file) = env.issue_key(user, &[]);
-        let grant = reusable_grant(&env, &file, &[], &then);
+        let grants = Grants::new(&file, None);
         let client = common::http();
         for _ in 0..3 {
-            let (status, body) = post_token(&client, &past, &grant).unwrap();
+            let (status, body) = post_token(&client, &past, &grants.at(old)).unwrap();
             token_of(status, &body, "exchange 30 days ago");
         }
         let (status, _) = post_token(&client, &past, "not.a.jwt").unwrap();
@@ -582,8 +597,7 @@ fn soak_serves_every_valid_request_with_flat_memory_and_a_usage_log_bounded_by_r
 
     // Now: the soak, with a retention of one day.
     let mut server = env.serve(&["--usage-retention", "1d"]);
-    let aud = server.url("/token");
-    let grant = reusable_grant(&env, &keys["soak-bot"].1, &["--aud", &aud], &[]);
+    let grants = Grants::new(&keys["soak-bot"].1, Some(&server.url("/token")));
     let pid = server.pid();
     let secs = soak_seconds();
     let stop = AtomicBool::new(false);
@@ -592,7 +606,7 @@ fn soak_serves_every_valid_request_with_flat_memory_and_a_usage_log_bounded_by_r
     std::thread::scope(|s| {
         let _stop = StopOnDrop(&stop);
         for _ in 0..3 {
-            s.spawn(|| valid_load(&server, &grant, 3, &stop, &tally));
+            s.spawn(|| valid_load(&server, &grants, 3, &stop, &tally));
         }
         let start = Instant::now();
         for t in 0..=secs {

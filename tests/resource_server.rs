@@ -516,6 +516,35 @@ fn wrong_or_missing_typ_is_401_even_when_signed_with_the_users_secret() {
     }
 }
 
+/// Before, serde's wording reached callers: "claims: missing field `iss` at line 1 column 12".
+#[test]
+fn malformed_tokens_are_described_in_tokenauths_own_words() {
+    let s = setup("ci-bot", &[], &[]);
+    let (header, claims, _) = split(&s.token);
+    let secret = user_secret(&s.env, "ci-bot");
+    let mut no_iss = claims.clone();
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let mut text_exp = claims.clone();
+    text_exp["exp"] = json!("soon");
+    for (claims, description) in [
+        (no_iss, "Malformed access token: missing claim iss"),
+        (
+            text_exp,
+            "Malformed access token: claim exp must be an integer",
+        ),
+        (
+            json!("a string"),
+            "Malformed access token: claims is not a JSON object",
+        ),
+    ] {
+        let forged = hmac_jwt(&header, &claims, &secret, jsonwebtoken::Algorithm::HS256);
+        let r = auth(&s.server, &forged);
+        assert_refused(&r, 401, "invalid_token", description);
+        let www = r.header("www-authenticate").unwrap();
+        assert!(!www.contains("line") && !www.contains('`'), "{www}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 5, 6. Changes made with the CLI while the server runs
 // ---------------------------------------------------------------------------------------

@@ -698,6 +698,324 @@ fn a_replayed_jti_is_refused_after_a_restart() {
     );
 }
 
+/// Before the store kept used grants, each server process had its own replay set: the same
+/// grant got 200 from one server and 200 again from a second on the same store.
+#[test]
+fn a_grant_is_good_for_one_exchange_across_two_servers_on_one_store() {
+    let env = Env::new();
+    env.ok(&["init", "--issuer", "http://auth.example"]);
+    let (_, key) = env.issue_key("ci-bot", &[]);
+    let a = env.serve(&[]);
+    let b = env.serve(&[]);
+    let sign = |extra: &[&str]| {
+        let mut args = vec![
+            "sign-grant",
+            "--key",
+            key.to_str().unwrap(),
+            "--aud",
+            "http://auth.example",
+        ];
+        args.extend_from_slice(extra);
+        env.ok(&args).trim().to_owned()
+    };
+    let params = |g: &str| {
+        vec![
+            ("grant_type", JWT_BEARER.to_owned()),
+            ("assertion", g.to_owned()),
+        ]
+    };
+    let post = |server: &Server, g: &str| {
+        let p = params(g);
+        let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post_form(server, &p, None)
+    };
+    for (first, second) in [(&a, &b), (&b, &a)] {
+        let grant = sign(&[]);
+        assert_issued(&post(first, &grant));
+        assert_invalid_grant(
+            &post(second, &grant),
+            "Grant has already been used (jti replayed)",
+        );
+        assert_invalid_grant(
+            &post(first, &grant),
+            "Grant has already been used (jti replayed)",
+        );
+    }
+    // Sent to both at once, many times over: exactly one exchange succeeds.
+    for no_jti in [false, true] {
+        let grant = sign(if no_jti { &["--no-jti"] } else { &[] });
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let (server, grant) = (if i % 2 == 0 { &a } else { &b }, &grant);
+                    s.spawn(move || post(server, grant).status)
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "no_jti {no_jti}: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 400),
+            "{statuses:?}"
+        );
+    }
+}
+
+/// Before, a grant without jti could be exchanged again and again until it expired.
+#[test]
+fn a_grant_without_jti_is_good_for_one_exchange_and_counted_in_the_usage_log() {
+    let f = Fixture::new("legacy-bot", &[]);
+    let grant = f.grant(&["--no-jti"]);
+    assert_issued(&f.exchange(&grant));
+    assert_invalid_grant(
+        &f.exchange(&grant),
+        "Grant has already been used (a grant without jti is good for one exchange)",
+    );
+    // Another grant without jti (other claims, so another signature) is a new grant.
+    let other = f.craft(json!({ "jti": null, "exp": f.now + 299 }));
+    assert_issued(&f.exchange(&other));
+    let with_jti = f.grant(&[]);
+    assert_issued(&f.exchange(&with_jti));
+    let rows = f.usage(&["--no-jti"]);
+    let oks = rows.iter().filter(|r| r["ok"] == true).count();
+    assert_eq!(oks, 2, "two issuances from grants without jti: {rows:#?}");
+    assert!(rows.iter().all(|r| r["no_jti"] == true), "{rows:#?}");
+    assert_eq!(f.usage(&[]).iter().filter(|r| r["ok"] == true).count(), 3);
+    let table = f.env.ok(&["usage-log", "--no-jti"]);
+    assert!(table.contains("ok (grant without jti)"), "{table}");
+}
+
+#[test]
+fn require_jti_refuses_grants_without_one() {
+    let env = Env::new();
+    let server = env.serve(&["--require-jti"]);
+    let (_, key) = env.issue_key("strict-bot", &[]);
+    let sign = |extra: &[&str]| {
+        let mut args = vec!["sign-grant", "--key", key.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        env.ok(&args).trim().to_owned()
+    };
+    let reply = post_form(
+        &server,
+        &[
+            ("grant_type", JWT_BEARER),
+            ("assertion", &sign(&["--no-jti"])),
+        ],
+        None,
+    );
+    assert_invalid_grant(
+        &reply,
+        "Grant has no jti claim; this server requires one (RFC 7523 §3)",
+    );
+    let reply = post_form(
+        &server,
+        &[("grant_type", JWT_BEARER), ("assertion", &sign(&[]))],
+        None,
+    );
+    assert_issued(&reply);
+    let refused: Value = env.json(&["usage-log", "--json", "--no-jti", "--failures"]);
+    assert_eq!(refused.as_array().unwrap().len(), 1, "{refused:#}");
+}
+
+// ---- client authentication that contradicts the grant --------------------------------------
+
+fn exchange_with(f: &Fixture, extra: &[(&str, &str)], basic: Option<&str>) -> Reply {
+    let grant = f.grant(&[]);
+    let mut form = vec![("grant_type", JWT_BEARER), ("assertion", grant.as_str())];
+    form.extend_from_slice(extra);
+    let mut req = http().post(f.server.url("/token")).form(&form);
+    if let Some(credentials) = basic {
+        req = req.header(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ),
+        );
+    }
+    send(req)
+}
+
+/// Before, a `client_id` parameter or Basic credentials naming another client were ignored.
+#[test]
+fn client_authentication_naming_another_client_is_invalid_client() {
+    let f = Fixture::new("ci-bot", &[]);
+    let (_, other) = f.issue("other-bot", &[]);
+    let mine = key_file(&f.key)["client_id"].as_str().unwrap().to_owned();
+    let theirs = key_file(&other)["client_id"].as_str().unwrap().to_owned();
+
+    let reply = exchange_with(&f, &[("client_id", &theirs)], None);
+    assert_refused(
+        &reply,
+        401,
+        "invalid_client",
+        &format!("Parameter client_id is '{theirs}', but the grant was signed by client '{mine}'"),
+    );
+    assert_eq!(reply.header("www-authenticate"), None);
+    let reply = exchange_with(&f, &[], Some(&format!("{theirs}:")));
+    assert_refused(
+        &reply,
+        401,
+        "invalid_client",
+        &format!(
+            "Basic credentials name client '{theirs}', but the grant was signed by client '{mine}'"
+        ),
+    );
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Basic realm=\"tokenauth\"")
+    );
+    let reply = exchange_with(&f, &[], Some(&format!("{mine}:a-secret")));
+    assert_refused(
+        &reply,
+        401,
+        "invalid_client",
+        "Client secrets are not used: send an empty secret or none",
+    );
+    let reply = exchange_with(&f, &[("client_secret", "s3cret")], None);
+    assert_refused(
+        &reply,
+        401,
+        "invalid_client",
+        "Client authentication with client_secret is not supported: the grant itself authenticates the client",
+    );
+    let reply = exchange_with(
+        &f,
+        &[
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", "x.y.z"),
+        ],
+        None,
+    );
+    assert_eq!(
+        (reply.status, reply.json["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let mut req = http().post(f.server.url("/token")).form(&[
+        ("grant_type", JWT_BEARER),
+        ("assertion", f.grant(&[]).as_str()),
+    ]);
+    req = req.header("authorization", "Basic !!!not-base64");
+    let reply = send(req);
+    assert_refused(
+        &reply,
+        401,
+        "invalid_client",
+        "Malformed Basic credentials: expected base64 of client_id:secret",
+    );
+    // The refusals are in the usage log with their reason.
+    let refused = f.usage(&["--failures"]);
+    assert!(
+        refused.iter().any(|r| r["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Basic credentials name client")),
+        "{refused:#?}"
+    );
+}
+
+/// requests-oauthlib sends `Authorization: Basic` with the client id and an empty secret.
+#[test]
+fn client_authentication_that_agrees_with_the_grant_is_accepted() {
+    let f = Fixture::new("ci-bot", &[]);
+    let mine = key_file(&f.key)["client_id"].as_str().unwrap().to_owned();
+    assert_issued(&exchange_with(&f, &[("client_id", &mine)], None));
+    assert_issued(&exchange_with(&f, &[], Some(&format!("{mine}:"))));
+    assert_issued(&exchange_with(
+        &f,
+        &[("client_id", &mine), ("client_secret", "")],
+        Some(&format!("{mine}:")),
+    ));
+    // Another scheme is not client authentication at all.
+    let mut req = http().post(f.server.url("/token")).form(&[
+        ("grant_type", JWT_BEARER),
+        ("assertion", f.grant(&[]).as_str()),
+    ]);
+    req = req.header("authorization", "Bearer something");
+    assert_issued(&send(req));
+}
+
+// ---- X-Forwarded-For from a trusted proxy ----------------------------------------------------
+
+fn exchange_forwarded(server: &Server, grant: &str, xff: &str) -> Reply {
+    send(
+        http()
+            .post(server.url("/token"))
+            .header("x-forwarded-for", xff)
+            .form(&[("grant_type", JWT_BEARER), ("assertion", grant)]),
+    )
+}
+
+/// Before, a hop the server could not read ended the walk at the proxy's own address, so a
+/// key limited to the proxy's network worked from anywhere.
+#[test]
+fn forwarded_hops_with_ports_are_read_and_unreadable_ones_fail_closed() {
+    let env = Env::new();
+    let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
+    let (_, local) = env.issue_key("local-bot", &["--ip-range", "127.0.0.1"]);
+    let (_, anywhere) = env.issue_key("open-bot", &[]);
+    let (_, ranged) = env.issue_key("ranged-bot", &["--ip-range", "1.2.3.4, 2001:db8::7"]);
+    let sign = |key: &Path| {
+        env.ok(&["sign-grant", "--key", key.to_str().unwrap()])
+            .trim()
+            .to_owned()
+    };
+    for (xff, client) in [
+        ("1.2.3.4:5555", "1.2.3.4"),
+        ("1.2.3.4, 5.6.7.8:80", "5.6.7.8"),
+        ("[2001:db8::7]:443", "2001:db8::7"),
+    ] {
+        assert_invalid_grant(
+            &exchange_forwarded(&server, &sign(&local), xff),
+            &format!("Address {client} is not allowed to use this key"),
+        );
+    }
+    assert_issued(&exchange_forwarded(&server, &sign(&ranged), "1.2.3.4:5555"));
+    assert_issued(&exchange_forwarded(
+        &server,
+        &sign(&ranged),
+        "[2001:db8::7]:443",
+    ));
+    for xff in ["1.2.3.4, garbage", "garbage", "1.2.3.4:99999", "unknown"] {
+        assert_invalid_grant(
+            &exchange_forwarded(&server, &sign(&local), xff),
+            "The client's address is unknown (a trusted proxy sent an unreadable X-Forwarded-For) and this key is limited to IP ranges",
+        );
+    }
+    // A key without IP ranges does not care where its caller is.
+    let reply = exchange_forwarded(&server, &sign(&anywhere), "1.2.3.4, garbage");
+    let token = assert_issued(&reply);
+    let rows: Value = env.json(&["usage-log", "--json", "--user", "open-bot"]);
+    assert_eq!(rows[0]["address"], "unknown");
+    // /auth judges the same way.
+    let token_local = assert_issued(&exchange_forwarded(&server, &sign(&local), "127.0.0.1"));
+    for (t, xff, status) in [
+        (&token_local, "1.2.3.4, garbage", 401),
+        (&token_local, "127.0.0.1:9", 200),
+        (&token, "junk", 200),
+    ] {
+        let reply = send(
+            http()
+                .get(server.url("/auth"))
+                .bearer_auth(t)
+                .header("x-forwarded-for", xff),
+        );
+        assert_eq!(reply.status, status, "{xff}: {}", reply.text);
+    }
+    assert!(
+        server.log().contains("unreadable X-Forwarded-For hop"),
+        "{}",
+        server.log()
+    );
+}
+
 // ---- 4. changes made while the server runs -----------------------------------------------------
 
 #[test]

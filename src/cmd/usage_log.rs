@@ -13,7 +13,8 @@ use crate::store::UsageFilter;
 #[command(after_help = "Examples:
   tokenauth usage-log
   tokenauth usage-log 6dQx1b0z --since 1d --failures
-  tokenauth usage-log --user ci-bot --limit 20 --json")]
+  tokenauth usage-log --user ci-bot --limit 20 --json
+  tokenauth usage-log --no-jti --since 7d")]
 pub struct Args {
     /// Only this key's rows (its id or a unique prefix)
     pub key_id: Option<String>,
@@ -29,6 +30,11 @@ pub struct Args {
     /// Only refused attempts
     #[arg(long)]
     pub failures: bool,
+
+    /// Only issuances from grants without a jti claim: the clients `serve --require-jti`
+    /// would refuse
+    #[arg(long)]
+    pub no_jti: bool,
 
     /// At most this many rows
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -59,6 +65,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         user: args.user,
         since,
         failures_only: args.failures,
+        no_jti_only: args.no_jti,
         limit: i64::from(args.limit),
     })?;
     if args.json {
@@ -81,7 +88,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             or_dash(r.subject),
             r.address,
             or_dash(r.user_agent),
-            if r.ok {
+            if r.ok && r.no_jti {
+                "ok (grant without jti)".to_owned()
+            } else if r.ok {
                 "ok".to_owned()
             } else {
                 format!("refused: {}", r.reason.unwrap_or_default())

@@ -44,7 +44,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let now = ctx.now();
     let snapshot = Snapshot::load(&store, now, None)?;
-    match access_token::validate(&token, &snapshot, now, args.ip, args.scope) {
+    let addr = args.ip.map(crate::iprange::ClientAddr::Ip);
+    match access_token::validate(&token, &snapshot, now, addr, args.scope) {
         Ok(c) => {
             if args.json {
                 output::print_json(&serde_json::json!({ "valid": true, "claims": c }))?;

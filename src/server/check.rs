@@ -1,22 +1,22 @@
 //! What resource servers call: GET /auth (forward auth), POST /introspect (RFC 7662) and
 //! POST /revoke (RFC 7009).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::access_token::{self, Claims};
+use crate::iprange::ClientAddr;
 use crate::registry::Snapshot;
 use crate::scope::Scope;
 use crate::server::SharedState;
 use crate::server::error::ApiError;
+use crate::server::listen::Peer;
 use crate::server::request::{self, printable};
-use crate::server::token::body;
 
 /// Methods that only read: anything else needs the `write` scope.
 fn reads_only(method: &str) -> bool {
@@ -27,7 +27,7 @@ fn reads_only(method: &str) -> bool {
 
 pub async fn forward_auth(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -48,7 +48,7 @@ pub async fn forward_auth(
     if method.is_some_and(|m| !reads_only(m)) {
         required = required.max(Some(Scope::Write));
     }
-    let addr = request::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
+    let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
     let (claims, _) = check_bearer(&state, &headers, addr, required)?;
     let mut resp = axum::Json(
         serde_json::json!({ "user": claims.sub, "key_id": claims.key_id, "scope": claims.scope }),
@@ -73,7 +73,7 @@ pub async fn forward_auth(
 fn check_bearer(
     state: &SharedState,
     headers: &HeaderMap,
-    addr: IpAddr,
+    addr: ClientAddr,
     required: Option<Scope>,
 ) -> Result<(Claims, Arc<Snapshot>), ApiError> {
     let Some(token) = request::extract_token(headers) else {
@@ -97,11 +97,11 @@ fn check_bearer(
 /// extension) also checks the token's key IP ranges against that address.
 pub async fn introspect(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let addr = request::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
+    let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
     let (caller, snap) = check_bearer(&state, &headers, addr, None)?;
     if !snap
         .user(&caller.sub)
@@ -116,18 +116,19 @@ pub async fn introspect(
             ),
         ));
     }
-    let form = request::form(&headers, &body(raw)?)?;
+    let body = request::read_body(body, state.config.limits.body_timeout).await?;
+    let form = request::form(&headers, &body)?;
     let Some(token) = form.get("token") else {
         return Err(ApiError::invalid_request("Missing parameter: token"));
     };
     let client_ip = match form.get("client_ip") {
         None => None,
-        Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| {
+        Some(ip) => Some(ClientAddr::Ip(ip.parse::<IpAddr>().map_err(|_| {
             ApiError::invalid_request(format!(
                 "client_ip '{}' is not an IP address",
                 printable(ip)
             ))
-        })?),
+        })?)),
     };
     let body = match access_token::validate(token, &snap, state.now(), client_ip, None) {
         Ok(c) => serde_json::json!({
@@ -156,9 +157,10 @@ pub async fn introspect(
 pub async fn revoke(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let form = request::form(&headers, &body(raw)?)?;
+    let body = request::read_body(body, state.config.limits.body_timeout).await?;
+    let form = request::form(&headers, &body)?;
     let Some(token) = form.get("token") else {
         return Err(ApiError::invalid_request("Missing parameter: token"));
     };

@@ -15,6 +15,11 @@ pub enum ApiError {
     },
     /// RFC 6750 §3: a resource request with a missing, bad or too weak token.
     Bearer { missing: bool, invalid: Invalid },
+    /// RFC 6749 §5.2 `invalid_client`: 401, with a Basic challenge when the client tried
+    /// Basic authentication.
+    InvalidClient { description: String, basic: bool },
+    /// The request took longer than the server allows; the client may retry.
+    Timeout(std::time::Duration),
     /// The store failed: not the caller's fault.
     Internal(String),
 }
@@ -44,6 +49,12 @@ impl ApiError {
             error,
             description: description.into(),
         }
+    }
+}
+
+impl ApiError {
+    pub fn request_timeout(limit: std::time::Duration) -> ApiError {
+        ApiError::Timeout(limit)
     }
 }
 
@@ -102,6 +113,26 @@ impl IntoResponse for ApiError {
                     www.push_str(&format!(", scope=\"{}\"", s.granted()));
                 }
                 (status, invalid.code(), description, Some(www))
+            }
+            ApiError::InvalidClient { description, basic } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                description,
+                basic.then(|| format!("Basic realm=\"{REALM}\"")),
+            ),
+            ApiError::Timeout(limit) => {
+                let mut resp = ApiError::status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    format!(
+                        "The request took longer than {} s; retry",
+                        limit.as_secs_f64()
+                    ),
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
             }
             ApiError::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");

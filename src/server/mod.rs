@@ -2,13 +2,13 @@
 
 mod check;
 pub mod error;
+pub mod listen;
 pub mod request;
 mod token;
 mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::thread::JoinHandle;
 
@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::registry::Snapshot;
 use crate::store::Store;
 use error::ApiError;
+pub use listen::{Limits, ListenAddr, Listener, Peer};
 pub use usage::UsageWriter;
 
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
@@ -36,6 +37,9 @@ pub struct Config {
     pub token_lifetime: i64,
     pub usage_retention: i64,
     pub trusted_proxies: Vec<IpNet>,
+    /// Refuse grants without a `jti` claim.
+    pub require_jti: bool,
+    pub limits: Limits,
 }
 
 struct Reader {
@@ -52,7 +56,8 @@ pub struct AppState {
     readers: Vec<Mutex<Reader>>,
     snapshot: RwLock<Arc<Snapshot>>,
     usage: UsageWriter,
-    /// (client_id, jti) -> grant expiry, for replay detection.
+    /// (client_id, replay id) -> grant expiry: a fast first check for replays; the store's
+    /// `used_grants` decides, across processes.
     replay: Mutex<HashMap<(String, String), i64>>,
 }
 
@@ -69,7 +74,7 @@ impl AppState {
         let now = clock.now();
         let snapshot = Snapshot::load(&store, now, None)?;
         let replay = store
-            .live_grant_jtis(now)?
+            .live_used_grants(now)?
             .into_iter()
             .map(|(client, jti, exp)| ((client, jti), exp))
             .collect();
@@ -152,8 +157,8 @@ impl AppState {
         Ok(newest)
     }
 
-    /// Records a grant's jti; false when it was seen before and has not expired.
-    fn first_use(&self, client_id: &str, jti: &str, exp: i64) -> Result<bool, ApiError> {
+    /// Records a grant's replay id; false when it was seen before and has not expired.
+    fn first_use(&self, client_id: &str, replay_id: &str, exp: i64) -> Result<bool, ApiError> {
         let now = self.now();
         let mut seen = self.replay.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= REPLAY_CAP {
@@ -166,7 +171,7 @@ impl AppState {
                 ));
             }
         }
-        let key = (client_id.to_owned(), jti.to_owned());
+        let key = (client_id.to_owned(), replay_id.to_owned());
         match seen.get(&key) {
             Some(e) if *e >= now => Ok(false),
             _ => {
@@ -212,16 +217,12 @@ pub fn app(state: SharedState) -> Router {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     state: SharedState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = state.config.limits;
+    listen::serve(listener, app(state), limits, shutdown).await
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

@@ -3,39 +3,71 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
-use axum::http::{HeaderMap, header};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt;
 use ipnet::IpNet;
 
+use crate::iprange::ClientAddr;
+use crate::server::BODY_LIMIT;
 use crate::server::error::ApiError;
+use crate::server::listen::Peer;
 
-/// The client address: the socket peer, or, when the peer is a trusted proxy, the rightmost
-/// `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let peer = canonical(peer);
+/// The client address: the socket peer, or, when the peer is a trusted proxy (or on the Unix
+/// socket), the rightmost `X-Forwarded-For` hop that is not itself a trusted proxy. Hops may
+/// carry a port (`1.2.3.4:5555`, `[2001:db8::1]:443`), as some load balancers write them.
+/// A hop that still cannot be read makes the client unknown: trust never falls back to the
+/// proxy's own address, which would let any client pass as the proxy.
+pub fn client_addr(peer: Peer, headers: &HeaderMap, trusted: &[IpNet]) -> ClientAddr {
     let is_trusted = |a: IpAddr| trusted.iter().any(|n| n.contains(&a));
-    if !is_trusted(peer) {
-        return peer;
-    }
-    let mut addr = peer;
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    for hop in hops.iter().rev() {
-        // A hop we cannot read ends the walk: trust stops at the last address we could.
-        let Ok(hop) = hop.parse::<IpAddr>() else {
-            break;
+    let mut addr = match peer {
+        Peer::Tcp(a) if !is_trusted(canonical(a.ip())) => return ClientAddr::Ip(canonical(a.ip())),
+        Peer::Tcp(a) => ClientAddr::Ip(canonical(a.ip())),
+        // Only the local proxy can use the socket; without its header the client is unknown.
+        Peer::Unix => ClientAddr::Unknown,
+    };
+    let mut hops = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(value) = value.to_str() else {
+            tracing::warn!(
+                "X-Forwarded-For from a trusted proxy is not ASCII; the client's address is unknown"
+            );
+            return ClientAddr::Unknown;
         };
-        addr = canonical(hop);
-        if !is_trusted(addr) {
+        hops.extend(value.split(',').map(str::trim));
+    }
+    for hop in hops.iter().rev() {
+        let Some(ip) = parse_hop(hop) else {
+            tracing::warn!(
+                hop = %printable(hop),
+                "unreadable X-Forwarded-For hop from a trusted proxy; the client's address is unknown"
+            );
+            return ClientAddr::Unknown;
+        };
+        let ip = canonical(ip);
+        addr = ClientAddr::Ip(ip);
+        if !is_trusted(ip) {
             break;
         }
     }
     addr
+}
+
+/// One `X-Forwarded-For` entry: an address, with or without a port (`[v6]:port` for IPv6).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sock) = hop.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    hop.strip_prefix('[')?
+        .strip_suffix(']')?
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
 }
 
 fn canonical(addr: IpAddr) -> IpAddr {
@@ -101,7 +133,7 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
     let essence = ctype.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         return Err(ApiError::status(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request",
             "Content-Type must be application/x-www-form-urlencoded",
         ));
@@ -116,6 +148,29 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
         }
     }
     Ok(out)
+}
+
+/// Reads a request body of at most [`BODY_LIMIT`] bytes, all of it within `timeout` of the
+/// end of the head: a body that trickles in is cut off (408), however steadily it trickles.
+pub async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, BODY_LIMIT);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            format!("Request body is larger than {BODY_LIMIT} bytes"),
+        )),
+        Ok(Err(_)) => Err(ApiError::invalid_request("Could not read the request body")),
+        Err(_) => Err(ApiError::status(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            format!(
+                "Request body not received within {} s",
+                timeout.as_secs_f64()
+            ),
+        )),
+    }
 }
 
 /// A caller-supplied string made safe to echo in an error: printable, at most 64 chars.
@@ -136,13 +191,20 @@ mod tests {
         h
     }
 
+    fn tcp(addr: &str) -> Peer {
+        Peer::Tcp(std::net::SocketAddr::new(addr.parse().unwrap(), 40_000))
+    }
+
+    fn ip(addr: &str) -> ClientAddr {
+        ClientAddr::Ip(addr.parse().unwrap())
+    }
+
     #[test]
     fn untrusted_peers_are_the_client_whatever_they_claim() {
         let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
-        assert_eq!(
-            client_addr("9.9.9.9".parse().unwrap(), &h, &[]),
-            "9.9.9.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(client_addr(tcp("9.9.9.9"), &h, &[]), ip("9.9.9.9"));
+        let junk = headers(&[("x-forwarded-for", "junk")]);
+        assert_eq!(client_addr(tcp("9.9.9.9"), &junk, &[]), ip("9.9.9.9"));
     }
 
     #[test]
@@ -155,23 +217,83 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6, 1.2.3.4"),
             ("x-forwarded-for", "10.0.0.2"),
         ]);
+        assert_eq!(client_addr(tcp("127.0.0.1"), &h, &trusted), ip("1.2.3.4"));
+        // Garbage left of the client is never reached.
+        let junk = headers(&[("x-forwarded-for", "junk, 1.2.3.4, 10.0.0.3")]);
         assert_eq!(
-            client_addr("127.0.0.1".parse().unwrap(), &h, &trusted),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
-        );
-        let junk = headers(&[("x-forwarded-for", "junk, 10.0.0.3")]);
-        assert_eq!(
-            client_addr("127.0.0.1".parse().unwrap(), &junk, &trusted),
-            "10.0.0.3".parse::<IpAddr>().unwrap()
+            client_addr(tcp("127.0.0.1"), &junk, &trusted),
+            ip("1.2.3.4")
         );
         assert_eq!(
-            client_addr(
-                "::ffff:127.0.0.1".parse().unwrap(),
-                &HeaderMap::new(),
-                &trusted
-            ),
-            "127.0.0.1".parse::<IpAddr>().unwrap()
+            client_addr(tcp("::ffff:127.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("127.0.0.1")
         );
+    }
+
+    #[test]
+    fn hops_with_ports_are_read() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        for (xff, want) in [
+            ("1.2.3.4:5555", "1.2.3.4"),
+            ("1.2.3.4, 5.6.7.8:80", "5.6.7.8"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("2001:db8::2", "2001:db8::2"),
+            ("9.9.9.9, 127.0.0.1:1234", "9.9.9.9"),
+        ] {
+            let h = headers(&[("x-forwarded-for", xff)]);
+            assert_eq!(
+                client_addr(tcp("127.0.0.1"), &h, &trusted),
+                ip(want),
+                "{xff}"
+            );
+        }
+    }
+
+    /// Each of these was accepted as the proxy's own address before: with a key limited to
+    /// 127.0.0.1, any client could pass.
+    #[test]
+    fn unreadable_hops_make_the_client_unknown_never_the_proxy() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        for xff in [
+            "1.2.3.4, garbage",
+            "garbage",
+            "unknown",
+            "1.2.3.4,,",
+            "",
+            "1.2.3.4:99999",
+            "[1.2.3.4]:80",
+            "fe80::1%eth0",
+            "1.2.3.4 5.6.7.8",
+        ] {
+            let h = headers(&[("x-forwarded-for", xff)]);
+            assert_eq!(
+                client_addr(tcp("127.0.0.1"), &h, &trusted),
+                ClientAddr::Unknown,
+                "{xff:?}"
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"1.2.3.4\xff").unwrap(),
+        );
+        assert_eq!(
+            client_addr(tcp("127.0.0.1"), &h, &trusted),
+            ClientAddr::Unknown
+        );
+    }
+
+    #[test]
+    fn the_unix_socket_is_a_trusted_proxy() {
+        let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(client_addr(Peer::Unix, &h, &[]), ip("1.2.3.4"));
+        assert_eq!(
+            client_addr(Peer::Unix, &HeaderMap::new(), &[]),
+            ClientAddr::Unknown
+        );
+        let bad = headers(&[("x-forwarded-for", "nonsense")]);
+        assert_eq!(client_addr(Peer::Unix, &bad, &[]), ClientAddr::Unknown);
     }
 
     #[test]

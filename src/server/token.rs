@@ -1,45 +1,30 @@
 //! POST /token: the RFC 7523 jwt-bearer grant exchanged for an access token.
 
-use std::net::SocketAddr;
-
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 
 use crate::access_token;
-use crate::grant::{self, Refusal};
-use crate::iprange;
+use crate::grant::{self, Accepted, Refusal};
 use crate::server::SharedState;
 use crate::server::error::ApiError;
+use crate::server::listen::Peer;
 use crate::server::request::{self, printable};
-use crate::store::UsageRow;
+use crate::store::{GrantUse, UsageRow, replay_reason};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-/// Reads a body, turning extractor failures into JSON errors (413 for an oversized body).
-pub fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                format!("Request body is larger than {} bytes", super::BODY_LIMIT),
-            )
-        } else {
-            ApiError::invalid_request("Could not read the request body")
-        }
-    })
-}
-
 pub async fn token(
     State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let form = request::form(&headers, &body(raw)?)?;
+    let body = request::read_body(body, state.config.limits.body_timeout).await?;
+    let form = request::form(&headers, &body)?;
     match form.get("grant_type").map(String::as_str) {
         None => return Err(ApiError::invalid_request("Missing parameter: grant_type")),
         Some(JWT_BEARER) => {}
@@ -56,7 +41,8 @@ pub async fn token(
     let Some(assertion) = form.get("assertion").filter(|a| !a.is_empty()) else {
         return Err(ApiError::invalid_request("Missing parameter: assertion"));
     };
-    let addr = request::client_addr(peer.ip(), &headers, &state.config.trusted_proxies);
+    let client_auth = ClientAuth::read(&headers, &form)?;
+    let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -82,27 +68,39 @@ pub async fn token(
         user: Some(accepted.user.clone()),
         subject: Some(accepted.subject.clone()),
     };
+    if let Err(why) = client_auth.check(&accepted) {
+        let basic = matches!(client_auth, ClientAuth { basic: Some(_), .. });
+        refuse(&state, &row, known(why.clone())).await;
+        return Err(ApiError::InvalidClient {
+            description: why,
+            basic,
+        });
+    }
     let key = snap
         .key(&accepted.key_id)
         .map(|k| &k.key)
         .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
-    if !iprange::allows(&key.ip_ranges, addr) {
+    if !addr.allowed_by(&key.ip_ranges) {
+        let why = match addr {
+            crate::iprange::ClientAddr::Ip(ip) => format!("Address {ip} is not allowed to use this key"),
+            crate::iprange::ClientAddr::Unknown => "The client's address is unknown (a trusted proxy sent an unreadable X-Forwarded-For) and this key is limited to IP ranges".to_owned(),
+        };
+        return Err(refuse(&state, &row, known(why)).await);
+    }
+    if accepted.jti.is_none() && state.config.require_jti {
         return Err(refuse(
             &state,
-            &row,
-            known(format!("Address {addr} is not allowed to use this key")),
+            &UsageRow {
+                no_jti: true,
+                ..row
+            },
+            known("Grant has no jti claim; this server requires one (RFC 7523 §3)".into()),
         )
         .await);
     }
-    if let Some(jti) = &accepted.jti
-        && !state.first_use(&accepted.client_id, jti, accepted.exp)?
-    {
-        return Err(refuse(
-            &state,
-            &row,
-            known("Grant has already been used (jti replayed)".into()),
-        )
-        .await);
+    if !state.first_use(&accepted.client_id, &accepted.replay_id, accepted.exp)? {
+        let why = replay_reason(accepted.jti.is_some()).to_owned();
+        return Err(refuse(&state, &row, known(why)).await);
     }
     // A token never outlives its key.
     let lifetime = match key.expires {
@@ -111,20 +109,34 @@ pub async fn token(
     };
     let (token, claims) =
         access_token::issue(&accepted, &snap, lifetime, now, &mut rand::thread_rng())?;
-    state
+    // The store has the last word on replays: another process on it may have taken this
+    // grant since our own check.
+    let fresh = state
         .usage
         .record(UsageRow {
             key_id: Some(accepted.key_id.clone()),
             user: Some(accepted.user.clone()),
             subject: Some(accepted.subject.clone()),
             ok: true,
+            no_jti: accepted.jti.is_none(),
             grant_jti: accepted.jti.clone(),
             grant_exp: Some(accepted.exp),
             token_jti: Some(claims.jti.clone()),
+            grant_use: Some(GrantUse {
+                client_id: accepted.client_id.clone(),
+                replay_id: accepted.replay_id.clone(),
+                exp: accepted.exp,
+            }),
             ..row
         })
         .await
         .map_err(ApiError::Internal)?;
+    if !fresh {
+        return Err(ApiError::bad_request(
+            "invalid_grant",
+            replay_reason(accepted.jti.is_some()),
+        ));
+    }
     tracing::debug!(key_id = %accepted.key_id, sub = %accepted.subject, %addr, "token issued");
     let mut resp = axum::Json(serde_json::json!({
         "access_token": token,
@@ -137,6 +149,97 @@ pub async fn token(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(resp)
+}
+
+/// Client authentication sent along with the grant (RFC 6749 §2.3). tokenauth needs none:
+/// the signed grant names and authenticates its client. Material that agrees with the grant
+/// (requests-oauthlib sends `Authorization: Basic` with the client id and an empty secret)
+/// is fine; material naming another client, or a secret tokenauth never issued, is refused
+/// rather than ignored.
+#[derive(Debug, Default)]
+struct ClientAuth {
+    /// From `Authorization: Basic`: (client id, secret).
+    basic: Option<(String, String)>,
+    /// The `client_id` form parameter.
+    param: Option<String>,
+    /// A non-empty `client_secret` parameter, or client-assertion parameters.
+    unsupported: Option<&'static str>,
+}
+
+impl ClientAuth {
+    fn read(
+        headers: &HeaderMap,
+        form: &std::collections::HashMap<String, String>,
+    ) -> Result<ClientAuth, ApiError> {
+        let mut auth = ClientAuth {
+            param: form.get("client_id").cloned(),
+            ..ClientAuth::default()
+        };
+        if form.get("client_secret").is_some_and(|s| !s.is_empty()) {
+            auth.unsupported = Some("client_secret");
+        }
+        if form.contains_key("client_assertion") || form.contains_key("client_assertion_type") {
+            auth.unsupported = Some("client_assertion");
+        }
+        let value = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let Some(value) = value else {
+            return Ok(auth);
+        };
+        let text = String::from_utf8_lossy(value);
+        let Some((scheme, rest)) = text.trim().split_once(' ') else {
+            return Ok(auth);
+        };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Ok(auth);
+        }
+        let malformed = || ApiError::InvalidClient {
+            description: "Malformed Basic credentials: expected base64 of client_id:secret".into(),
+            basic: true,
+        };
+        let decoded = STANDARD.decode(rest.trim()).map_err(|_| malformed())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+        let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+        // RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined.
+        let unescape = |s: &str| -> String {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        auth.basic = Some((unescape(id), unescape(secret)));
+        Ok(auth)
+    }
+
+    /// Err with the description when the material contradicts the grant's client.
+    fn check(&self, grant: &Accepted) -> Result<(), String> {
+        if let Some(what) = self.unsupported {
+            return Err(format!(
+                "Client authentication with {what} is not supported: the grant itself authenticates the client"
+            ));
+        }
+        if let Some((id, secret)) = &self.basic {
+            if *id != grant.client_id {
+                return Err(format!(
+                    "Basic credentials name client '{}', but the grant was signed by client '{}'",
+                    printable(id),
+                    grant.client_id
+                ));
+            }
+            if !secret.is_empty() {
+                return Err("Client secrets are not used: send an empty secret or none".into());
+            }
+        }
+        if let Some(id) = &self.param
+            && *id != grant.client_id
+        {
+            return Err(format!(
+                "Parameter client_id is '{}', but the grant was signed by client '{}'",
+                printable(id),
+                grant.client_id
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Records a refused attempt (without the grant itself) and turns it into the response.

@@ -12,7 +12,8 @@ use crate::store::{Store, UsageRow};
 
 struct Job {
     row: UsageRow,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    /// Told whether the row was written as given (false: its grant had been used).
+    done: Option<oneshot::Sender<Result<bool, String>>>,
 }
 
 /// Most rows in one transaction.
@@ -53,17 +54,22 @@ impl UsageWriter {
                     let prune =
                         (now.saturating_sub(last_prune) >= PRUNE_EVERY).then(|| now - retention);
                     let rows: Vec<UsageRow> = batch.iter().map(|j| j.row.clone()).collect();
-                    let result = store.append_usage(&rows, prune).map_err(|e| e.to_string());
+                    let result = store
+                        .append_usage(&rows, now, prune)
+                        .map_err(|e| e.to_string());
                     match &result {
-                        Ok(()) if prune.is_some() => last_prune = now,
-                        Ok(()) => {}
+                        Ok(_) if prune.is_some() => last_prune = now,
+                        Ok(_) => {}
                         Err(e) => {
                             tracing::error!(error = %e, rows = rows.len(), "usage log write failed")
                         }
                     }
-                    for job in batch.drain(..) {
+                    for (i, job) in batch.drain(..).enumerate() {
                         if let Some(done) = job.done {
-                            let _ = done.send(result.clone());
+                            let _ = done.send(match &result {
+                                Ok(written) => Ok(written[i]),
+                                Err(e) => Err(e.clone()),
+                            });
                         }
                     }
                 }
@@ -72,8 +78,9 @@ impl UsageWriter {
         (UsageWriter { tx }, handle)
     }
 
-    /// Records a row and waits until it is committed.
-    pub async fn record(&self, row: UsageRow) -> Result<(), String> {
+    /// Records a row and waits until it is committed. `Ok(false)`: the row's grant had been
+    /// used before, by this process or another, and the row was recorded as a refusal.
+    pub async fn record(&self, row: UsageRow) -> Result<bool, String> {
         let (done, wait) = oneshot::channel();
         self.send(Job {
             row,

@@ -117,13 +117,31 @@ pub struct UsageRow {
     pub user_agent: Option<String>,
     pub ok: bool,
     pub reason: Option<String>,
+    /// An issuance from a grant without `jti` (counted so admins see who relies on them).
+    pub no_jti: bool,
     #[serde(skip)]
     pub grant_jti: Option<String>,
     #[serde(skip)]
     pub grant_exp: Option<i64>,
     #[serde(skip)]
     pub token_jti: Option<String>,
+    /// The grant this issuance uses up: the row is written only if no row before took it.
+    #[serde(skip)]
+    pub grant_use: Option<GrantUse>,
 }
+
+/// A grant's claim to be used once: its key's client id, its replay id (see
+/// `grant::Accepted::replay_id`) and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantUse {
+    pub client_id: String,
+    pub replay_id: String,
+    pub exp: i64,
+}
+
+/// How long used-grant rows outlive their grant's expiry: a process whose clock is a little
+/// behind still finds them.
+const USED_GRANT_MARGIN: i64 = 120;
 
 #[derive(Debug, Default)]
 pub struct UsageFilter {
@@ -131,6 +149,8 @@ pub struct UsageFilter {
     pub user: Option<String>,
     pub since: Option<i64>,
     pub failures_only: bool,
+    /// Only issuances from grants without `jti`.
+    pub no_jti_only: bool,
     pub limit: i64,
 }
 
@@ -204,8 +224,24 @@ impl Store {
             .conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            self.conn
-                .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
+            // Two processes switching a new store to WAL at once each hold a read lock the
+            // other must wait for: SQLite answers one of them SQLITE_BUSY at once instead of
+            // waiting (deadlock avoidance). The other finishes quickly, so try again.
+            let start = std::time::Instant::now();
+            loop {
+                match self
+                    .conn
+                    .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+                {
+                    Err(e)
+                        if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                            && start.elapsed() < BUSY_TIMEOUT =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    other => break other?,
+                }
+            }
         }
         self.conn
             .execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")?;
@@ -646,19 +682,47 @@ impl Store {
 
     // ---- usage log ------------------------------------------------------------------------
 
-    /// Appends rows in one transaction, then prunes rows older than `prune_before`, keeping
-    /// each key's newest row.
-    pub fn append_usage(&mut self, rows: &[UsageRow], prune_before: Option<i64>) -> Result<()> {
+    /// Appends rows in one transaction, then prunes rows older than `prune_before` (keeping
+    /// each key's newest row) and used grants that have expired. A row with a `grant_use`
+    /// first claims its grant: when an earlier row (from any process) took it, the row is
+    /// written as a refused replay instead. Returns, per row, whether it was written as given.
+    pub fn append_usage(
+        &mut self,
+        rows: &[UsageRow],
+        now: i64,
+        prune_before: Option<i64>,
+    ) -> Result<Vec<bool>> {
         let path = self.path.clone();
         let tx = self.write_tx()?;
+        let mut written = Vec::with_capacity(rows.len());
         {
+            let mut claim = tx
+                .prepare_cached(
+                    "INSERT INTO used_grants(client_id, replay_id, exp) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .map_err(|e| map_err(e, &path))?;
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
-                        grant_jti, grant_exp, token_jti) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        grant_jti, grant_exp, token_jti, no_jti) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(|e| map_err(e, &path))?;
             for r in rows {
+                let fresh = match &r.grant_use {
+                    None => true,
+                    Some(g) => {
+                        claim
+                            .execute(params![g.client_id, g.replay_id, g.exp])
+                            .map_err(|e| map_err(e, &path))?
+                            == 1
+                    }
+                };
+                let (ok, reason, token_jti) = if fresh {
+                    (r.ok, r.reason.as_deref(), r.token_jti.as_deref())
+                } else {
+                    (false, Some(replay_reason(r.grant_jti.is_some())), None)
+                };
                 stmt.execute(params![
                     r.time,
                     r.key_id,
@@ -666,13 +730,15 @@ impl Store {
                     r.subject,
                     r.address,
                     r.user_agent,
-                    r.ok,
-                    r.reason,
+                    ok,
+                    reason,
                     r.grant_jti,
                     r.grant_exp,
-                    r.token_jti
+                    token_jti,
+                    r.no_jti
                 ])
                 .map_err(|e| map_err(e, &path))?;
+                written.push(fresh);
             }
         }
         if let Some(cutoff) = prune_before {
@@ -682,23 +748,36 @@ impl Store {
                 [cutoff],
             )
             .map_err(|e| map_err(e, &path))?;
+            tx.execute(
+                "DELETE FROM used_grants WHERE exp < ?1",
+                [now.saturating_sub(USED_GRANT_MARGIN)],
+            )
+            .map_err(|e| map_err(e, &path))?;
         }
-        tx.commit().map_err(|e| map_err(e, &path))
+        tx.commit().map_err(|e| map_err(e, &path))?;
+        Ok(written)
     }
 
     pub fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason FROM usage_log
+                "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason, no_jti FROM usage_log
                  WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR user_name = ?2 OR subject = ?2)
-                   AND (?3 IS NULL OR time >= ?3) AND (NOT ?4 OR NOT ok)
+                   AND (?3 IS NULL OR time >= ?3) AND (NOT ?4 OR NOT ok) AND (NOT ?6 OR no_jti)
                  ORDER BY time DESC, id DESC LIMIT ?5",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(
-                params![f.key_id, f.user, f.since, f.failures_only, f.limit],
+                params![
+                    f.key_id,
+                    f.user,
+                    f.since,
+                    f.failures_only,
+                    f.limit,
+                    f.no_jti_only
+                ],
                 |r| {
                     Ok(UsageRow {
                         time: r.get(0)?,
@@ -709,6 +788,7 @@ impl Store {
                         user_agent: r.get(5)?,
                         ok: r.get(6)?,
                         reason: r.get(7)?,
+                        no_jti: r.get(8)?,
                         ..UsageRow::default()
                     })
                 },
@@ -718,15 +798,12 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Grant ids seen in issuances whose grants have not expired yet (seeds the replay cache
-    /// after a restart). Returns (client_id, jti, grant exp).
-    pub fn live_grant_jtis(&self, now: i64) -> Result<Vec<(String, String, i64)>> {
+    /// Grants used and not yet expired, as (client_id, replay id, exp): seeds a server's
+    /// in-memory replay check when it starts.
+    pub fn live_used_grants(&self, now: i64) -> Result<Vec<(String, String, i64)>> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT k.client_id, l.grant_jti, l.grant_exp FROM usage_log l JOIN keys k ON k.key_id = l.key_id
-                 WHERE l.ok AND l.grant_jti IS NOT NULL AND l.grant_exp >= ?1",
-            )
+            .prepare("SELECT client_id, replay_id, exp FROM used_grants WHERE exp >= ?1")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -747,6 +824,15 @@ impl Store {
         std::fs::metadata(&self.path)
             .ok()
             .map(|m| m.permissions().mode() & 0o777)
+    }
+}
+
+/// Why a row's grant claim failed: its grant was used before.
+pub fn replay_reason(had_jti: bool) -> &'static str {
+    if had_jti {
+        "Grant has already been used (jti replayed)"
+    } else {
+        "Grant has already been used (a grant without jti is good for one exchange)"
     }
 }
 
@@ -800,6 +886,7 @@ mod tests {
                     ok: true,
                     ..Default::default()
                 }],
+                1,
                 None,
             )
             .unwrap();
@@ -819,10 +906,11 @@ mod tests {
         store
             .append_usage(
                 &[row(1, "a"), row(2, "a"), row(3, "b"), row(100, "b")],
+                100,
                 None,
             )
             .unwrap();
-        store.append_usage(&[], Some(50)).unwrap();
+        store.append_usage(&[], 100, Some(50)).unwrap();
         let left = store
             .usage(&UsageFilter {
                 limit: 10,
@@ -831,5 +919,98 @@ mod tests {
             .unwrap();
         let times: Vec<i64> = left.iter().map(|r| r.time).collect();
         assert_eq!(times, vec![100, 2]);
+    }
+
+    fn grant_row(time: i64, client: &str, replay_id: &str, exp: i64) -> UsageRow {
+        UsageRow {
+            time,
+            key_id: Some(format!("key-{client}")),
+            address: "127.0.0.1".into(),
+            ok: true,
+            token_jti: Some(format!("token-{time}")),
+            grant_jti: replay_id.strip_prefix("jti:").map(str::to_owned),
+            grant_use: Some(GrantUse {
+                client_id: client.into(),
+                replay_id: replay_id.into(),
+                exp,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_grant_is_used_once_across_connections_and_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut a = Store::open(&path).unwrap();
+        let mut b = Store::open(&path).unwrap();
+        // The same grant twice in one batch, then again from another connection.
+        let written = a
+            .append_usage(
+                &[
+                    grant_row(1, "c1", "jti:x", 100),
+                    grant_row(2, "c1", "jti:x", 100),
+                    // The same jti under another client is another grant.
+                    grant_row(3, "c2", "jti:x", 100),
+                ],
+                1,
+                None,
+            )
+            .unwrap();
+        assert_eq!(written, vec![true, false, true]);
+        let again = b
+            .append_usage(
+                &[
+                    grant_row(4, "c1", "jti:x", 100),
+                    grant_row(5, "c1", "sig:y", 100),
+                ],
+                4,
+                None,
+            )
+            .unwrap();
+        assert_eq!(again, vec![false, true]);
+        let rows = a
+            .usage(&UsageFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        let refused: Vec<(i64, Option<&str>)> = rows
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| (r.time, r.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            refused,
+            vec![
+                (4, Some("Grant has already been used (jti replayed)")),
+                (2, Some("Grant has already been used (jti replayed)"))
+            ]
+        );
+        assert_eq!(a.live_used_grants(1).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn used_grants_are_pruned_only_well_after_they_expire() {
+        let (_d, mut store) = temp_store();
+        store
+            .append_usage(
+                &[
+                    grant_row(1, "c", "jti:old", 10),
+                    grant_row(1, "c", "jti:new", 1_000),
+                ],
+                1,
+                None,
+            )
+            .unwrap();
+        store
+            .append_usage(&[], 10 + USED_GRANT_MARGIN, Some(0))
+            .unwrap();
+        assert_eq!(store.live_used_grants(0).unwrap().len(), 2);
+        store
+            .append_usage(&[], 11 + USED_GRANT_MARGIN, Some(0))
+            .unwrap();
+        let left = store.live_used_grants(0).unwrap();
+        assert_eq!(left, vec![("c".to_owned(), "jti:new".to_owned(), 1_000)]);
     }
 }

@@ -151,6 +151,12 @@ impl Env {
         self.spawn_server(&format!("127.0.0.1:{port}"), extra, vars)
     }
 
+    /// The server on a Unix socket at `socket` (nothing is set up on TCP; the store's token
+    /// URI is left alone).
+    pub fn serve_unix(&self, socket: &Path, extra: &[&str]) -> Server {
+        self.spawn_server(&format!("unix:{}", socket.display()), extra, &[])
+    }
+
     fn spawn_server(&self, listen: &str, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         self.ok(&["user", "list"]);
@@ -173,20 +179,22 @@ impl Env {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(i) = line.find("listening on http://") {
-                    let addr: std::net::SocketAddr = line[i + 20..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap()
-                        .parse()
-                        .unwrap();
+                // Logged first, so that the line is in the log once the server counts as up.
+                {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                if let Some(i) = line.find("listening on ") {
+                    // A Unix socket has no address: 0.0.0.0:0 stands for it.
+                    let addr: std::net::SocketAddr = line[i + 13..]
+                        .strip_prefix("http://")
+                        .and_then(|a| a.split_whitespace().next())
+                        .map_or(([0, 0, 0, 0], 0).into(), |a| a.parse().unwrap());
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
                     }
                 }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
         });
         let addr = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
@@ -197,7 +205,9 @@ impl Env {
                 panic!("server did not start on {listen}: {}", log.lock().unwrap());
             }
         };
-        self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
+        if addr.port() != 0 {
+            self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
+        }
         Server { child, addr, log }
     }
 }
