@@ -200,7 +200,7 @@ impl Cache {
         if let Err(e) = Self::write(&path, &token) {
             eprintln!(
                 "tokenauth: warning: could not cache the token in {}: {e:#}",
-                self.dir.display()
+                crate::output::terminal_safe(&self.dir.to_string_lossy())
             );
         }
         Ok((token, false))

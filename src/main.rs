@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokenauth::{cli, cmd};
+use tokenauth::{cli, cmd, output};
 
 // The server allocates a little on every request; mimalloc keeps that off glibc's locks.
 #[global_allocator]
@@ -21,10 +21,10 @@ fn main() -> ExitCode {
             if let Some(cmd::Quiet(code)) = err.downcast_ref::<cmd::Quiet>() {
                 return ExitCode::from(*code);
             }
-            let mut msg = format!("{err:#}");
             // reqwest and io errors repeat their cause in the chain; keep one line.
-            msg = msg.replace('\n', " ");
-            eprintln!("tokenauth: error: {msg}");
+            let msg = format!("{err:#}").replace('\n', " ");
+            // Errors quote stored titles and the caller's arguments.
+            eprintln!("tokenauth: error: {}", output::terminal_safe(&msg));
             ExitCode::FAILURE
         }
     }

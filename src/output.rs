@@ -1,12 +1,53 @@
-//! Human output (comfy-table, honouring NO_COLOR and non-terminal output) and `--json`.
+//! Human output (comfy-table, honouring NO_COLOR and non-terminal output), `--json`, and the
+//! escaping that keeps stored or caller-supplied text from driving the terminal.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{ContentArrangement, presets};
 
-/// A table for stdout: boxed on a terminal, plain aligned columns otherwise.
+/// Text made safe to print on a terminal: C0 controls (tab, CR and LF too), DEL, C1 controls
+/// and the Unicode bidi controls become visible `\u{1b}`-style escapes; everything else,
+/// ordinary non-ASCII included, is left alone. Clean text is returned as it is, unallocated.
+///
+/// Backslashes are left alone, so a literal `\u{1b}` in a title reads the same as an
+/// escaped ESC. Doubling them instead would make every Windows-style name (`CORP\ci-bot`)
+/// or path read as something it is not and break copying a value from a table into the
+/// next command, for the sake of telling apart values nobody writes honestly; `--json`
+/// gives the exact text when it matters. It also makes escaping idempotent, so text escaped
+/// where a message is built can pass through the error line's escaping unchanged.
+pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs_escape(c) {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Controls (C0, DEL, C1: general category Cc) act on the terminal; bidi controls reorder
+/// what is shown around them (a title ending in `U+202E txt.exe` reads as `exe.txt`).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// A table for stdout: boxed on a terminal, plain aligned columns otherwise. Every cell goes
+/// through [`terminal_safe`] on its way in, so no command can forget to escape one.
+pub struct Table(comfy_table::Table);
+
 pub fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
+    let mut t = comfy_table::Table::new();
     if std::io::stdout().is_terminal() {
         t.load_preset(presets::UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic);
@@ -17,17 +58,28 @@ pub fn table(header: &[&str]) -> Table {
                     .iter()
                     .map(|h| comfy_table::Cell::new(h).add_attribute(comfy_table::Attribute::Bold)),
             );
-            return t;
+            return Table(t);
         }
     } else {
         t.load_preset(presets::NOTHING).force_no_tty();
     }
     t.set_header(header.to_vec());
-    t
+    Table(t)
+}
+
+impl Table {
+    pub fn add_row<S: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = S>) {
+        self.0.add_row(
+            cells
+                .into_iter()
+                .map(|c| terminal_safe(c.as_ref()).into_owned())
+                .collect::<Vec<_>>(),
+        );
+    }
 }
 
 pub fn print_table(t: &Table) {
-    let text = t.to_string();
+    let text = t.0.to_string();
     for line in text.lines() {
         println!("{}", line.trim_end());
     }
@@ -42,4 +94,86 @@ pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()>
 pub fn or_dash(v: Option<String>) -> String {
     v.filter(|s| !s.is_empty())
         .unwrap_or_else(|| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_text_is_borrowed_unchanged() {
+        for s in [
+            "",
+            "ci-bot",
+            "nightly build",
+            "café",
+            "構築",
+            "🚀 deploy",
+            "👩‍💻",
+            r"CORP\ci-bot",
+        ] {
+            assert!(
+                matches!(terminal_safe(s), Cow::Borrowed(b) if b == s),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn controls_are_escaped_visibly() {
+        assert_eq!(
+            terminal_safe("\x1b]0;pwned\x07\x1b[31mred"),
+            r"\u{1b}]0;pwned\u{7}\u{1b}[31mred"
+        );
+        assert_eq!(terminal_safe("a\tb\r\nc\0"), r"a\u{9}b\u{d}\u{a}c\u{0}");
+        assert_eq!(
+            terminal_safe("\x7f\u{80}\u{9b}31m\u{9f}"),
+            r"\u{7f}\u{80}\u{9b}31m\u{9f}"
+        );
+    }
+
+    #[test]
+    fn bidi_controls_are_escaped_and_their_neighbours_kept() {
+        for c in [
+            '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}',
+            '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ] {
+            let s = format!("é{c}x");
+            assert_eq!(
+                terminal_safe(&s),
+                format!("é\\u{{{:x}}}x", c as u32),
+                "{c:?}"
+            );
+        }
+        // Just outside the ranges: left alone.
+        for c in [
+            '\u{00A0}', '\u{200D}', '\u{2029}', '\u{202F}', '\u{2065}', '\u{206A}',
+        ] {
+            let s = c.to_string();
+            assert_eq!(terminal_safe(&s), s, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn escaping_is_idempotent_and_leaves_backslashes_alone() {
+        let once = terminal_safe("C:\\keys\\\u{1b}[2J\u{202e}");
+        assert_eq!(once, r"C:\keys\\u{1b}[2J\u{202e}");
+        assert_eq!(terminal_safe(&once), once);
+    }
+
+    #[test]
+    fn table_cells_are_escaped() {
+        let mut t = table(&["A", "B"]);
+        t.add_row(["x\x1b[31m", "line\nbreak"]);
+        // On a terminal the header may be bold (an escape sequence of our own): look at cells.
+        let text = t.0.to_string();
+        assert!(
+            !text.contains("x\x1b") && !text.contains("line\n"),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r"x\u{1b}[31m") && text.contains(r"line\u{a}break"),
+            "{text}"
+        );
+    }
 }

@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 
 use crate::cmd::Ctx;
 use crate::iprange;
+use crate::output::terminal_safe;
 
 /// Change a key's title or IP ranges.
 ///
@@ -55,8 +56,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let key = store.key(&key.key_id)?;
     eprintln!(
         "Updated key {}: title '{}', IP ranges {}.",
-        key.key_id,
-        key.title,
+        terminal_safe(&key.key_id),
+        terminal_safe(&key.title),
         if key.ip_ranges.is_empty() {
             "anywhere".to_owned()
         } else {

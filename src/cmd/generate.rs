@@ -33,8 +33,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     write_all(&args.out_dir)?;
     eprintln!(
         "Wrote {} and {}.",
-        args.out_dir.join("completions").display(),
-        args.out_dir.join("man").display()
+        crate::output::terminal_safe(&args.out_dir.join("completions").to_string_lossy()),
+        crate::output::terminal_safe(&args.out_dir.join("man").to_string_lossy())
     );
     Ok(())
 }

@@ -3,7 +3,7 @@
 use anyhow::bail;
 
 use crate::cmd::Ctx;
-use crate::output;
+use crate::output::{self, terminal_safe};
 use crate::registry::{DEFAULT_TOKEN_URI, default_issuer};
 
 /// Create the store and record the token URI that key files will carry.
@@ -66,10 +66,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
     println!(
         "store:     {} (mode {:o})",
-        store.path().display(),
+        terminal_safe(&store.path().to_string_lossy()),
         store.mode().unwrap_or(0)
     );
-    println!("token URI: {token_uri}");
-    println!("issuer:    {issuer}");
+    println!("token URI: {}", terminal_safe(&token_uri));
+    println!("issuer:    {}", terminal_safe(&issuer));
     Ok(())
 }

@@ -9,7 +9,7 @@ use rand::rngs::OsRng;
 use crate::clock;
 use crate::cmd::{Ctx, check_user_name};
 use crate::iprange;
-use crate::output;
+use crate::output::{self, terminal_safe};
 use crate::registry::DEFAULT_TOKEN_URI;
 use crate::scope::Scope;
 use crate::secret::Secret;
@@ -125,7 +125,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .setting("token_uri")?
         .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
     if store.ensure_user(&args.user, &Secret::generate(&mut OsRng), now)? {
-        eprintln!("Created user {}.", args.user);
+        eprintln!("Created user {}.", terminal_safe(&args.user));
     }
     let generated = service_key::generate(args.bits, &mut OsRng)?;
     let key = Key {
@@ -157,7 +157,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&file)?);
         eprintln!(
             "Issued key {} for {}. The key file above holds the private key, shown this once.",
-            key.key_id, key.user
+            terminal_safe(&key.key_id),
+            terminal_safe(&key.user)
         );
         return Ok(());
     }
@@ -183,9 +184,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
     eprintln!(
         "Issued key {} for {}; wrote {} (mode 0600).\nIt holds the private key, shown this once: tokenauth keeps only the public half.",
-        key.key_id,
-        key.user,
-        path.display()
+        terminal_safe(&key.key_id),
+        terminal_safe(&key.user),
+        terminal_safe(&path.to_string_lossy())
     );
     Ok(())
 }

@@ -24,6 +24,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::{Cli, Command};
 use crate::clock::Clock;
+use crate::output::terminal_safe;
 use crate::registry::DEFAULT_TOKEN_URI;
 use crate::store::Store;
 
@@ -119,11 +120,13 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
+    // Questions quote user names and key titles.
+    let question = terminal_safe(question);
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         bail!("{question} needs confirmation and there is no terminal to ask on; pass --yes");
     }
     let ok = dialoguer::Confirm::new()
-        .with_prompt(question)
+        .with_prompt(question.as_ref())
         .default(false)
         .interact()
         .context("reading the answer")?;
@@ -133,8 +136,28 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// User names: printable, no whitespace, at most 128 characters.
+/// User names: printable, no whitespace, no invisible formatting characters, at most 128
+/// characters.
 pub fn check_user_name(name: &str) -> anyhow::Result<()> {
+    // Format characters (bidi controls, zero-width joiners) make one name look like
+    // another, or reorder what is printed around it.
+    if let Some(c) = name.chars().find(|&c| is_format(c)) {
+        let shown: String = name
+            .chars()
+            .map(|c| {
+                if is_format(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        bail!(
+            "invalid user name '{}': {} is an invisible formatting character; use 1 to 128 printable characters without spaces",
+            terminal_safe(&shown),
+            c.escape_unicode()
+        );
+    }
     if name.is_empty()
         || name.len() > 128
         || name.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -142,4 +165,77 @@ pub fn check_user_name(name: &str) -> anyhow::Result<()> {
         bail!("invalid user name '{name}': use 1 to 128 printable characters without spaces");
     }
     Ok(())
+}
+
+/// Unicode general category Cf (format characters), as of Unicode 15.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_with_format_characters_are_refused_naming_the_character() {
+        for c in [
+            '\u{202E}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{2066}',
+            '\u{FEFF}',
+            '\u{AD}',
+            '\u{E0041}',
+        ] {
+            let err = check_user_name(&format!("evil{c}"))
+                .unwrap_err()
+                .to_string();
+            let escaped = c.escape_unicode().to_string();
+            assert!(
+                err.starts_with(&format!("invalid user name 'evil{escaped}': {escaped} ")),
+                "{err}"
+            );
+            assert!(!err.contains(c), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_user_names_pass() {
+        for name in [
+            "ci-bot",
+            "deploy.bot_2",
+            "josé",
+            "構築ボット",
+            "🚀bot",
+            r"CORP\ci-bot",
+        ] {
+            check_user_name(name).unwrap();
+        }
+        for bad in ["", "a b", "a\tb", "a\u{1b}b", "a\u{85}b"] {
+            assert!(check_user_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

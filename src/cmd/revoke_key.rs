@@ -1,6 +1,7 @@
 //! `tokenauth revoke-key`: stop a key and every token issued with it.
 
 use crate::cmd::{Ctx, confirm};
+use crate::output::terminal_safe;
 
 /// Revoke a service key.
 ///
@@ -22,7 +23,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let mut store = ctx.store()?;
     let key = store.key(&args.key_id)?;
     if key.revoked.is_some() {
-        eprintln!("Key {} was already revoked.", key.key_id);
+        eprintln!("Key {} was already revoked.", terminal_safe(&key.key_id));
         return Ok(());
     }
     confirm(
@@ -35,7 +36,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     store.revoke_key(&key.key_id, ctx.now())?;
     eprintln!(
         "Revoked key {} of user {}; tokens issued with it stop working now.",
-        key.key_id, key.user
+        terminal_safe(&key.key_id),
+        terminal_safe(&key.user)
     );
     Ok(())
 }

@@ -3,6 +3,7 @@
 use rand::rngs::OsRng;
 
 use crate::cmd::{Ctx, confirm};
+use crate::output::terminal_safe;
 use crate::secret::Secret;
 
 /// Replace a user's signing secret: every access token of that user stops working.
@@ -42,7 +43,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     confirm(&question, args.yes)?;
     for u in &users {
         store.rotate_secret(u, &Secret::generate(&mut OsRng), ctx.now())?;
-        eprintln!("Rotated the secret of {u}; its access tokens stop working now.");
+        eprintln!(
+            "Rotated the secret of {}; its access tokens stop working now.",
+            terminal_safe(u)
+        );
     }
     Ok(())
 }

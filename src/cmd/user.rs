@@ -3,7 +3,7 @@
 use rand::rngs::OsRng;
 
 use crate::cmd::{Ctx, check_user_name, confirm};
-use crate::output;
+use crate::output::{self, terminal_safe};
 use crate::secret::Secret;
 use crate::store::User;
 
@@ -111,11 +111,12 @@ impl Permission {
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let mut store = ctx.store()?;
+    // Names reach messages as typed or as stored; either may hold escape sequences.
     match args.command {
         UserCommand::Add { name } => {
             check_user_name(&name)?;
             store.add_user(&name, &Secret::generate(&mut OsRng), ctx.now())?;
-            eprintln!("Created user {name}.");
+            eprintln!("Created user {}.", terminal_safe(&name));
         }
         UserCommand::List { json } => {
             let users = store.users()?;
@@ -128,25 +129,34 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             store.user(&name)?;
             confirm(&format!("Remove user {name}?"), yes)?;
             store.remove_user(&name)?;
-            eprintln!("Removed user {name}.");
+            eprintln!("Removed user {}.", terminal_safe(&name));
         }
         UserCommand::Grant { name, permission } => {
             store.set_permission(&name, permission.as_str(), true)?;
-            eprintln!("User {name} may now {}.", permission.as_str());
+            eprintln!(
+                "User {} may now {}.",
+                terminal_safe(&name),
+                permission.as_str()
+            );
         }
         UserCommand::Revoke { name, permission } => {
             store.set_permission(&name, permission.as_str(), false)?;
-            eprintln!("User {name} may no longer {}.", permission.as_str());
+            eprintln!(
+                "User {} may no longer {}.",
+                terminal_safe(&name),
+                permission.as_str()
+            );
         }
         UserCommand::Disable { name } => {
             store.set_disabled(&name, true)?;
             eprintln!(
-                "Disabled user {name}; its grants are refused and its tokens stop working now."
+                "Disabled user {}; its grants are refused and its tokens stop working now.",
+                terminal_safe(&name)
             );
         }
         UserCommand::Enable { name } => {
             store.set_disabled(&name, false)?;
-            eprintln!("Enabled user {name}.");
+            eprintln!("Enabled user {}.", terminal_safe(&name));
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use crate::access_token;
 use crate::cmd::{Ctx, Quiet};
-use crate::output;
+use crate::output::{self, terminal_safe};
 use crate::registry::Snapshot;
 use crate::scope::Scope;
 
@@ -52,9 +52,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             } else {
                 println!(
                     "valid: user {} via key {} (scope '{}'), expires {}",
-                    c.sub,
-                    c.key_id,
-                    c.scope,
+                    terminal_safe(&c.sub),
+                    terminal_safe(&c.key_id),
+                    terminal_safe(&c.scope),
                     crate::clock::rfc3339(c.exp)
                 );
             }
