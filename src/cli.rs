@@ -89,6 +89,34 @@ mod tests {
         }
     }
 
+    /// Key ids are base64url: one in 64 starts with `-`, and must not be taken for a flag.
+    #[test]
+    fn key_ids_may_start_with_a_hyphen() {
+        let key_id = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::RevokeKey(a) => (a.key_id, a.yes.to_string()),
+            Command::EditKey(a) => (a.key_id, format!("{:?}", a.title)),
+            Command::UsageLog(a) => (a.key_id.unwrap_or_default(), format!("{:?}", a.since)),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            key_id(&["tokenauth", "revoke-key", "-4cB0x", "--yes"]),
+            ("-4cB0x".into(), "true".into())
+        );
+        assert_eq!(
+            key_id(&["tokenauth", "edit-key", "-4cB0x", "--title", "t"]),
+            ("-4cB0x".into(), "Some(\"t\")".into())
+        );
+        assert_eq!(
+            key_id(&["tokenauth", "usage-log", "-4cB0x", "--since", "1d"]),
+            ("-4cB0x".into(), "Some(\"1d\")".into())
+        );
+        // Flags still read as flags.
+        assert_eq!(
+            key_id(&["tokenauth", "usage-log", "--since", "1d"]),
+            (String::new(), "Some(\"1d\")".into())
+        );
+    }
+
     #[test]
     fn every_command_and_argument_has_help_and_an_example() {
         let mut cmd = Cli::command();

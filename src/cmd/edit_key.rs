@@ -15,6 +15,7 @@ use crate::output::terminal_safe;
   tokenauth edit-key 6dQx1b0z --title 'nightly build' --no-ip-range")]
 pub struct Args {
     /// The key's id (or a unique prefix of at least 4 characters)
+    #[arg(allow_hyphen_values = true)]
     pub key_id: String,
 
     /// A new title

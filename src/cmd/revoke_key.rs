@@ -12,6 +12,7 @@ use crate::output::terminal_safe;
   tokenauth revoke-key 6dQx1b0z --yes")]
 pub struct Args {
     /// The key's id (or a unique prefix of at least 4 characters)
+    #[arg(allow_hyphen_values = true)]
     pub key_id: String,
 
     /// Do not ask for confirmation

@@ -17,6 +17,7 @@ use crate::store::UsageFilter;
   tokenauth usage-log --no-jti --since 7d")]
 pub struct Args {
     /// Only this key's rows (its id or a unique prefix)
+    #[arg(allow_hyphen_values = true)]
     pub key_id: Option<String>,
 
     /// Only rows of this user (as the key's user or as the subject)
