@@ -225,8 +225,8 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;sign-grant' {
-            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file; `-` reads it from standard input')
-            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file; `-` reads it from standard input')
+            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
             [CompletionResult]::new('--sub', '--sub', [CompletionResultType]::ParameterName, 'Act as this user instead of the key''s own (needs the impersonate permission)')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]')
             [CompletionResult]::new('--lifetime', '--lifetime', [CompletionResultType]::ParameterName, 'Seconds until the grant expires (at most 86400)')
@@ -259,8 +259,8 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;get-token' {
-            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file; `-` reads it from standard input')
-            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file; `-` reads it from standard input')
+            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
             [CompletionResult]::new('--sub', '--sub', [CompletionResultType]::ParameterName, 'Act as this user instead of the key''s own (needs the impersonate permission)')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'What to print')
@@ -274,8 +274,8 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;request' {
-            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file; `-` reads it from standard input')
-            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file; `-` reads it from standard input')
+            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
             [CompletionResult]::new('--sub', '--sub', [CompletionResultType]::ParameterName, 'Act as this user instead of the key''s own (needs the impersonate permission)')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]')
             [CompletionResult]::new('-X', '-X ', [CompletionResultType]::ParameterName, 'The HTTP method [default: GET, or POST with --data]')

@@ -198,8 +198,8 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;sign-grant'= {
-            cand -k 'The key file; `-` reads it from standard input'
-            cand --key 'The key file; `-` reads it from standard input'
+            cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
+            cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
             cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
             cand --lifetime 'Seconds until the grant expires (at most 86400)'
@@ -230,8 +230,8 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;get-token'= {
-            cand -k 'The key file; `-` reads it from standard input'
-            cand --key 'The key file; `-` reads it from standard input'
+            cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
+            cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
             cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
             cand --format 'What to print'
@@ -244,8 +244,8 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;request'= {
-            cand -k 'The key file; `-` reads it from standard input'
-            cand --key 'The key file; `-` reads it from standard input'
+            cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
+            cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
             cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
             cand -X 'The HTTP method [default: GET, or POST with --data]'

@@ -125,7 +125,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l al
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s k -l key -d 'The key file; `-` reads it from standard input' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l lifetime -d 'Seconds until the grant expires (at most 86400)' -r
@@ -148,7 +148,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l require-jti -d 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s k -l key -d 'The key file; `-` reads it from standard input' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l format -d 'What to print' -r -f -a "token\t'The bare token'
@@ -160,7 +160,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l db -d 
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l no-cache -d 'Always ask the server; neither read nor write the cache'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s k -l key -d 'The key file; `-` reads it from standard input' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s X -l method -d 'The HTTP method [default: GET, or POST with --data]' -r

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cmd;
 
@@ -51,10 +52,35 @@ pub enum Command {
     Generate(cmd::generate::Args),
 }
 
+impl Cli {
+    /// `Cli::try_parse`, plus what the parsed values cannot tell: whether --key came from
+    /// TOKENAUTH_KEY, which errors name, and which must not be combined with
+    /// TOKENAUTH_KEY_BASE64.
+    pub fn try_parse_with_sources() -> Result<Cli, clap::Error> {
+        let matches = Cli::command().try_get_matches()?;
+        let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+        if let (Some(grant), Some((_, sub))) = (cli.command.grant_args_mut(), matches.subcommand())
+        {
+            grant.key_from_env = sub.value_source("key") == Some(ValueSource::EnvVariable);
+        }
+        Ok(cli)
+    }
+}
+
+impl Command {
+    fn grant_args_mut(&mut self) -> Option<&mut cmd::GrantArgs> {
+        match self {
+            Command::SignGrant(a) => Some(&mut a.grant),
+            Command::GetToken(a) => Some(&mut a.grant),
+            Command::Request(a) => Some(&mut a.grant),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
         let here = format!("{path} {}", cmd.get_name()).trim().to_owned();

@@ -107,7 +107,8 @@ pub fn fetch(
     })
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost error's message: reqwest's own repeats the URL, which may carry a password.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

@@ -58,12 +58,21 @@ pub fn sign(
     if let Some(scope) = &req.scope {
         claims["scope"] = Value::String(scope.clone());
     }
-    let signer = EncodingKey::from_rsa_pem(key.private_key.expose().as_bytes()).map_err(|e| {
-        anyhow::anyhow!("the key file's private_key is not a usable RSA PEM key: {e}")
+    // Own words only: the PEM and key parsers' messages may quote what they choke on.
+    let signer = EncodingKey::from_rsa_pem(key.private_key.expose().as_bytes()).map_err(|_| {
+        anyhow::anyhow!(
+            "the key file's private_key is not a PEM RSA private key; use the key file \
+             issue-key wrote, unchanged"
+        )
     })?;
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(key.key_id.clone());
-    Ok(jsonwebtoken::encode(&header, &claims, &signer)?)
+    jsonwebtoken::encode(&header, &claims, &signer).map_err(|_| {
+        anyhow::anyhow!(
+            "cannot sign with the key file's private_key: it is not a usable RSA private key; \
+             use the key file issue-key wrote, unchanged"
+        )
+    })
 }
 
 /// Why a grant was refused: an RFC 6749 §5.2 error code, a specific description, and what

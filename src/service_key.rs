@@ -1,8 +1,9 @@
 //! Service keys: RSA key generation, key ids, and the key file format (ftw.tokenauth's six
 //! fields, plus `alg`).
 
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -18,7 +19,8 @@ use crate::secret::SecretString;
 pub const RSA_ALG: &str = "RS256";
 
 /// The file a client keeps: what it needs to sign grants and where to send them.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// Read only through `parse_key_file`, never by deriving: serde's errors may quote the key.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyFile {
     pub key_id: String,
     pub client_id: String,
@@ -28,12 +30,8 @@ pub struct KeyFile {
     pub token_uri: String,
     /// PKCS#1 PEM, as ftw.tokenauth writes it.
     pub private_key: SecretString,
-    #[serde(default = "default_alg")]
+    /// Optional in the file; RS256 when absent.
     pub alg: String,
-}
-
-fn default_alg() -> String {
-    RSA_ALG.to_owned()
 }
 
 /// A freshly generated key pair.
@@ -124,31 +122,309 @@ pub fn write_key_file(path: &Path, key: &KeyFile) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a key file from a path, or from standard input for `-`.
-pub fn read_key_file(path: &Path) -> anyhow::Result<KeyFile> {
-    let (text, name) = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the key file from standard input")?;
-        (s, "standard input".to_owned())
-    } else {
-        let s = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
-        (s, path.display().to_string())
-    };
-    parse_key_file(&text).with_context(|| format!("{name} is not a tokenauth key file"))
+/// Where a client's key file comes from: `--key`/`TOKENAUTH_KEY` (a path, `-`, or the JSON
+/// itself) or `TOKENAUTH_KEY_BASE64`. Its `Debug` never shows contents, only a path that
+/// looks like one.
+pub enum KeySource {
+    /// `from` is `--key` or `TOKENAUTH_KEY`, for messages.
+    Path {
+        path: PathBuf,
+        from: &'static str,
+    },
+    Stdin,
+    Json {
+        text: SecretString,
+        from: &'static str,
+    },
+    Base64(SecretString),
 }
 
-pub fn parse_key_file(text: &str) -> anyhow::Result<KeyFile> {
-    let key: KeyFile = serde_json::from_str(text)?;
+pub const KEY_VAR: &str = "TOKENAUTH_KEY";
+pub const KEY_BASE64_VAR: &str = "TOKENAUTH_KEY_BASE64";
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Path { path, from } if !may_hold_secret(path.as_os_str()) => {
+                write!(f, "Path({}, from {from})", path.display())
+            }
+            KeySource::Path { from, .. } => write!(f, "Path(***, from {from})"),
+            KeySource::Stdin => f.write_str("Stdin"),
+            KeySource::Json { from, .. } => write!(f, "Json(***, from {from})"),
+            KeySource::Base64(_) => write!(f, "Base64(***, from {KEY_BASE64_VAR})"),
+        }
+    }
+}
+
+impl KeySource {
+    /// Picks the source: `key` is the `--key` value (`key_from_env` when clap took it from
+    /// TOKENAUTH_KEY), `base64` the TOKENAUTH_KEY_BASE64 variable.
+    pub fn resolve(
+        key: Option<OsString>,
+        key_from_env: bool,
+        base64: Option<OsString>,
+    ) -> anyhow::Result<KeySource> {
+        match (key, base64) {
+            // Two variables may well hold two different keys: guessing would be worse.
+            (Some(_), Some(_)) if key_from_env => bail!(
+                "both {KEY_VAR} and {KEY_BASE64_VAR} are set; set only one of them (or pass --key)"
+            ),
+            (Some(value), _) => Ok(KeySource::from_value(
+                value,
+                if key_from_env { KEY_VAR } else { "--key" },
+            )),
+            (None, Some(b64)) => Ok(KeySource::Base64(SecretString::new(
+                b64.to_string_lossy().into_owned(),
+            ))),
+            (None, None) => bail!(
+                "no key file given: pass --key with its path ('-' reads standard input) or its \
+                 JSON, or set {KEY_VAR} to the same, or set {KEY_BASE64_VAR} to the key file \
+                 base64-encoded"
+            ),
+        }
+    }
+
+    /// A `--key` value: `-`, JSON when its first non-whitespace character is `{`, else a
+    /// path.
+    pub fn from_value(value: OsString, from: &'static str) -> KeySource {
+        if value == "-" {
+            return KeySource::Stdin;
+        }
+        if value
+            .as_encoded_bytes()
+            .trim_ascii_start()
+            .starts_with(b"{")
+        {
+            let text = value
+                .into_string()
+                .unwrap_or_else(|v| v.to_string_lossy().into_owned());
+            return KeySource::Json {
+                text: SecretString::new(text),
+                from,
+            };
+        }
+        KeySource::Path {
+            path: PathBuf::from(value),
+            from,
+        }
+    }
+
+    pub fn read(&self) -> anyhow::Result<KeyFile> {
+        match self {
+            KeySource::Path { path, from } if path.as_os_str().is_empty() => {
+                bail!("the {from} value is empty; give the key file's path, '-' or its JSON")
+            }
+            KeySource::Path { path, from } => match std::fs::read_to_string(path) {
+                Ok(text) => parse_key_file(&text, &path.display().to_string()),
+                Err(e) if !may_hold_secret(path.as_os_str()) => {
+                    let named_by = match *from {
+                        KEY_VAR => format!(" (named by {KEY_VAR})"),
+                        _ => String::new(),
+                    };
+                    bail!("cannot read key file {}{named_by}: {e}", path.display())
+                }
+                Err(_) => bail!("{}", not_a_key_value(path.as_os_str(), from)),
+            },
+            KeySource::Stdin => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read the key file from standard input")?;
+                parse_key_file(&text, "the key file on standard input")
+            }
+            KeySource::Json { text, from } => {
+                let name = match *from {
+                    KEY_VAR => format!("the key file in {KEY_VAR}"),
+                    _ => format!("the key file JSON given to {from}"),
+                };
+                parse_key_file(text.expose(), &name)
+            }
+            KeySource::Base64(b64) => {
+                if b64.expose().trim().is_empty() {
+                    bail!("{KEY_BASE64_VAR} is empty; set it to the key file base64-encoded");
+                }
+                // The decoder's own errors name the offending character: not shown.
+                let Some(bytes) = decode_base64(b64.expose()) else {
+                    bail!(
+                        "{KEY_BASE64_VAR} is not valid base64 (standard or URL-safe alphabet, \
+                         whitespace ignored); it is not shown because it holds a secret"
+                    );
+                };
+                let Ok(text) = String::from_utf8(bytes) else {
+                    bail!(
+                        "{KEY_BASE64_VAR} does not decode to text; set it to the key file (JSON) \
+                         base64-encoded, e.g. `base64 -w0 ci-bot.json`"
+                    );
+                };
+                parse_key_file(&text, &format!("the key file in {KEY_BASE64_VAR}"))
+            }
+        }
+    }
+}
+
+/// Whether a value given where a path was expected might be key material rather than a path:
+/// such values are never echoed.
+pub fn may_hold_secret(value: &OsStr) -> bool {
+    let bytes = value.as_encoded_bytes();
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    bytes.len() > 1024
+        || bytes.contains(&b'\n')
+        || bytes.contains(&b'\r')
+        || has(b"-----BEGIN")
+        || has(b"PRIVATE KEY")
+        || bytes.trim_ascii_start().starts_with(b"{")
+        || value
+            .to_str()
+            .and_then(decode_base64)
+            .is_some_and(|d| d.trim_ascii_start().starts_with(b"{"))
+}
+
+/// The message for a `--key`/TOKENAUTH_KEY value that is no readable file and may be a secret.
+fn not_a_key_value(value: &OsStr, from: &str) -> String {
+    let text = value.to_string_lossy();
+    let hint = if text.contains("-----BEGIN") || text.contains("PRIVATE KEY") {
+        "; it looks like a PEM private key: pass the whole key file issue-key wrote (JSON with \
+         key_id, client_id, user_id, issued, token_uri and private_key), not its private key alone"
+            .to_owned()
+    } else if decode_base64(&text).is_some() {
+        format!("; it looks base64-encoded: set {KEY_BASE64_VAR} to it instead")
+    } else {
+        "; pass a path, '-' to read standard input, or the key file's JSON".to_owned()
+    };
+    let count = text.chars().count();
+    let unit = if count == 1 {
+        "character"
+    } else {
+        "characters"
+    };
+    format!(
+        "the {from} value ({} {unit}) is neither a readable file, '-', nor key-file JSON \
+         starting with '{{'; it is not shown because it may hold a secret{hint}",
+        count
+    )
+}
+
+/// Base64 as CI systems hand it over: standard or URL-safe alphabet, padded or not, wrapped
+/// or not.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::alphabet;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let compact: String = text.split_ascii_whitespace().collect();
+    if compact.is_empty() {
+        return None;
+    }
+    let alphabet = if compact.contains(['-', '_']) {
+        &alphabet::URL_SAFE
+    } else {
+        &alphabet::STANDARD
+    };
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    GeneralPurpose::new(alphabet, config).decode(compact).ok()
+}
+
+/// Parses a key file's text; `name` says where it came from (a path, or e.g. "the key file
+/// in TOKENAUTH_KEY"). Errors are in tokenauth's own words: serde's messages may quote
+/// values, and any value may be the private key.
+pub fn parse_key_file(text: &str, name: &str) -> anyhow::Result<KeyFile> {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) if text.trim().is_empty() => {
+            bail!("{name} is empty; it should hold a tokenauth key file (JSON)")
+        }
+        Err(_) if text.trim_start().starts_with("-----BEGIN") => bail!(
+            "{name} holds a PEM key, not a tokenauth key file; use the JSON file issue-key wrote"
+        ),
+        Err(e) => {
+            let what = match e.classify() {
+                serde_json::error::Category::Eof => "it ends too early",
+                _ => "syntax error",
+            };
+            bail!(
+                "{name} is not valid JSON ({what} at line {}, column {}); use the key file \
+                 issue-key wrote, unchanged",
+                e.line(),
+                e.column()
+            )
+        }
+    };
+    let serde_json::Value::Object(fields) = value else {
+        bail!("{name} is not a tokenauth key file: it is JSON, but not an object");
+    };
+    let not_key_file =
+        |problem: String| anyhow::anyhow!("{name} is not a tokenauth key file: {problem}");
+    let missing: Vec<String> = REQUIRED_FIELDS
+        .iter()
+        .filter(|f| !fields.contains_key(**f))
+        .map(|f| format!("'{f}'"))
+        .collect();
+    match missing.len() {
+        0 => {}
+        1 => return Err(not_key_file(format!("missing field {}", missing[0]))),
+        _ => {
+            return Err(not_key_file(format!(
+                "missing fields {}",
+                missing.join(", ")
+            )));
+        }
+    }
+    let string = |field: &str| match fields.get(field) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(not_key_file(format!(
+            "field '{field}' must be a string, not {}",
+            json_type(other)
+        ))),
+        None => Err(not_key_file(format!("missing field '{field}'"))),
+    };
+    let key = KeyFile {
+        key_id: string("key_id")?,
+        client_id: string("client_id")?,
+        user_id: string("user_id")?,
+        issued: string("issued")?,
+        token_uri: string("token_uri")?,
+        private_key: SecretString::new(string("private_key")?),
+        alg: match fields.get("alg") {
+            None => RSA_ALG.to_owned(),
+            Some(_) => string("alg")?,
+        },
+    };
+    let http_url = url::Url::parse(&key.token_uri)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !http_url {
+        return Err(not_key_file(
+            "field 'token_uri' is not an http(s) URL".into(),
+        ));
+    }
     if key.alg != RSA_ALG {
-        bail!(
-            "unsupported alg '{}'; tokenauth keys sign with {RSA_ALG}",
-            key.alg
-        );
+        // alg is shown only when it is short enough to be a name rather than misplaced material.
+        let shown = if key.alg.len() <= 16 && key.alg.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            format!(" '{}'", key.alg)
+        } else {
+            String::new()
+        };
+        bail!("{name} has unsupported alg{shown}; tokenauth keys sign with {RSA_ALG}");
     }
     Ok(key)
+}
+
+const REQUIRED_FIELDS: [&str; 6] = [
+    "key_id",
+    "client_id",
+    "user_id",
+    "issued",
+    "token_uri",
+    "private_key",
+];
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]
@@ -177,16 +453,162 @@ mod tests {
         assert_ne!(id, new_client_id(&mut rng));
     }
 
+    const GOOD: &str = r#"{"key_id":"k","client_id":"c","user_id":"u",
+        "issued":"2026-01-01T00:00:00Z","token_uri":"http://x/token","private_key":"pem"}"#;
+
+    fn parse(text: &str) -> anyhow::Result<KeyFile> {
+        parse_key_file(text, "k.json")
+    }
+
     #[test]
-    fn key_file_needs_all_six_fields_and_keeps_extras_out() {
-        let err = parse_key_file(r#"{"key_id":"k","client_id":"c"}"#).unwrap_err();
-        assert!(err.to_string().contains("missing field"), "{err}");
-        let ok = parse_key_file(
-            r#"{"key_id":"k","client_id":"c","user_id":"u","issued":"2026-01-01T00:00:00Z",
-                "token_uri":"http://x/token","private_key":"pem","type":"extra"}"#,
-        )
-        .unwrap();
+    fn key_file_needs_all_six_fields_and_allows_extras() {
+        let err = parse(r#"{"key_id":"k","client_id":"c"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "k.json is not a tokenauth key file: missing fields 'user_id', 'issued', \
+             'token_uri', 'private_key'"
+        );
+        let ok = parse(&GOOD.replace('}', r#","type":"extra"}"#)).unwrap();
         assert_eq!(ok.alg, "RS256");
         assert_eq!(format!("{:?}", ok.private_key), "***");
+    }
+
+    #[test]
+    fn key_file_errors_never_quote_values() {
+        let secret = "-----BEGIN RSA PRIVATE KEY-----\\nMIIEsecret";
+        let cases = [
+            (
+                GOOD.replace(r#""pem""#, "42"),
+                "k.json is not a tokenauth key file: field 'private_key' must be a string, not a number",
+            ),
+            (
+                GOOD.replace(r#""c""#, &format!(r#"["{secret}"]"#)),
+                "k.json is not a tokenauth key file: field 'client_id' must be a string, not an array",
+            ),
+            (
+                GOOD.replace(r#""pem"}"#, &format!(r#""{secret}",,}}"#)),
+                "k.json is not valid JSON (syntax error at line 2, column",
+            ),
+            (
+                GOOD.replace(r#""pem"}"#, &format!(r#""{secret}"#)),
+                "k.json is not valid JSON (it ends too early at line 2, column",
+            ),
+            (
+                format!(r#"["{secret}"]"#),
+                "k.json is not a tokenauth key file: it is JSON, but not an object",
+            ),
+            (
+                GOOD.replace("http://x/token", secret),
+                "k.json is not a tokenauth key file: field 'token_uri' is not an http(s) URL",
+            ),
+            (
+                GOOD.replace('}', &format!(r#","alg":"{secret}"}}"#)),
+                "k.json has unsupported alg; tokenauth keys sign with RS256",
+            ),
+            (
+                GOOD.replace('}', r#","alg":"ES256"}"#),
+                "k.json has unsupported alg 'ES256'; tokenauth keys sign with RS256",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n".to_owned(),
+                "k.json holds a PEM key, not a tokenauth key file",
+            ),
+            (" \n".to_owned(), "k.json is empty"),
+        ];
+        for (text, want) in cases {
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.starts_with(want), "{text}: {err}");
+            assert!(!err.contains("MIIE") && !err.contains("BEGIN"), "{err}");
+        }
+    }
+
+    fn os(s: &str) -> Option<OsString> {
+        Some(OsString::from(s))
+    }
+
+    #[test]
+    fn key_values_are_stdin_json_or_paths() {
+        let source = |v: &str| format!("{:?}", KeySource::from_value(v.into(), "--key"));
+        assert_eq!(source("-"), "Stdin");
+        assert_eq!(source(" \n {\"private_key\": 1}"), "Json(***, from --key)");
+        assert_eq!(source("ci-bot.json"), "Path(ci-bot.json, from --key)");
+        assert_eq!(source("-----BEGIN RSA"), "Path(***, from --key)");
+        let b64 = KeySource::resolve(None, false, os("e30=")).unwrap();
+        assert_eq!(format!("{b64:?}"), "Base64(***, from TOKENAUTH_KEY_BASE64)");
+    }
+
+    #[test]
+    fn key_sources_resolve_flag_then_variable_then_base64() {
+        let from_flag = KeySource::resolve(os("a.json"), false, os("e30=")).unwrap();
+        assert_eq!(format!("{from_flag:?}"), "Path(a.json, from --key)");
+        let from_env = KeySource::resolve(os("a.json"), true, None).unwrap();
+        assert_eq!(format!("{from_env:?}"), "Path(a.json, from TOKENAUTH_KEY)");
+        let both = KeySource::resolve(os("a.json"), true, os("e30=")).unwrap_err();
+        assert!(both.to_string().contains("set only one"), "{both}");
+        let none = KeySource::resolve(None, false, None)
+            .unwrap_err()
+            .to_string();
+        for way in ["--key", "TOKENAUTH_KEY ", "TOKENAUTH_KEY_BASE64"] {
+            assert!(none.contains(way), "{none}");
+        }
+    }
+
+    #[test]
+    fn base64_takes_either_alphabet_with_or_without_padding_and_line_breaks() {
+        let json = br#"{"k": "??>>~~"}"#;
+        let standard = base64::engine::general_purpose::STANDARD.encode(json);
+        assert!(standard.contains(['+', '/', '=']), "{standard}");
+        let url_safe = URL_SAFE_NO_PAD.encode(json);
+        assert!(url_safe.contains(['-', '_']), "{url_safe}");
+        let wrapped = format!("{}\n {}\r\n", &standard[..8], &standard[8..]);
+        for text in [&standard, &url_safe, &wrapped, &standard.replace('=', "")] {
+            assert_eq!(decode_base64(text).as_deref(), Some(&json[..]), "{text}");
+        }
+        assert_eq!(decode_base64("not base64!"), None);
+        assert_eq!(decode_base64(" \n"), None);
+    }
+
+    #[test]
+    fn only_values_that_look_like_paths_count_as_safe_to_show() {
+        for path in ["ci-bot.json", "/run/secrets/key file.json", "./a/b", "-x"] {
+            assert!(!may_hold_secret(OsStr::new(path)), "{path}");
+        }
+        let key_b64 = base64::engine::general_purpose::STANDARD.encode(GOOD);
+        for secret in [
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "MIIE\nMIIE",
+            "xPRIVATE KEYx",
+            &"a".repeat(1025),
+            &key_b64,
+            " {\"a\":1}",
+        ] {
+            assert!(may_hold_secret(OsStr::new(secret)), "{secret}");
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_no_file_is_shown_only_when_it_looks_like_a_path() {
+        let err = |v: &str, from| {
+            let source = KeySource::from_value(v.into(), from);
+            source.read().unwrap_err().to_string()
+        };
+        assert_eq!(
+            err("no/such.json", "--key"),
+            "cannot read key file no/such.json: No such file or directory (os error 2)"
+        );
+        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{}", "MIIE".repeat(500));
+        let e = err(&pem, "--key");
+        assert!(
+            e.starts_with("the --key value (2032 characters) is neither a readable file"),
+            "{e}"
+        );
+        assert!(e.contains("PEM private key") && !e.contains("MIIE"), "{e}");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(GOOD);
+        let e = err(&b64, KEY_VAR);
+        assert!(e.starts_with("the TOKENAUTH_KEY value ("), "{e}");
+        assert!(
+            e.contains("set TOKENAUTH_KEY_BASE64") && !e.contains(&b64[..16]),
+            "{e}"
+        );
     }
 }

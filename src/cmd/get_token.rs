@@ -3,7 +3,6 @@
 use crate::client::Getter;
 use crate::cmd::{Ctx, GrantArgs};
 use crate::output;
-use crate::service_key;
 
 /// Get an access token with a key file, from the cache when it is still good.
 ///
@@ -16,6 +15,7 @@ use crate::service_key;
   TOKEN=$(tokenauth get-token --key ci-bot.json)
   curl -H \"$(tokenauth get-token --key ci-bot.json --format header)\" https://api.example.com/
   tokenauth get-token --format env >> \"$GITHUB_ENV\"     # with TOKENAUTH_KEY set
+  TOKENAUTH_KEY_BASE64=$(base64 -w0 ci-bot.json) tokenauth get-token
   eval \"$(tokenauth get-token --key ci-bot.json --format env)\"")]
 pub struct Args {
     #[command(flatten)]
@@ -47,7 +47,7 @@ pub enum Format {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let key = service_key::read_key_file(&args.grant.key)?;
+    let key = args.grant.key_file()?;
     let now = ctx.now();
     let getter = Getter {
         key: &key,

@@ -16,25 +16,40 @@ pub mod usage_log;
 pub mod user;
 pub mod verify;
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use clap::builder::{OsStringValueParser, TypedValueParser};
 
 use crate::cli::{Cli, Command};
 use crate::clock::Clock;
 use crate::output::terminal_safe;
 use crate::registry::DEFAULT_TOKEN_URI;
+use crate::service_key::{KEY_BASE64_VAR, KeyFile, KeySource};
 use crate::store::Store;
 
 /// The key file and what a grant signed with it asks for: the same options on sign-grant,
 /// get-token and request.
 #[derive(Debug, clap::Args)]
 pub struct GrantArgs {
-    /// The key file; `-` reads it from standard input
-    #[arg(long, short, env = "TOKENAUTH_KEY", value_name = "FILE")]
-    pub key: PathBuf,
+    /// The key file: its path, `-` for standard input, or its JSON itself
+    ///
+    /// A value whose first non-whitespace character is `{` is the key file's JSON (as CI
+    /// systems hand secrets over: `--key "$KEY_JSON"`). Without --key and TOKENAUTH_KEY, the
+    /// key file may be given base64-encoded in TOKENAUTH_KEY_BASE64 (standard or URL-safe
+    /// alphabet; padding and line breaks optional). Key contents are never printed.
+    // The value may be the key itself: hidden from --help, and allowed to start with `-` so
+    // that clap never quotes it back as an unknown flag.
+    #[arg(long, short, env = "TOKENAUTH_KEY", hide_env_values = true, allow_hyphen_values = true,
+          value_name = "FILE", value_parser = OsStringValueParser::new().map(KeyArg))]
+    pub key: Option<KeyArg>,
+
+    /// Whether clap took --key from TOKENAUTH_KEY (set by `Cli::try_parse_with_sources`).
+    #[arg(skip)]
+    pub key_from_env: bool,
 
     /// Act as this user instead of the key's own (needs the impersonate permission)
     #[arg(long, value_name = "USER")]
@@ -43,6 +58,28 @@ pub struct GrantArgs {
     /// Scopes to ask for, space-separated (read, write) [default: the key's scope]
     #[arg(long, value_name = "SCOPES")]
     pub scope: Option<String>,
+}
+
+impl GrantArgs {
+    /// Reads the key file from wherever it was given.
+    pub fn key_file(&self) -> anyhow::Result<KeyFile> {
+        KeySource::resolve(
+            self.key.as_ref().map(|k| k.0.clone()),
+            self.key_from_env,
+            std::env::var_os(KEY_BASE64_VAR),
+        )?
+        .read()
+    }
+}
+
+/// A --key value as given, which may be the key file itself: `Debug` hides it.
+#[derive(Clone)]
+pub struct KeyArg(pub OsString);
+
+impl std::fmt::Debug for KeyArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// An error already reported on stdout/stderr: exit with this code, print nothing more.

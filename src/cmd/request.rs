@@ -49,8 +49,18 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let url =
-        reqwest::Url::parse(&args.url).with_context(|| format!("'{}' is not a URL", args.url))?;
+    let url = reqwest::Url::parse(&args.url).map_err(|_| {
+        if service_key::may_hold_secret(args.url.as_ref()) {
+            anyhow::anyhow!(
+                "the URL argument ({} characters) is not a URL; it is not shown because it may \
+                 hold a secret (a key belongs in --key)",
+                args.url.chars().count()
+            )
+        } else {
+            anyhow::anyhow!("'{}' is not a URL", args.url)
+        }
+    })?;
+    let shown_url = redacted(&url);
     let body = match args.data.as_deref() {
         None => None,
         Some("@-") => {
@@ -73,14 +83,23 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let method = reqwest::Method::from_bytes(method_name.to_ascii_uppercase().as_bytes())
         .map_err(|_| anyhow::anyhow!("'{method_name}' is not an HTTP method"))?;
     let mut headers = reqwest::header::HeaderMap::new();
-    for h in &args.headers {
+    // Header values are often credentials: messages name the header, never its value.
+    for (i, h) in args.headers.iter().enumerate() {
         let Some((name, value)) = h.split_once(':') else {
-            bail!("header '{h}' is not 'Name: value'");
+            bail!(
+                "--header number {} is not 'Name: value' (not shown: it may hold a secret)",
+                i + 1
+            );
         };
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| anyhow::anyhow!("bad header name in '{h}'"))?;
-        let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| anyhow::anyhow!("bad header value in '{h}'"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+            anyhow::anyhow!(
+                "--header number {} has a bad header name (not shown: it may hold a secret)",
+                i + 1
+            )
+        })?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+            anyhow::anyhow!("the value of --header '{name}' is not a valid header value")
+        })?;
         headers.append(name, value);
     }
     if body.is_some() && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
@@ -90,7 +109,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         );
     }
 
-    let key = service_key::read_key_file(&args.grant.key)?;
+    let key = args.grant.key_file()?;
     let getter = Getter {
         key: &key,
         sub: args.grant.sub.as_deref(),
@@ -107,13 +126,16 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         if let Some(b) = &body {
             req = req.body(b.clone());
         }
-        let resp = req
-            .send()
-            .map_err(|e| anyhow::anyhow!("request to {url} failed: {e}"))?;
+        let resp = req.send().map_err(|e| {
+            anyhow::anyhow!("request to {shown_url} failed: {}", client::root_cause(&e))
+        })?;
         let head = (resp.version(), resp.status(), resp.headers().clone());
-        let bytes = resp
-            .bytes()
-            .with_context(|| format!("reading the response of {url}"))?;
+        let bytes = resp.bytes().map_err(|e| {
+            anyhow::anyhow!(
+                "reading the response of {shown_url}: {}",
+                client::root_cause(&e)
+            )
+        })?;
         anyhow::Ok((head, bytes))
     };
     let now = ctx.now();
@@ -139,7 +161,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     out.write_all(&bytes)?;
     out.flush()?;
     if status.is_client_error() || status.is_server_error() {
-        bail!("{url} answered HTTP {status}");
+        bail!("{shown_url} answered HTTP {status}");
     }
     Ok(())
 }
@@ -161,4 +183,13 @@ fn token_refused(
             .is_ok_and(|v| v["error"] == "invalid_token")
     };
     status == reqwest::StatusCode::UNAUTHORIZED && (in_header() || in_body())
+}
+
+/// The URL as messages show it: a password in it is replaced by `***`.
+fn redacted(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
 }

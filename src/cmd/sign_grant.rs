@@ -4,7 +4,6 @@ use rand::rngs::OsRng;
 
 use crate::cmd::{Ctx, GrantArgs};
 use crate::grant::{self, GrantRequest};
-use crate::service_key;
 
 /// Sign a JWT grant (RFC 7523) with a key file and print it.
 ///
@@ -16,6 +15,7 @@ use crate::service_key;
 #[command(after_help = "Examples:
   tokenauth sign-grant --key ci-bot.json
   TOKENAUTH_KEY=ci-bot.json tokenauth sign-grant --lifetime 60
+  tokenauth sign-grant --key \"$CI_BOT_KEY_JSON\"          # the key file's JSON itself
   vault kv get -field=key secret/ci-bot | tokenauth sign-grant --key -")]
 pub struct Args {
     #[command(flatten)]
@@ -37,7 +37,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let key = service_key::read_key_file(&args.grant.key)?;
+    let key = args.grant.key_file()?;
     let req = GrantRequest {
         sub: args.grant.sub,
         aud: args.aud,
