@@ -862,7 +862,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__sign__subcmd__grant)
-            opts="-k -h -V --key --sub --scope --lifetime --aud --no-jti --db --help --version"
+            opts="-k -h -V --key --sub --scope --lifetime --aud --no-jti --count --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -889,6 +889,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --aud)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --count)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

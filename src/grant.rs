@@ -3,7 +3,6 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -36,43 +35,88 @@ pub fn sign(
     now: i64,
     rng: &mut impl rand::RngCore,
 ) -> anyhow::Result<String> {
-    if !(1..=MAX_LIFETIME).contains(&req.lifetime) {
-        anyhow::bail!(
-            "grant lifetime {}s is out of range; use 1 to {MAX_LIFETIME} seconds",
-            req.lifetime
+    Signer::new(key)?.sign(req, now, rng)
+}
+
+/// A key file's private key, parsed once: each further grant costs only the RSA operation
+/// (jsonwebtoken parses the key again on every signature).
+pub struct Signer<'k> {
+    key: &'k KeyFile,
+    pair: aws_lc_rs::signature::RsaKeyPair,
+    /// The base64url JWS header: RS256 with the key id.
+    header: String,
+}
+
+impl<'k> Signer<'k> {
+    pub fn new(key: &'k KeyFile) -> anyhow::Result<Signer<'k>> {
+        use aws_lc_rs::signature::RsaKeyPair;
+        // Own words only: the PEM and key parsers' messages may quote what they choke on.
+        let unusable = || {
+            anyhow::anyhow!(
+                "the key file's private_key is not a PEM RSA private key; use the key file \
+                 issue-key wrote, unchanged"
+            )
+        };
+        let pem = pem::parse(key.private_key.expose()).map_err(|_| unusable())?;
+        let pair = match pem.tag() {
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(pem.contents()),
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(pem.contents()),
+            _ => return Err(unusable()),
+        }
+        .map_err(|_| unusable())?;
+        let header = serde_json::json!({ "typ": "JWT", "alg": "RS256", "kid": key.key_id });
+        Ok(Signer {
+            key,
+            pair,
+            header: URL_SAFE_NO_PAD.encode(header.to_string()),
+        })
+    }
+
+    pub fn sign(
+        &self,
+        req: &GrantRequest,
+        now: i64,
+        rng: &mut impl rand::RngCore,
+    ) -> anyhow::Result<String> {
+        if !(1..=MAX_LIFETIME).contains(&req.lifetime) {
+            anyhow::bail!(
+                "grant lifetime {}s is out of range; use 1 to {MAX_LIFETIME} seconds",
+                req.lifetime
+            );
+        }
+        let key = self.key;
+        let mut jti = [0u8; 16];
+        rng.fill_bytes(&mut jti);
+        let mut claims = serde_json::json!({
+            "iss": key.client_id,
+            "sub": req.sub.as_deref().unwrap_or(&key.user_id),
+            "aud": req.aud.as_deref().unwrap_or(&key.token_uri),
+            "iat": now,
+            "exp": now + req.lifetime,
+            "jti": URL_SAFE_NO_PAD.encode(jti),
+        });
+        if req.no_jti {
+            claims.as_object_mut().map(|c| c.remove("jti"));
+        }
+        if let Some(scope) = &req.scope {
+            claims["scope"] = Value::String(scope.clone());
+        }
+        let message = format!(
+            "{}.{}",
+            self.header,
+            URL_SAFE_NO_PAD.encode(claims.to_string())
         );
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                message.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| anyhow::anyhow!("cannot sign with the key file's private_key"))?;
+        Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
-    let mut jti = [0u8; 16];
-    rng.fill_bytes(&mut jti);
-    let mut claims = serde_json::json!({
-        "iss": key.client_id,
-        "sub": req.sub.as_deref().unwrap_or(&key.user_id),
-        "aud": req.aud.as_deref().unwrap_or(&key.token_uri),
-        "iat": now,
-        "exp": now + req.lifetime,
-        "jti": URL_SAFE_NO_PAD.encode(jti),
-    });
-    if req.no_jti {
-        claims.as_object_mut().map(|c| c.remove("jti"));
-    }
-    if let Some(scope) = &req.scope {
-        claims["scope"] = Value::String(scope.clone());
-    }
-    // Own words only: the PEM and key parsers' messages may quote what they choke on.
-    let signer = EncodingKey::from_rsa_pem(key.private_key.expose().as_bytes()).map_err(|_| {
-        anyhow::anyhow!(
-            "the key file's private_key is not a PEM RSA private key; use the key file \
-             issue-key wrote, unchanged"
-        )
-    })?;
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(key.key_id.clone());
-    jsonwebtoken::encode(&header, &claims, &signer).map_err(|_| {
-        anyhow::anyhow!(
-            "cannot sign with the key file's private_key: it is not a usable RSA private key; \
-             use the key file issue-key wrote, unchanged"
-        )
-    })
 }
 
 /// Why a grant was refused: an RFC 6749 §5.2 error code, a specific description, and what

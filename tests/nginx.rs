@@ -156,7 +156,9 @@ struct Nginx {
 }
 
 /// The config under test. The `server` block is the recipe in docs-nginx.md.
-fn nginx_conf(dir: &Path, port: u16, tokenauth: SocketAddr, app: SocketAddr) -> String {
+/// `tokenauth` is what follows `http://` in a `proxy_pass` before the path: `127.0.0.1:8080`,
+/// or `unix:/path/to.sock:` for a Unix socket.
+fn nginx_conf(dir: &Path, port: u16, tokenauth: &str, app: SocketAddr) -> String {
     use std::os::unix::fs::MetadataExt;
     let d = dir.display();
     // As root the workers would run as `nobody`, who cannot enter the 0700 temp dir.
@@ -206,6 +208,12 @@ http {{
             proxy_pass http://{app};
         }}
 
+        # Clients exchange grants through nginx too.
+        location = /token {{
+            proxy_pass http://{tokenauth}/token;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+
         location = /_auth {{
             internal;
             proxy_pass http://{tokenauth}/auth;
@@ -234,7 +242,7 @@ http {{
 impl Nginx {
     /// Starts nginx on a free port; retries a few times in case another process takes the
     /// port between our probe and nginx's bind.
-    fn start(tokenauth: SocketAddr, app: SocketAddr) -> Nginx {
+    fn start(tokenauth: &str, app: SocketAddr) -> Nginx {
         let mut last = String::new();
         for _ in 0..3 {
             match Nginx::try_start(tokenauth, app) {
@@ -245,7 +253,7 @@ impl Nginx {
         panic!("nginx did not start:\n{last}");
     }
 
-    fn try_start(tokenauth: SocketAddr, app: SocketAddr) -> Result<Nginx, String> {
+    fn try_start(tokenauth: &str, app: SocketAddr) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -334,7 +342,7 @@ fn nginx_auth_request_round_trip() {
     let env = Env::new();
     let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
     let upstream = Upstream::start();
-    let nginx = Nginx::start(server.addr, upstream.addr);
+    let nginx = Nginx::start(&server.addr.to_string(), upstream.addr);
     let context = || {
         format!(
             "\n--- nginx error.log ---\n{}\n--- tokenauth log ---\n{}",
@@ -516,4 +524,56 @@ fn nginx_auth_request_round_trip() {
         access.contains("\"POST /app/items HTTP/1.1\" 403"),
         "{access}"
     );
+}
+
+/// The same recipe over a Unix socket: no `--trusted-proxy`, yet nginx's X-Forwarded-For is
+/// believed, because only the proxy can reach the socket.
+#[test]
+fn nginx_reaches_tokenauth_over_a_unix_socket_and_its_forwarded_for_is_believed() {
+    if !Path::new(NGINX).exists() {
+        eprintln!(
+            "nginx not installed; skipping the Unix-socket round trip — install Debian's nginx package"
+        );
+        return;
+    }
+    let env = Env::new();
+    let socket = env.path().join("tokenauth.sock");
+    let server = env.serve_unix(&socket, &[]);
+    let upstream = Upstream::start();
+    let nginx = Nginx::start(&format!("unix:{}:", socket.display()), upstream.addr);
+    let context = || {
+        format!(
+            "\n--- nginx error.log ---\n{}\n--- tokenauth log ---\n{}",
+            nginx.error_log(),
+            server.log()
+        )
+    };
+    // Key files point at nginx, the only way in.
+    env.ok(&["init", "--token-uri", &nginx.url("/token")]);
+    let (_, local) = env.issue_key("local-bot", &["--ip-range", "127.0.0.1"]);
+    let (_, remote) = env.issue_key("remote-bot", &["--ip-range", "10.0.0.0/8"]);
+    // nginx overwrites the forged header with the real peer, 127.0.0.1.
+    let local_token = token(&env, &local, &[]);
+    let out = env
+        .cmd()
+        .args(["get-token", "--no-cache", "--key", remote.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Address 127.0.0.1 is not allowed to use this key"),
+        "{err}{}",
+        context()
+    );
+    let r = send(
+        http()
+            .get(nginx.url("/app/data"))
+            .header("Authorization", format!("Bearer {local_token}"))
+            .header("X-Forwarded-For", "10.1.1.1"),
+    );
+    assert_eq!(r.status, 200, "{}{}", r.text, context());
+    assert!(r.text.contains("X-Auth-User: local-bot"), "{}", r.text);
+    // Rows name the client nginx saw.
+    let rows: serde_json::Value = env.json(&["usage-log", "--json", "--user", "local-bot"]);
+    assert_eq!(rows[0]["address"], "127.0.0.1", "{rows:#}");
 }

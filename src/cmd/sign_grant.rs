@@ -1,5 +1,7 @@
 //! `tokenauth sign-grant`: print a signed RFC 7523 JWT grant.
 
+use std::io::Write;
+
 use rand::rngs::OsRng;
 
 use crate::cmd::{Ctx, GrantArgs};
@@ -16,7 +18,8 @@ use crate::grant::{self, GrantRequest};
   tokenauth sign-grant --key ci-bot.json
   TOKENAUTH_KEY=ci-bot.json tokenauth sign-grant --lifetime 60
   tokenauth sign-grant --key \"$CI_BOT_KEY_JSON\"          # the key file's JSON itself
-  vault kv get -field=key secret/ci-bot | tokenauth sign-grant --key -")]
+  vault kv get -field=key secret/ci-bot | tokenauth sign-grant --key -
+  tokenauth sign-grant --key ci-bot.json --count 1000 --lifetime 3600 > grants.txt")]
 pub struct Args {
     #[command(flatten)]
     pub grant: GrantArgs,
@@ -30,10 +33,16 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub aud: Option<String>,
 
-    /// Leave out the jti claim, so the grant can be replayed until it expires (for
-    /// benchmarks and servers that reject jti; weaker: the server cannot detect replays)
-    #[arg(long)]
+    /// Leave out the jti claim (for servers that reject jti). tokenauth still takes such a
+    /// grant only once, by its signature, and `serve --require-jti` refuses it
+    #[arg(long, conflicts_with = "count")]
     pub no_jti: bool,
+
+    /// Print this many grants, one per line, each with its own jti (to hand a batch of
+    /// single-use grants to a job, or to load-test the token endpoint)
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub count: u32,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
@@ -45,6 +54,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         scope: args.grant.scope,
         no_jti: args.no_jti,
     };
-    println!("{}", grant::sign(&key, &req, ctx.now(), &mut OsRng)?);
+    let signer = grant::Signer::new(&key)?;
+    let now = ctx.now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..args.count {
+        writeln!(out, "{}", signer.sign(&req, now, &mut OsRng)?)?;
+    }
+    out.flush()?;
     Ok(())
 }
