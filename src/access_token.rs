@@ -316,7 +316,7 @@ mod tests {
                     subject: subject.to_owned(),
                     scope,
                     jti: None,
-                    replay_id: String::new(),
+                    replay_key: [0; 16],
                     exp: at + 300,
                 };
                 issue(&grant, &first, 300, at, &mut OsRng).unwrap()

@@ -4,7 +4,6 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::registry::Snapshot;
 use crate::scope::Scope;
@@ -151,9 +150,9 @@ pub struct Accepted {
     pub subject: String,
     pub scope: Scope,
     pub jti: Option<String>,
-    /// What makes this grant single-use: `jti:<jti>`, or for a grant without one
-    /// `sig:<SHA-256 of its signature>`, so that an exact copy is refused just the same.
-    pub replay_id: String,
+    /// What makes this grant single-use (`store::replay_key`: its client and jti, or its
+    /// signature when it has no jti).
+    pub replay_key: [u8; 16],
     pub exp: i64,
 }
 
@@ -406,12 +405,9 @@ pub fn validate(
             ));
         }
     };
-    let replay_id = match &jti {
-        Some(j) => format!("jti:{j}"),
-        // The decoded bytes, not the text: base64url has one spelling per byte string here,
-        // but hashing what was verified leaves no room for a second one.
-        None => format!("sig:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(&signature))),
-    };
+    // The decoded signature, not its text: base64url has one spelling per byte string here,
+    // but hashing what was verified leaves no room for a second one.
+    let replay_key = crate::store::replay_key(&key.client_id, jti.as_deref(), &signature);
     Ok(Accepted {
         key_id: key.key_id.clone(),
         client_id: key.client_id.clone(),
@@ -419,7 +415,7 @@ pub fn validate(
         subject: sub.to_owned(),
         scope,
         jti,
-        replay_id,
+        replay_key,
         exp,
     })
 }

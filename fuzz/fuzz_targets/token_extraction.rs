@@ -107,7 +107,8 @@ fuzz_target!(|data: &[u8]| {
     );
     let addr = field(b'i').and_then(|a| std::str::from_utf8(a).ok()?.parse::<IpAddr>().ok());
     let required = field(b's').and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
-    if let Ok(claims) = access_token::validate(&token, snapshot, now, addr, required) {
+    let caller = addr.map(tokenauth::iprange::ClientAddr::Ip);
+    if let Ok(claims) = access_token::validate(&token, snapshot, now, caller, required) {
         assert!(claims.exp > now, "accepted an expired token");
         assert!(
             !snapshot.token_revoked(&claims.jti),

@@ -1,5 +1,7 @@
 //! `server::request::form` on arbitrary bodies (with the form content type set) and
-//! `server::request::client_addr` on arbitrary `X-Forwarded-For` values.
+//! `server::request::client_addr` on arbitrary `X-Forwarded-For` values: an untrusted peer's
+//! header is never believed, and a trusted proxy is never taken for the client because a hop
+//! could not be read.
 //!
 //! Input: `<x-forwarded-for value>\n…\n\n<body>`: the lines before the first blank line are
 //! `X-Forwarded-For` header values (those `HeaderValue` accepts), the rest is the body; with
@@ -7,11 +9,13 @@
 #![no_main]
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
+use tokenauth::iprange::ClientAddr;
+use tokenauth::server::Peer;
 use tokenauth::server::error::ApiError;
 use tokenauth::server::request::{client_addr, form};
 
@@ -20,6 +24,14 @@ fn canonical(addr: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// A hop as the server should read it: an address, with or without a port.
+fn hop(h: &str) -> Option<IpAddr> {
+    h.parse::<IpAddr>()
+        .ok()
+        .or_else(|| h.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| h.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
 }
 
 fn check_form(ctype: &'static str, body: &[u8]) -> Option<HashMap<String, String>> {
@@ -61,10 +73,19 @@ fuzz_target!(|data: &[u8]| {
 
     let mut headers = HeaderMap::new();
     let mut hops = Vec::new();
+    let mut unreadable = false;
     for line in xff.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         if let Ok(value) = HeaderValue::from_bytes(line) {
-            if let Ok(s) = value.to_str() {
-                hops.extend(s.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()));
+            match value.to_str() {
+                Ok(s) => {
+                    for h in s.split(',').map(str::trim) {
+                        match hop(h) {
+                            Some(ip) => hops.push(canonical(ip)),
+                            None => unreadable = true,
+                        }
+                    }
+                }
+                Err(_) => unreadable = true,
             }
             headers.append("x-forwarded-for", value);
         }
@@ -80,20 +101,33 @@ fuzz_target!(|data: &[u8]| {
         "9.9.9.9",
         "2001:db8::1",
     ] {
-        let peer: IpAddr = peer.parse().unwrap();
+        let ip = canonical(peer.parse().unwrap());
+        let peer = Peer::Tcp(SocketAddr::new(peer.parse().unwrap(), 1234));
         let addr = client_addr(peer, &headers, &trusted);
-        let peer = canonical(peer);
-        if !trusted.iter().any(|n| n.contains(&peer)) {
+        if !trusted.iter().any(|n| n.contains(&ip)) {
             assert_eq!(
-                addr, peer,
+                addr,
+                ClientAddr::Ip(ip),
                 "an untrusted peer's X-Forwarded-For was believed"
             );
         } else {
-            assert!(
-                addr == peer || hops.iter().any(|h| canonical(*h) == addr),
-                "{addr} is neither the peer nor a forwarded hop"
-            );
+            match addr {
+                ClientAddr::Unknown => assert!(unreadable, "unknown though every hop reads"),
+                ClientAddr::Ip(a) if a == ip => assert!(
+                    hops.is_empty() && !unreadable || hops.contains(&a),
+                    "the proxy {a} was taken for the client"
+                ),
+                ClientAddr::Ip(a) => {
+                    assert!(hops.contains(&a), "{a} is neither the peer nor a forwarded hop")
+                }
+            }
         }
-        assert_eq!(client_addr(peer, &headers, &[]), peer);
+        assert_eq!(client_addr(peer, &headers, &[]), ClientAddr::Ip(ip));
+    }
+    // The Unix socket: only the proxy can connect, so its header is believed; without one
+    // (or with an unreadable one) the client is unknown.
+    match client_addr(Peer::Unix, &headers, &trusted) {
+        ClientAddr::Unknown => assert!(unreadable || hops.is_empty()),
+        ClientAddr::Ip(a) => assert!(hops.contains(&a)),
     }
 });

@@ -106,7 +106,7 @@ fn build() -> anyhow::Result<Fixture> {
             subject: subject.to_owned(),
             scope: Scope::Write,
             jti: None,
-            replay_id: String::new(),
+            replay_key: [0; 16],
             exp: at + 300,
         };
         let (token, claims) = access_token::issue(&accepted, &first, lifetime, at, &mut OsRng)?;

@@ -204,7 +204,10 @@ pub async fn serve(
         // A slot first: past the cap, new connections wait in the kernel's backlog, unread,
         // holding no descriptor of ours, while established clients keep being served.
         let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break, // closed: never, but then there is nothing left to serve
+            },
             () = &mut shutdown => break,
         };
         let accepted = tokio::select! {
@@ -286,8 +289,6 @@ struct Activity {
     /// `phase << 62 | milliseconds since `start``.
     state: AtomicU64,
     start: Instant,
-    /// Told when a head starts: its deadline is earlier than the idle one being waited for.
-    head_started: tokio::sync::Notify,
 }
 
 const IDLE: u64 = 0;
@@ -299,7 +300,6 @@ impl Activity {
         Activity {
             state: AtomicU64::new(IDLE << 62),
             start: Instant::now(),
-            head_started: tokio::sync::Notify::new(),
         }
     }
 
@@ -315,18 +315,25 @@ impl Activity {
     /// Bytes arrived: an idle connection has started sending a request head.
     fn read(&self) {
         let current = self.state.load(Ordering::Acquire);
-        if current >> 62 == IDLE
-            && self
-                .state
-                .compare_exchange(
-                    current,
-                    HEAD << 62 | self.now_ms(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-        {
-            self.head_started.notify_one();
+        if current >> 62 == IDLE {
+            let _ = self.state.compare_exchange(
+                current,
+                HEAD << 62 | self.now_ms(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
+    /// When to look at the connection again: its deadline, but while idle at least every
+    /// half header timeout, since a head may start meanwhile and bring its deadline forward
+    /// (waking the supervisor on every head instead cost a timer per request).
+    fn next_check(&self, limits: &Limits) -> Instant {
+        let soon = Instant::now() + limits.header_timeout / 2;
+        match self.deadline(limits) {
+            Some(d) if self.state.load(Ordering::Acquire) >> 62 == HEAD => d,
+            Some(d) => d.min(soon),
+            None => soon,
         }
     }
 
@@ -439,11 +446,7 @@ async fn connection<S>(
     tokio::pin!(conn);
     let mut stopping = false;
     loop {
-        // While a request is in flight, look again after a header timeout: its own timeouts
-        // end it, and afterwards the connection is idle with a fresh deadline.
-        let deadline = activity
-            .deadline(&limits)
-            .unwrap_or_else(|| Instant::now() + limits.header_timeout);
+        let check = activity.next_check(&limits);
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -451,8 +454,7 @@ async fn connection<S>(
                 }
                 return;
             }
-            () = activity.head_started.notified() => {}
-            () = tokio::time::sleep_until(deadline.into()) => {
+            () = tokio::time::sleep_until(check.into()) => {
                 if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
                     tracing::debug!(?peer, "connection timed out");
                     return;

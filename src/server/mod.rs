@@ -28,8 +28,8 @@ pub use usage::UsageWriter;
 
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Replay-cache entries kept at most; beyond this, grants with a jti are refused until
-/// entries expire, rather than letting memory grow without bound.
+/// Replay-cache entries kept at most: beyond this, new grants skip the in-memory first check
+/// (the store's still decides) rather than let memory grow without bound.
 const REPLAY_CAP: usize = 2_000_000;
 
 #[derive(Debug, Clone)]
@@ -56,9 +56,9 @@ pub struct AppState {
     readers: Vec<Mutex<Reader>>,
     snapshot: RwLock<Arc<Snapshot>>,
     usage: UsageWriter,
-    /// (client_id, replay id) -> grant expiry: a fast first check for replays; the store's
-    /// `used_grants` decides, across processes.
-    replay: Mutex<HashMap<(String, String), i64>>,
+    /// Replay key -> grant expiry: a fast first check for replays; the store's `used_grants`
+    /// decides, across processes.
+    replay: Mutex<HashMap<[u8; 16], i64>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -76,7 +76,7 @@ impl AppState {
         let replay = store
             .live_used_grants(now)?
             .into_iter()
-            .map(|(client, jti, exp)| ((client, jti), exp))
+            .map(|g| (g.key, g.exp))
             .collect();
         let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
         let mut readers = Vec::with_capacity(count);
@@ -157,26 +157,20 @@ impl AppState {
         Ok(newest)
     }
 
-    /// Records a grant's replay id; false when it was seen before and has not expired.
-    fn first_use(&self, client_id: &str, replay_id: &str, exp: i64) -> Result<bool, ApiError> {
+    /// Records a grant's replay key; false when it was seen before and has not expired.
+    fn first_use(&self, key: [u8; 16], exp: i64) -> bool {
         let now = self.now();
         let mut seen = self.replay.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= REPLAY_CAP {
             seen.retain(|_, e| *e >= now);
-            if seen.len() >= REPLAY_CAP {
-                return Err(ApiError::status(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "Too many live grants; retry shortly",
-                ));
-            }
         }
-        let key = (client_id.to_owned(), replay_id.to_owned());
         match seen.get(&key) {
-            Some(e) if *e >= now => Ok(false),
+            Some(e) if *e >= now => false,
+            // Full of live grants: memory stays bounded and the store alone decides.
+            _ if seen.len() >= REPLAY_CAP => true,
             _ => {
                 seen.insert(key, exp);
-                Ok(true)
+                true
             }
         }
     }

@@ -98,7 +98,7 @@ pub async fn token(
         )
         .await);
     }
-    if !state.first_use(&accepted.client_id, &accepted.replay_id, accepted.exp)? {
+    if !state.first_use(accepted.replay_key, accepted.exp) {
         let why = replay_reason(accepted.jti.is_some()).to_owned();
         return Err(refuse(&state, &row, known(why)).await);
     }
@@ -123,8 +123,7 @@ pub async fn token(
             grant_exp: Some(accepted.exp),
             token_jti: Some(claims.jti.clone()),
             grant_use: Some(GrantUse {
-                client_id: accepted.client_id.clone(),
-                replay_id: accepted.replay_id.clone(),
+                key: accepted.replay_key,
                 exp: accepted.exp,
             }),
             ..row

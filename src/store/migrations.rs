@@ -71,21 +71,18 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER settings_i AFTER INSERT ON settings BEGIN UPDATE generation SET value = value + 1; END;
     CREATE TRIGGER settings_u AFTER UPDATE ON settings BEGIN UPDATE generation SET value = value + 1; END;
     "#,
-    // 2: grants are single-use across every process on the store. A grant's replay id is
-    // `jti:<jti>`, or `sig:<SHA-256 of its signature>` when it has no jti; rows live until
-    // the grant expires. Seeded from the issuances already logged.
+    // 2: grants are single-use across every process on the store: a row per grant used,
+    // until it expires. `key` is `store::replay_key` (a hash of the client and the grant's jti,
+    // or its signature when it has none): short keys keep the table small and fast. Keyed by
+    // expiry first, so that grants signed around the same time share pages and pruning is a
+    // range at the front. Grants already logged are added by `Store::migrate` (SQL has no
+    // SHA-256).
     r#"
     CREATE TABLE used_grants (
-        client_id TEXT NOT NULL,
-        replay_id TEXT NOT NULL,
-        exp       INTEGER NOT NULL,
-        PRIMARY KEY (client_id, replay_id)
+        exp INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        PRIMARY KEY (exp, key)
     ) WITHOUT ROWID;
-    CREATE INDEX used_grants_exp ON used_grants(exp);
-    INSERT OR IGNORE INTO used_grants(client_id, replay_id, exp)
-        SELECT k.client_id, 'jti:' || l.grant_jti, l.grant_exp
-        FROM usage_log l JOIN keys k ON k.key_id = l.key_id
-        WHERE l.ok AND l.grant_jti IS NOT NULL AND l.grant_exp IS NOT NULL;
     ALTER TABLE usage_log ADD COLUMN no_jti INTEGER NOT NULL DEFAULT 0;
     "#,
 ];

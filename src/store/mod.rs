@@ -130,13 +130,35 @@ pub struct UsageRow {
     pub grant_use: Option<GrantUse>,
 }
 
-/// A grant's claim to be used once: its key's client id, its replay id (see
-/// `grant::Accepted::replay_id`) and its expiry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A grant's claim to be used once: its [`replay_key`] and its expiry. The store knows a
+/// grant by both: the same jti under another expiry can only come from the key's holder, who
+/// can sign new grants anyway, so only copies of a grant are replays worth refusing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrantUse {
-    pub client_id: String,
-    pub replay_id: String,
+    pub key: [u8; 16],
     pub exp: i64,
+}
+
+/// What identifies a grant for replay checks: its client and its `jti`, or, for a grant
+/// without one, its signature (so that an exact copy is refused just the same). A truncated
+/// SHA-256: 128 bits keep collisions out of reach and the keys short.
+pub fn replay_key(client_id: &str, jti: Option<&str>, signature: &[u8]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(client_id.as_bytes());
+    match jti {
+        Some(j) => {
+            h.update(b"\0jti\0");
+            h.update(j.as_bytes());
+        }
+        None => {
+            h.update(b"\0sig\0");
+            h.update(signature);
+        }
+    }
+    let mut key = [0; 16];
+    key.copy_from_slice(&h.finalize()[..16]);
+    key
 }
 
 /// How long used-grant rows outlive their grant's expiry: a process whose clock is a little
@@ -278,6 +300,9 @@ impl Store {
             tx.execute_batch(MIGRATIONS[version as usize])
                 .map_err(|e| map_err(e, &path))?;
             version += 1;
+            if version == 2 {
+                backfill_used_grants(&tx).map_err(|e| map_err(e, &path))?;
+            }
             tx.pragma_update(None, "user_version", version)
                 .map_err(|e| map_err(e, &path))?;
         }
@@ -698,8 +723,7 @@ impl Store {
         {
             let mut claim = tx
                 .prepare_cached(
-                    "INSERT INTO used_grants(client_id, replay_id, exp) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO used_grants(exp, key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 )
                 .map_err(|e| map_err(e, &path))?;
             let mut stmt = tx
@@ -713,7 +737,7 @@ impl Store {
                     None => true,
                     Some(g) => {
                         claim
-                            .execute(params![g.client_id, g.replay_id, g.exp])
+                            .execute(params![g.exp, g.key])
                             .map_err(|e| map_err(e, &path))?
                             == 1
                     }
@@ -798,15 +822,20 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Grants used and not yet expired, as (client_id, replay id, exp): seeds a server's
-    /// in-memory replay check when it starts.
-    pub fn live_used_grants(&self, now: i64) -> Result<Vec<(String, String, i64)>> {
+    /// Grants used and not yet expired: seeds a server's in-memory replay check when it
+    /// starts.
+    pub fn live_used_grants(&self, now: i64) -> Result<Vec<GrantUse>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT client_id, replay_id, exp FROM used_grants WHERE exp >= ?1")
+            .prepare("SELECT key, exp FROM used_grants WHERE exp >= ?1")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([now], |r| {
+                Ok(GrantUse {
+                    key: r.get(0)?,
+                    exp: r.get(1)?,
+                })
+            })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))
@@ -825,6 +854,23 @@ impl Store {
             .ok()
             .map(|m| m.permissions().mode() & 0o777)
     }
+}
+
+/// Migration 2's data part: the grants that issuances already logged used, so that they stay
+/// used after the upgrade. (Pruned by expiry like the rest.)
+fn backfill_used_grants(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let mut read = tx.prepare(
+        "SELECT k.client_id, l.grant_jti, l.grant_exp FROM usage_log l JOIN keys k ON k.key_id = l.key_id
+         WHERE l.ok AND l.grant_jti IS NOT NULL AND l.grant_exp IS NOT NULL",
+    )?;
+    let mut write =
+        tx.prepare("INSERT INTO used_grants(exp, key) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let (client, jti, exp): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        write.execute(params![exp, replay_key(&client, Some(&jti), &[])])?;
+    }
+    Ok(())
 }
 
 /// Why a row's grant claim failed: its grant was used before.
@@ -921,17 +967,16 @@ mod tests {
         assert_eq!(times, vec![100, 2]);
     }
 
-    fn grant_row(time: i64, client: &str, replay_id: &str, exp: i64) -> UsageRow {
+    fn grant_row(time: i64, client: &str, jti: &str, exp: i64) -> UsageRow {
         UsageRow {
             time,
             key_id: Some(format!("key-{client}")),
             address: "127.0.0.1".into(),
             ok: true,
             token_jti: Some(format!("token-{time}")),
-            grant_jti: replay_id.strip_prefix("jti:").map(str::to_owned),
+            grant_jti: Some(jti.to_owned()),
             grant_use: Some(GrantUse {
-                client_id: client.into(),
-                replay_id: replay_id.into(),
+                key: replay_key(client, Some(jti), &[]),
                 exp,
             }),
             ..Default::default()
@@ -948,10 +993,10 @@ mod tests {
         let written = a
             .append_usage(
                 &[
-                    grant_row(1, "c1", "jti:x", 100),
-                    grant_row(2, "c1", "jti:x", 100),
+                    grant_row(1, "c1", "x", 100),
+                    grant_row(2, "c1", "x", 100),
                     // The same jti under another client is another grant.
-                    grant_row(3, "c2", "jti:x", 100),
+                    grant_row(3, "c2", "x", 100),
                 ],
                 1,
                 None,
@@ -960,10 +1005,7 @@ mod tests {
         assert_eq!(written, vec![true, false, true]);
         let again = b
             .append_usage(
-                &[
-                    grant_row(4, "c1", "jti:x", 100),
-                    grant_row(5, "c1", "sig:y", 100),
-                ],
+                &[grant_row(4, "c1", "x", 100), grant_row(5, "c1", "y", 100)],
                 4,
                 None,
             )
@@ -991,13 +1033,23 @@ mod tests {
     }
 
     #[test]
+    fn replay_keys_tell_clients_jtis_and_signatures_apart() {
+        let k = replay_key("c", Some("x"), &[]);
+        assert_eq!(k, replay_key("c", Some("x"), b"ignored"));
+        assert_ne!(k, replay_key("d", Some("x"), &[]));
+        assert_ne!(k, replay_key("c", Some("y"), &[]));
+        assert_ne!(replay_key("c", None, b"x"), k);
+        assert_ne!(replay_key("c", None, b"x"), replay_key("c", None, b"y"));
+    }
+
+    #[test]
     fn used_grants_are_pruned_only_well_after_they_expire() {
         let (_d, mut store) = temp_store();
         store
             .append_usage(
                 &[
-                    grant_row(1, "c", "jti:old", 10),
-                    grant_row(1, "c", "jti:new", 1_000),
+                    grant_row(1, "c", "old", 10),
+                    grant_row(1, "c", "new", 1_000),
                 ],
                 1,
                 None,
@@ -1011,6 +1063,39 @@ mod tests {
             .append_usage(&[], 11 + USED_GRANT_MARGIN, Some(0))
             .unwrap();
         let left = store.live_used_grants(0).unwrap();
-        assert_eq!(left, vec![("c".to_owned(), "jti:new".to_owned(), 1_000)]);
+        assert_eq!(
+            left,
+            vec![GrantUse {
+                key: replay_key("c", Some("new"), &[]),
+                exp: 1_000
+            }]
+        );
+    }
+
+    /// A store written before grants were kept: the grants its issuances used stay used.
+    #[test]
+    fn upgrading_keeps_the_grants_already_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO keys(key_id, client_id, user_name, alg, public_key, scope, issued)
+                     VALUES ('k', 'c', 'u', 'RS256', 'pem', 'read', 0);
+                 INSERT INTO usage_log(time, key_id, address, ok, grant_jti, grant_exp)
+                     VALUES (1, 'k', '127.0.0.1', 1, 'j', 500), (2, 'k', '127.0.0.1', 0, 'r', 500);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.live_used_grants(0).unwrap(),
+            vec![GrantUse {
+                key: replay_key("c", Some("j"), &[]),
+                exp: 500
+            }]
+        );
     }
 }
