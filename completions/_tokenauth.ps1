@@ -242,7 +242,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
         }
         'tokenauth;serve' {
             [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a Unix socket that only a local proxy can reach; X-Forwarded-For from the socket is believed')
-            [CompletionResult]::new('--socket-mode', '--socket-mode', [CompletionResultType]::ParameterName, 'The Unix socket''s file mode (octal), with --listen unix:PATH: who may connect')
+            [CompletionResult]::new('--socket-mode', '--socket-mode', [CompletionResultType]::ParameterName, 'The Unix socket''s file mode (octal), with --listen unix:PATH: who may connect [default: 0660]')
             [CompletionResult]::new('--token-lifetime', '--token-lifetime', [CompletionResultType]::ParameterName, 'Access-token lifetime in seconds')
             [CompletionResult]::new('--usage-retention', '--usage-retention', [CompletionResultType]::ParameterName, 'How long usage-log rows are kept (each key''s newest row is always kept)')
             [CompletionResult]::new('--trusted-proxy', '--trusted-proxy', [CompletionResultType]::ParameterName, 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)')

@@ -214,7 +214,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;serve'= {
             cand --listen 'The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a Unix socket that only a local proxy can reach; X-Forwarded-For from the socket is believed'
-            cand --socket-mode 'The Unix socket''s file mode (octal), with --listen unix:PATH: who may connect'
+            cand --socket-mode 'The Unix socket''s file mode (octal), with --listen unix:PATH: who may connect [default: 0660]'
             cand --token-lifetime 'Access-token lifetime in seconds'
             cand --usage-retention 'How long usage-log rows are kept (each key''s newest row is always kept)'
             cand --trusted-proxy 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)'

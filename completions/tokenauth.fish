@@ -136,7 +136,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l no-jt
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l listen -d 'The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a Unix socket that only a local proxy can reach; X-Forwarded-For from the socket is believed' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l socket-mode -d 'The Unix socket\'s file mode (octal), with --listen unix:PATH: who may connect' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l socket-mode -d 'The Unix socket\'s file mode (octal), with --listen unix:PATH: who may connect [default: 0660]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l token-lifetime -d 'Access-token lifetime in seconds' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l usage-retention -d 'How long usage-log rows are kept (each key\'s newest row is always kept)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l trusted-proxy -d 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)' -r

@@ -441,3 +441,46 @@ fn socket_mode_is_refused_with_a_tcp_listener() {
         "{err}"
     );
 }
+
+/// A server that cannot answer in time (here: another process holds the store's write lock,
+/// so the issuance's usage row cannot be committed) says so with a 503 the client may retry,
+/// instead of holding the connection as long as the lock lasts.
+#[test]
+fn a_request_not_answered_within_the_request_timeout_gets_503_retry_after() {
+    let _serial = serial();
+    let env = Env::new();
+    let server = env.serve(&["--request-timeout", "500ms"]);
+    let (_, key) = env.issue_key("slow-bot", &[]);
+    let grant = env
+        .ok(&["sign-grant", "--key", key.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let lock = rusqlite::Connection::open(env.db()).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let reply = common::post_form(
+        &server,
+        &[("grant_type", JWT_BEARER), ("assertion", &grant)],
+        None,
+    );
+    let waited = started.elapsed();
+    lock.execute_batch("COMMIT").unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.json["error"], "temporarily_unavailable");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_millis(500) + SLACK,
+        "answered after {waited:?}"
+    );
+    // Once the lock is gone, a fresh grant goes through.
+    let grant = env
+        .ok(&["sign-grant", "--key", key.to_str().unwrap()])
+        .trim()
+        .to_owned();
+    let reply = common::post_form(
+        &server,
+        &[("grant_type", JWT_BEARER), ("assertion", &grant)],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}

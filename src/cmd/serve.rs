@@ -42,8 +42,9 @@ pub struct Args {
     pub listen: ListenAddr,
 
     /// The Unix socket's file mode (octal), with --listen unix:PATH: who may connect
-    #[arg(long, default_value = "0660", value_name = "MODE", value_parser = listen::parse_mode)]
-    pub socket_mode: u32,
+    /// [default: 0660]
+    #[arg(long, value_name = "MODE", value_parser = listen::parse_mode)]
+    pub socket_mode: Option<u32>,
 
     /// Access-token lifetime in seconds
     #[arg(long, default_value_t = 3600, value_name = "SECONDS",
@@ -128,7 +129,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let db = ctx.db_path()?;
     // Create and migrate the store (with its default settings) before the server opens it.
     drop(ctx.store()?);
-    if args.socket_mode != 0o660 && !matches!(args.listen, ListenAddr::Unix(_)) {
+    if args.socket_mode.is_some() && !matches!(args.listen, ListenAddr::Unix(_)) {
         anyhow::bail!("--socket-mode applies only to --listen unix:PATH");
     }
     let limits = Limits {
@@ -151,7 +152,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let listener = Listener::bind(&args.listen, args.socket_mode).await?;
+        let listener = Listener::bind(&args.listen, args.socket_mode.unwrap_or(0o660)).await?;
         tracing::info!(store = %db.display(), "listening on {}", listener.describe());
         server::serve(listener, state, shutdown_signal())
             .await

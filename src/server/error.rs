@@ -52,12 +52,6 @@ impl ApiError {
     }
 }
 
-impl ApiError {
-    pub fn request_timeout(limit: std::time::Duration) -> ApiError {
-        ApiError::Timeout(limit)
-    }
-}
-
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         ApiError::Internal(format!("{e:#}"))

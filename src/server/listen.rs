@@ -433,7 +433,7 @@ async fn connection<S>(
                 let resp = match tokio::time::timeout(limits.request_timeout, call).await {
                     Ok(Ok(resp)) => resp,
                     Ok(Err(never)) => match never {},
-                    Err(_) => ApiError::request_timeout(limits.request_timeout).into_response(),
+                    Err(_) => ApiError::Timeout(limits.request_timeout).into_response(),
                 };
                 activity.set(IDLE);
                 Ok::<_, Infallible>(resp)

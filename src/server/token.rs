@@ -81,11 +81,12 @@ pub async fn token(
         .map(|k| &k.key)
         .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
     if !addr.allowed_by(&key.ip_ranges) {
+        // Worded as a token check would word it.
         let why = match addr {
-            crate::iprange::ClientAddr::Ip(ip) => format!("Address {ip} is not allowed to use this key"),
-            crate::iprange::ClientAddr::Unknown => "The client's address is unknown (a trusted proxy sent an unreadable X-Forwarded-For) and this key is limited to IP ranges".to_owned(),
+            crate::iprange::ClientAddr::Ip(ip) => access_token::Invalid::AddressNotAllowed(ip),
+            crate::iprange::ClientAddr::Unknown => access_token::Invalid::AddressUnknown,
         };
-        return Err(refuse(&state, &row, known(why)).await);
+        return Err(refuse(&state, &row, known(why.to_string())).await);
     }
     if accepted.jti.is_none() && state.config.require_jti {
         return Err(refuse(
