@@ -30,14 +30,15 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Manage users: the accounts service keys act for')
             [CompletionResult]::new('issue-key', 'issue-key', [CompletionResultType]::ParameterValue, 'Issue a service key for a user and write its key file')
             [CompletionResult]::new('list-keys', 'list-keys', [CompletionResultType]::ParameterValue, 'List service keys')
-            [CompletionResult]::new('edit-key', 'edit-key', [CompletionResultType]::ParameterValue, 'Change a key''s title or IP ranges')
+            [CompletionResult]::new('edit-key', 'edit-key', [CompletionResultType]::ParameterValue, 'Change a key''s title, IP ranges or allowed browser origins')
             [CompletionResult]::new('revoke-key', 'revoke-key', [CompletionResultType]::ParameterValue, 'Revoke a service key')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Replace a user''s signing secret: every access token of that user stops working')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants')
             [CompletionResult]::new('sign-grant', 'sign-grant', [CompletionResultType]::ParameterValue, 'Sign a JWT grant (RFC 7523) with a key file and print it')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers')
             [CompletionResult]::new('get-token', 'get-token', [CompletionResultType]::ParameterValue, 'Get an access token with a key file, from the cache when it is still good')
-            [CompletionResult]::new('request', 'request', [CompletionResultType]::ParameterValue, 'Send an HTTP request with a bearer token from a key file')
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check an access token against the store, without a server')
+            [CompletionResult]::new('request', 'request', [CompletionResultType]::ParameterValue, 'Send an HTTP request with a bearer token from a key file, or with a token as it is')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check an access token or a personal access token against the store, without a server')
             [CompletionResult]::new('usage-log', 'usage-log', [CompletionResultType]::ParameterValue, 'Show the usage log: every token issuance and refused attempt, newest first')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Regenerate completions/ and man/ from the command-line definitions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -170,6 +171,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('--ip-range', '--ip-range', [CompletionResultType]::ParameterName, 'Addresses allowed to use the key: IPs or CIDR networks, comma-separated (e.g. "192.168.1.1, 10.0.0.0/8, 2001:db8::/32") [default: anywhere]')
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'The most the key''s tokens may do; `write` implies `read`')
             [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'When the key stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'A browser origin (scheme://host[:port]) whose pages may use the key''s tokens from another site (repeatable) [default: none]')
             [CompletionResult]::new('--bits', '--bits', [CompletionResultType]::ParameterName, 'RSA key size')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]')
@@ -195,8 +197,10 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
         'tokenauth;edit-key' {
             [CompletionResult]::new('--title', '--title', [CompletionResultType]::ParameterName, 'A new title')
             [CompletionResult]::new('--ip-range', '--ip-range', [CompletionResultType]::ParameterName, 'New IP ranges, comma-separated IPs or CIDR networks')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'Browser origins whose pages may use the key''s tokens from another site, replacing the current list (repeatable)')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
             [CompletionResult]::new('--no-ip-range', '--no-ip-range', [CompletionResultType]::ParameterName, 'Remove the IP restriction: the key works from anywhere')
+            [CompletionResult]::new('--no-origin', '--no-origin', [CompletionResultType]::ParameterName, 'Remove every allowed origin: only same-site callers and non-browser clients')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -224,6 +228,92 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'tokenauth;token' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a personal access token and print it, this once')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List personal access tokens, never the tokens themselves')
+            [CompletionResult]::new('edit', 'edit', [CompletionResultType]::ParameterValue, 'Change a token''s description, scope, IP ranges or allowed origins')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a personal access token: it stops working at once')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tokenauth;token;create' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the token acts for (created if absent)')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'The most the token may do; `write` implies `read`')
+            [CompletionResult]::new('--description', '--description', [CompletionResultType]::ParameterName, 'What the token is for')
+            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'When the token stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]')
+            [CompletionResult]::new('--ip-range', '--ip-range', [CompletionResultType]::ParameterName, 'Addresses allowed to use the token: IPs or CIDR networks, comma-separated [default: anywhere]')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'A browser origin (scheme://host[:port]) whose pages may use the token from another site (repeatable) [default: none]')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the token and its metadata as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;token;list' {
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'Only this user''s tokens')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Include revoked tokens')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;token;edit' {
+            [CompletionResult]::new('--description', '--description', [CompletionResultType]::ParameterName, 'A new description')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'A new scope')
+            [CompletionResult]::new('--ip-range', '--ip-range', [CompletionResultType]::ParameterName, 'New IP ranges, comma-separated IPs or CIDR networks')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'Browser origins whose pages may use the token from another site, replacing the current list (repeatable)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--no-ip-range', '--no-ip-range', [CompletionResultType]::ParameterName, 'Remove the IP restriction: the token works from anywhere')
+            [CompletionResult]::new('--no-origin', '--no-origin', [CompletionResultType]::ParameterName, 'Remove every allowed origin')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;token;revoke' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;token;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a personal access token and print it, this once')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List personal access tokens, never the tokens themselves')
+            [CompletionResult]::new('edit', 'edit', [CompletionResultType]::ParameterValue, 'Change a token''s description, scope, IP ranges or allowed origins')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a personal access token: it stops working at once')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tokenauth;token;help;create' {
+            break
+        }
+        'tokenauth;token;help;list' {
+            break
+        }
+        'tokenauth;token;help;edit' {
+            break
+        }
+        'tokenauth;token;help;revoke' {
+            break
+        }
+        'tokenauth;token;help;help' {
+            break
+        }
         'tokenauth;sign-grant' {
             [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
@@ -246,6 +336,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('--token-lifetime', '--token-lifetime', [CompletionResultType]::ParameterName, 'Access-token lifetime in seconds')
             [CompletionResult]::new('--usage-retention', '--usage-retention', [CompletionResultType]::ParameterName, 'How long usage-log rows are kept (each key''s newest row is always kept)')
             [CompletionResult]::new('--trusted-proxy', '--trusted-proxy', [CompletionResultType]::ParameterName, 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)')
+            [CompletionResult]::new('--public-origin', '--public-origin', [CompletionResultType]::ParameterName, 'This site''s own origin (repeatable): browser requests from it are same-site, and keys need not list it [default: the issuer''s origin]')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Close a connection whose request head is not complete this long after its first byte')
             [CompletionResult]::new('--body-timeout', '--body-timeout', [CompletionResultType]::ParameterName, 'Answer 408 when a request body is not complete this long after its head')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a kept-alive connection after this long without a request (longer than a proxy''s upstream keep-alive, so that the proxy closes first)')
@@ -285,6 +376,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'A request header, ''Name: value'' (repeatable)')
             [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'The request body; @FILE reads a file, @- standard input')
             [CompletionResult]::new('--data', '--data', [CompletionResultType]::ParameterName, 'The request body; @FILE reads a file, @- standard input')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Send this bearer token instead of one got with a key file: a personal access token (`tapat_…`) or an access token; `-` reads it from standard input. Without it and without a key, TOKENAUTH_TOKEN is used')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
             [CompletionResult]::new('-i', '-i', [CompletionResultType]::ParameterName, 'Print the status line and response headers before the body')
             [CompletionResult]::new('--include', '--include', [CompletionResultType]::ParameterName, 'Print the status line and response headers before the body')
@@ -334,14 +426,15 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Manage users: the accounts service keys act for')
             [CompletionResult]::new('issue-key', 'issue-key', [CompletionResultType]::ParameterValue, 'Issue a service key for a user and write its key file')
             [CompletionResult]::new('list-keys', 'list-keys', [CompletionResultType]::ParameterValue, 'List service keys')
-            [CompletionResult]::new('edit-key', 'edit-key', [CompletionResultType]::ParameterValue, 'Change a key''s title or IP ranges')
+            [CompletionResult]::new('edit-key', 'edit-key', [CompletionResultType]::ParameterValue, 'Change a key''s title, IP ranges or allowed browser origins')
             [CompletionResult]::new('revoke-key', 'revoke-key', [CompletionResultType]::ParameterValue, 'Revoke a service key')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Replace a user''s signing secret: every access token of that user stops working')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants')
             [CompletionResult]::new('sign-grant', 'sign-grant', [CompletionResultType]::ParameterValue, 'Sign a JWT grant (RFC 7523) with a key file and print it')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers')
             [CompletionResult]::new('get-token', 'get-token', [CompletionResultType]::ParameterValue, 'Get an access token with a key file, from the cache when it is still good')
-            [CompletionResult]::new('request', 'request', [CompletionResultType]::ParameterValue, 'Send an HTTP request with a bearer token from a key file')
-            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check an access token against the store, without a server')
+            [CompletionResult]::new('request', 'request', [CompletionResultType]::ParameterValue, 'Send an HTTP request with a bearer token from a key file, or with a token as it is')
+            [CompletionResult]::new('verify', 'verify', [CompletionResultType]::ParameterValue, 'Check an access token or a personal access token against the store, without a server')
             [CompletionResult]::new('usage-log', 'usage-log', [CompletionResultType]::ParameterValue, 'Show the usage log: every token issuance and refused attempt, newest first')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Regenerate completions/ and man/ from the command-line definitions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -394,6 +487,25 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;help;rotate-secret' {
+            break
+        }
+        'tokenauth;help;token' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a personal access token and print it, this once')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List personal access tokens, never the tokens themselves')
+            [CompletionResult]::new('edit', 'edit', [CompletionResultType]::ParameterValue, 'Change a token''s description, scope, IP ranges or allowed origins')
+            [CompletionResult]::new('revoke', 'revoke', [CompletionResultType]::ParameterValue, 'Revoke a personal access token: it stops working at once')
+            break
+        }
+        'tokenauth;help;token;create' {
+            break
+        }
+        'tokenauth;help;token;list' {
+            break
+        }
+        'tokenauth;help;token;edit' {
+            break
+        }
+        'tokenauth;help;token;revoke' {
             break
         }
         'tokenauth;help;sign-grant' {

@@ -52,6 +52,9 @@ _tokenauth() {
             tokenauth,sign-grant)
                 cmd="tokenauth__subcmd__sign__subcmd__grant"
                 ;;
+            tokenauth,token)
+                cmd="tokenauth__subcmd__token"
+                ;;
             tokenauth,usage-log)
                 cmd="tokenauth__subcmd__usage__subcmd__log"
                 ;;
@@ -97,6 +100,9 @@ _tokenauth() {
             tokenauth__subcmd__help,sign-grant)
                 cmd="tokenauth__subcmd__help__subcmd__sign__subcmd__grant"
                 ;;
+            tokenauth__subcmd__help,token)
+                cmd="tokenauth__subcmd__help__subcmd__token"
+                ;;
             tokenauth__subcmd__help,usage-log)
                 cmd="tokenauth__subcmd__help__subcmd__usage__subcmd__log"
                 ;;
@@ -105,6 +111,18 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help,verify)
                 cmd="tokenauth__subcmd__help__subcmd__verify"
+                ;;
+            tokenauth__subcmd__help__subcmd__token,create)
+                cmd="tokenauth__subcmd__help__subcmd__token__subcmd__create"
+                ;;
+            tokenauth__subcmd__help__subcmd__token,edit)
+                cmd="tokenauth__subcmd__help__subcmd__token__subcmd__edit"
+                ;;
+            tokenauth__subcmd__help__subcmd__token,list)
+                cmd="tokenauth__subcmd__help__subcmd__token__subcmd__list"
+                ;;
+            tokenauth__subcmd__help__subcmd__token,revoke)
+                cmd="tokenauth__subcmd__help__subcmd__token__subcmd__revoke"
                 ;;
             tokenauth__subcmd__help__subcmd__user,add)
                 cmd="tokenauth__subcmd__help__subcmd__user__subcmd__add"
@@ -126,6 +144,36 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help__subcmd__user,revoke)
                 cmd="tokenauth__subcmd__help__subcmd__user__subcmd__revoke"
+                ;;
+            tokenauth__subcmd__token,create)
+                cmd="tokenauth__subcmd__token__subcmd__create"
+                ;;
+            tokenauth__subcmd__token,edit)
+                cmd="tokenauth__subcmd__token__subcmd__edit"
+                ;;
+            tokenauth__subcmd__token,help)
+                cmd="tokenauth__subcmd__token__subcmd__help"
+                ;;
+            tokenauth__subcmd__token,list)
+                cmd="tokenauth__subcmd__token__subcmd__list"
+                ;;
+            tokenauth__subcmd__token,revoke)
+                cmd="tokenauth__subcmd__token__subcmd__revoke"
+                ;;
+            tokenauth__subcmd__token__subcmd__help,create)
+                cmd="tokenauth__subcmd__token__subcmd__help__subcmd__create"
+                ;;
+            tokenauth__subcmd__token__subcmd__help,edit)
+                cmd="tokenauth__subcmd__token__subcmd__help__subcmd__edit"
+                ;;
+            tokenauth__subcmd__token__subcmd__help,help)
+                cmd="tokenauth__subcmd__token__subcmd__help__subcmd__help"
+                ;;
+            tokenauth__subcmd__token__subcmd__help,list)
+                cmd="tokenauth__subcmd__token__subcmd__help__subcmd__list"
+                ;;
+            tokenauth__subcmd__token__subcmd__help,revoke)
+                cmd="tokenauth__subcmd__token__subcmd__help__subcmd__revoke"
                 ;;
             tokenauth__subcmd__user,add)
                 cmd="tokenauth__subcmd__user__subcmd__add"
@@ -182,7 +230,7 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-h -V --db --help --version init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help"
+            opts="-h -V --db --help --version init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -200,7 +248,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__edit__subcmd__key)
-            opts="-h -V --title --ip-range --no-ip-range --db --help --version"
+            opts="-h -V --title --ip-range --no-ip-range --origin --no-origin --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,6 +259,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --ip-range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --origin)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -290,7 +342,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help)
-            opts="init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help"
+            opts="init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -471,6 +523,76 @@ _tokenauth() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tokenauth__subcmd__help__subcmd__token)
+            opts="create list edit revoke"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__token__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__token__subcmd__edit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__token__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__token__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tokenauth__subcmd__help__subcmd__usage__subcmd__log)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -638,7 +760,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__issue__subcmd__key)
-            opts="-o -h -V --user --title --ip-range --scope --expires --bits --out --json --db --help --version"
+            opts="-o -h -V --user --title --ip-range --scope --expires --origin --bits --out --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -661,6 +783,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --expires)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --origin)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -710,7 +836,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__request)
-            opts="-k -X -H -d -i -h -V --key --sub --scope --method --header --data --include --no-cache --db --help --version"
+            opts="-k -X -H -d -i -h -V --key --sub --scope --method --header --data --include --no-cache --token --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -753,6 +879,10 @@ _tokenauth() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -804,7 +934,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --max-connections --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --max-connections --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -827,6 +957,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --trusted-proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --public-origin)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -896,6 +1030,224 @@ _tokenauth() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token)
+            opts="-h -V --db --help --version create list edit revoke help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__create)
+            opts="-h -V --user --scope --description --expires --ip-range --origin --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "read write" -- "${cur}"))
+                    return 0
+                    ;;
+                --description)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ip-range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --origin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__edit)
+            opts="-h -V --description --scope --ip-range --no-ip-range --origin --no-origin --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --description)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "read write" -- "${cur}"))
+                    return 0
+                    ;;
+                --ip-range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --origin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__help)
+            opts="create list edit revoke help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__help__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__help__subcmd__edit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__list)
+            opts="-h -V --user --all --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__token__subcmd__revoke)
+            opts="-y -h -V --yes --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --db)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

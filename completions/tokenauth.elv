@@ -27,14 +27,15 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand user 'Manage users: the accounts service keys act for'
             cand issue-key 'Issue a service key for a user and write its key file'
             cand list-keys 'List service keys'
-            cand edit-key 'Change a key''s title or IP ranges'
+            cand edit-key 'Change a key''s title, IP ranges or allowed browser origins'
             cand revoke-key 'Revoke a service key'
             cand rotate-secret 'Replace a user''s signing secret: every access token of that user stops working'
+            cand token 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
             cand sign-grant 'Sign a JWT grant (RFC 7523) with a key file and print it'
             cand serve 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
             cand get-token 'Get an access token with a key file, from the cache when it is still good'
-            cand request 'Send an HTTP request with a bearer token from a key file'
-            cand verify 'Check an access token against the store, without a server'
+            cand request 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
+            cand verify 'Check an access token or a personal access token against the store, without a server'
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -148,6 +149,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --ip-range 'Addresses allowed to use the key: IPs or CIDR networks, comma-separated (e.g. "192.168.1.1, 10.0.0.0/8, 2001:db8::/32") [default: anywhere]'
             cand --scope 'The most the key''s tokens may do; `write` implies `read`'
             cand --expires 'When the key stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]'
+            cand --origin 'A browser origin (scheme://host[:port]) whose pages may use the key''s tokens from another site (repeatable) [default: none]'
             cand --bits 'RSA key size'
             cand -o 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
             cand --out 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
@@ -171,8 +173,10 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;edit-key'= {
             cand --title 'A new title'
             cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
+            cand --origin 'Browser origins whose pages may use the key''s tokens from another site, replacing the current list (repeatable)'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-ip-range 'Remove the IP restriction: the key works from anywhere'
+            cand --no-origin 'Remove every allowed origin: only same-site callers and non-browser clients'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -197,6 +201,81 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tokenauth;token'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Create a personal access token and print it, this once'
+            cand list 'List personal access tokens, never the tokens themselves'
+            cand edit 'Change a token''s description, scope, IP ranges or allowed origins'
+            cand revoke 'Revoke a personal access token: it stops working at once'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;token;create'= {
+            cand --user 'The user the token acts for (created if absent)'
+            cand --scope 'The most the token may do; `write` implies `read`'
+            cand --description 'What the token is for'
+            cand --expires 'When the token stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]'
+            cand --ip-range 'Addresses allowed to use the token: IPs or CIDR networks, comma-separated [default: anywhere]'
+            cand --origin 'A browser origin (scheme://host[:port]) whose pages may use the token from another site (repeatable) [default: none]'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print the token and its metadata as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;token;list'= {
+            cand --user 'Only this user''s tokens'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --all 'Include revoked tokens'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;token;edit'= {
+            cand --description 'A new description'
+            cand --scope 'A new scope'
+            cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
+            cand --origin 'Browser origins whose pages may use the token from another site, replacing the current list (repeatable)'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --no-ip-range 'Remove the IP restriction: the token works from anywhere'
+            cand --no-origin 'Remove every allowed origin'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;token;revoke'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;token;help'= {
+            cand create 'Create a personal access token and print it, this once'
+            cand list 'List personal access tokens, never the tokens themselves'
+            cand edit 'Change a token''s description, scope, IP ranges or allowed origins'
+            cand revoke 'Revoke a personal access token: it stops working at once'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;token;help;create'= {
+        }
+        &'tokenauth;token;help;list'= {
+        }
+        &'tokenauth;token;help;edit'= {
+        }
+        &'tokenauth;token;help;revoke'= {
+        }
+        &'tokenauth;token;help;help'= {
+        }
         &'tokenauth;sign-grant'= {
             cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
@@ -218,6 +297,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --token-lifetime 'Access-token lifetime in seconds'
             cand --usage-retention 'How long usage-log rows are kept (each key''s newest row is always kept)'
             cand --trusted-proxy 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)'
+            cand --public-origin 'This site''s own origin (repeatable): browser requests from it are same-site, and keys need not list it [default: the issuer''s origin]'
             cand --header-timeout 'Close a connection whose request head is not complete this long after its first byte'
             cand --body-timeout 'Answer 408 when a request body is not complete this long after its head'
             cand --idle-timeout 'Close a kept-alive connection after this long without a request (longer than a proxy''s upstream keep-alive, so that the proxy closes first)'
@@ -255,6 +335,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --header 'A request header, ''Name: value'' (repeatable)'
             cand -d 'The request body; @FILE reads a file, @- standard input'
             cand --data 'The request body; @FILE reads a file, @- standard input'
+            cand --token 'Send this bearer token instead of one got with a key file: a personal access token (`tapat_…`) or an access token; `-` reads it from standard input. Without it and without a key, TOKENAUTH_TOKEN is used'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -i 'Print the status line and response headers before the body'
             cand --include 'Print the status line and response headers before the body'
@@ -300,14 +381,15 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand user 'Manage users: the accounts service keys act for'
             cand issue-key 'Issue a service key for a user and write its key file'
             cand list-keys 'List service keys'
-            cand edit-key 'Change a key''s title or IP ranges'
+            cand edit-key 'Change a key''s title, IP ranges or allowed browser origins'
             cand revoke-key 'Revoke a service key'
             cand rotate-secret 'Replace a user''s signing secret: every access token of that user stops working'
+            cand token 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
             cand sign-grant 'Sign a JWT grant (RFC 7523) with a key file and print it'
             cand serve 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
             cand get-token 'Get an access token with a key file, from the cache when it is still good'
-            cand request 'Send an HTTP request with a bearer token from a key file'
-            cand verify 'Check an access token against the store, without a server'
+            cand request 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
+            cand verify 'Check an access token or a personal access token against the store, without a server'
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -346,6 +428,20 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;help;revoke-key'= {
         }
         &'tokenauth;help;rotate-secret'= {
+        }
+        &'tokenauth;help;token'= {
+            cand create 'Create a personal access token and print it, this once'
+            cand list 'List personal access tokens, never the tokens themselves'
+            cand edit 'Change a token''s description, scope, IP ranges or allowed origins'
+            cand revoke 'Revoke a personal access token: it stops working at once'
+        }
+        &'tokenauth;help;token;create'= {
+        }
+        &'tokenauth;help;token;list'= {
+        }
+        &'tokenauth;help;token;edit'= {
+        }
+        &'tokenauth;help;token;revoke'= {
         }
         &'tokenauth;help;sign-grant'= {
         }

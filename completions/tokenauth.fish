@@ -31,14 +31,15 @@ complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "init" -d 'Creat
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "user" -d 'Manage users: the accounts service keys act for'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "list-keys" -d 'List service keys'
-complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "edit-key" -d 'Change a key\'s title or IP ranges'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "edit-key" -d 'Change a key\'s title, IP ranges or allowed browser origins'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "revoke-key" -d 'Revoke a service key'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "token" -d 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
-complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file'
-complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "verify" -d 'Check an access token against the store, without a server'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "verify" -d 'Check an access token or a personal access token against the store, without a server'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -96,6 +97,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l ip-ran
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l scope -d 'The most the key\'s tokens may do; `write` implies `read`' -r -f -a "read\t'Read-only access'
 write\t'Read and write access'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l expires -d 'When the key stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l origin -d 'A browser origin (scheme://host[:port]) whose pages may use the key\'s tokens from another site (repeatable) [default: none]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l bits -d 'RSA key size' -r -f -a "2048\t''
 3072\t''
 4096\t''"
@@ -112,8 +114,10 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s h -l h
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l title -d 'A new title' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l ip-range -d 'New IP ranges, comma-separated IPs or CIDR networks' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l origin -d 'Browser origins whose pages may use the key\'s tokens from another site, replacing the current list (repeatable)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l no-ip-range -d 'Remove the IP restriction: the key works from anywhere'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l no-origin -d 'Remove every allowed origin: only same-site callers and non-browser clients'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
@@ -125,6 +129,50 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l al
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -f -a "create" -d 'Create a personal access token and print it, this once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -f -a "list" -d 'List personal access tokens, never the tokens themselves'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -f -a "edit" -d 'Change a token\'s description, scope, IP ranges or allowed origins'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -f -a "revoke" -d 'Revoke a personal access token: it stops working at once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l user -d 'The user the token acts for (created if absent)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l scope -d 'The most the token may do; `write` implies `read`' -r -f -a "read\t'Read-only access'
+write\t'Read and write access'"
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l description -d 'What the token is for' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l expires -d 'When the token stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l ip-range -d 'Addresses allowed to use the token: IPs or CIDR networks, comma-separated [default: anywhere]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l origin -d 'A browser origin (scheme://host[:port]) whose pages may use the token from another site (repeatable) [default: none]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l json -d 'Print the token and its metadata as JSON'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l user -d 'Only this user\'s tokens' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l all -d 'Include revoked tokens'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l description -d 'A new description' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l scope -d 'A new scope' -r -f -a "read\t'Read-only access'
+write\t'Read and write access'"
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l ip-range -d 'New IP ranges, comma-separated IPs or CIDR networks' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l origin -d 'Browser origins whose pages may use the token from another site, replacing the current list (repeatable)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l no-ip-range -d 'Remove the IP restriction: the token works from anywhere'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l no-origin -d 'Remove every allowed origin'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s y -l yes -d 'Do not ask for confirmation'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a personal access token and print it, this once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "list" -d 'List personal access tokens, never the tokens themselves'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "edit" -d 'Change a token\'s description, scope, IP ranges or allowed origins'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a personal access token: it stops working at once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
@@ -140,6 +188,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l socket-mod
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l token-lifetime -d 'Access-token lifetime in seconds' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l usage-retention -d 'How long usage-log rows are kept (each key\'s newest row is always kept)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l trusted-proxy -d 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l public-origin -d 'This site\'s own origin (repeatable): browser requests from it are same-site, and keys need not list it [default: the issuer\'s origin]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l header-timeout -d 'Close a connection whose request head is not complete this long after its first byte' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l body-timeout -d 'Answer 408 when a request body is not complete this long after its head' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection after this long without a request (longer than a proxy\'s upstream keep-alive, so that the proxy closes first)' -r
@@ -167,6 +216,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l scope -d
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s X -l method -d 'The HTTP method [default: GET, or POST with --data]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s H -l header -d 'A request header, \'Name: value\' (repeatable)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s d -l data -d 'The request body; @FILE reads a file, @- standard input' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l token -d 'Send this bearer token instead of one got with a key file: a personal access token (`tapat_…`) or an access token; `-` reads it from standard input. Without it and without a key, TOKENAUTH_TOKEN is used' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s i -l include -d 'Print the status line and response headers before the body'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l no-cache -d 'Always fetch a fresh token; neither read nor write the cache'
@@ -191,21 +241,22 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l out-dir
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "user" -d 'Manage users: the accounts service keys act for'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "list-keys" -d 'List service keys'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "edit-key" -d 'Change a key\'s title or IP ranges'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "revoke-key" -d 'Revoke a service key'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "verify" -d 'Check an access token against the store, without a server'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret sign-grant serve get-token request verify usage-log generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "user" -d 'Manage users: the accounts service keys act for'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "list-keys" -d 'List service keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "edit-key" -d 'Change a key\'s title, IP ranges or allowed browser origins'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "revoke-key" -d 'Revoke a service key'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "token" -d 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "verify" -d 'Check an access token or a personal access token against the store, without a server'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user with a fresh random secret'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users, their permissions and state'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "remove" -d 'Remove a user that has no active keys'
@@ -213,3 +264,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_see
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "revoke" -d 'Take a permission away from a user'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "disable" -d 'Disable a user: grants are refused and its tokens stop working at once'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "enable" -d 'Enable a disabled user again'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Create a personal access token and print it, this once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "list" -d 'List personal access tokens, never the tokens themselves'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "edit" -d 'Change a token\'s description, scope, IP ranges or allowed origins'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a personal access token: it stops working at once'

@@ -95,14 +95,40 @@ pub enum Invalid {
     AddressUnknown,
     #[error("Insufficient scope: '{0}' required")]
     InsufficientScope(Scope),
+    #[error("Origin {0} is not allowed for this token")]
+    OriginNotAllowed(String),
+    #[error("Malformed personal access token: {0}")]
+    MalformedPat(crate::pat::FormatError),
+    #[error("Unknown personal access token")]
+    UnknownPat,
+    #[error("Personal access token has been revoked")]
+    PatRevoked,
+    #[error("Personal access token was ended when its user's secret was rotated")]
+    PatRotated,
+    /// A known personal access token refused for `why`: who it was, for the usage log.
+    #[error("{why}")]
+    Pat {
+        id: String,
+        user: String,
+        why: Box<Invalid>,
+    },
 }
 
 impl Invalid {
     /// The RFC 6750 error code.
     pub fn code(&self) -> &'static str {
-        match self {
+        match self.reason() {
             Invalid::InsufficientScope(_) => "insufficient_scope",
+            Invalid::OriginNotAllowed(_) => "access_denied",
             _ => "invalid_token",
+        }
+    }
+
+    /// What was wrong, whoever's token it was.
+    pub fn reason(&self) -> &Invalid {
+        match self {
+            Invalid::Pat { why, .. } => why.reason(),
+            other => other,
         }
     }
 }

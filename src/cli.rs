@@ -42,6 +42,7 @@ pub enum Command {
     EditKey(cmd::edit_key::Args),
     RevokeKey(cmd::revoke_key::Args),
     RotateSecret(cmd::rotate_secret::Args),
+    Token(cmd::token::Args),
     SignGrant(cmd::sign_grant::Args),
     Serve(cmd::serve::Args),
     GetToken(cmd::get_token::Args),

@@ -462,6 +462,7 @@ pub(crate) mod tests {
             alg: RSA_ALG.to_owned(),
             public_key: rsa_key().public_pem.clone(),
             ip_ranges: crate::iprange::parse(ip_ranges).unwrap(),
+            origins: Vec::new(),
             scope,
             issued: NOW - 10_000,
             expires,

@@ -3,11 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
-use crate::store::{Key, Store, User};
+use crate::store::{Key, Pat, Store, User};
 
 pub const DEFAULT_TOKEN_URI: &str = "http://127.0.0.1:8080/token";
 
@@ -24,6 +25,15 @@ pub struct UserEntry {
     pub verifier: DecodingKey,
 }
 
+pub struct PatEntry {
+    pub pat: Pat,
+    /// Made under its user's current secret: a rotation ends it.
+    pub current: bool,
+    /// When its last use was last sent to the store (Unix seconds), so that a busy token
+    /// costs a store write a minute rather than one per request.
+    pub last_touch: AtomicI64,
+}
+
 pub struct Snapshot {
     pub generation: i64,
     pub token_uri: String,
@@ -32,6 +42,11 @@ pub struct Snapshot {
     keys_by_id: HashMap<String, Arc<KeyEntry>>,
     users: HashMap<String, UserEntry>,
     revoked_tokens: HashSet<String>,
+    /// By the SHA-256 of the token.
+    pats: HashMap<[u8; 32], Arc<PatEntry>>,
+    pats_by_id: HashMap<String, Arc<PatEntry>>,
+    /// Origins some active key or token lists: the ones CORS may answer at all.
+    origins: HashSet<String>,
 }
 
 impl Snapshot {
@@ -62,10 +77,12 @@ impl Snapshot {
             keys_by_client.insert(entry.key.client_id.clone(), entry.clone());
             keys_by_id.insert(entry.key.key_id.clone(), entry);
         }
+        let mut epochs = HashMap::new();
         let users = store
             .user_auths()?
             .into_iter()
             .map(|a| {
+                epochs.insert(a.user.name.clone(), a.epoch);
                 let entry = UserEntry {
                     signer: EncodingKey::from_secret(a.secret.expose()),
                     verifier: DecodingKey::from_secret(a.secret.expose()),
@@ -75,6 +92,37 @@ impl Snapshot {
             })
             .collect();
         let revoked_tokens = store.revoked_tokens(now)?.into_iter().collect();
+        let mut pats = HashMap::new();
+        for pat in store.pats(None, true)? {
+            let last_touch = previous
+                .and_then(|p| p.pats.get(&pat.hash))
+                .map_or(i64::MIN, |old| {
+                    old.last_touch.load(std::sync::atomic::Ordering::Relaxed)
+                });
+            let entry = PatEntry {
+                current: epochs.get(&pat.user) == Some(&pat.secret_epoch),
+                last_touch: AtomicI64::new(last_touch),
+                pat,
+            };
+            pats.insert(entry.pat.hash, Arc::new(entry));
+        }
+        let pats_by_id = pats
+            .values()
+            .map(|e| (e.pat.id.clone(), e.clone()))
+            .collect();
+        let live = |revoked: Option<i64>, expires: Option<i64>| {
+            revoked.is_none() && expires.is_none_or(|e| e > now)
+        };
+        let origins = keys_by_id
+            .values()
+            .filter(|k: &&Arc<KeyEntry>| live(k.key.revoked, k.key.expires))
+            .flat_map(|k| k.key.origins.iter().cloned())
+            .chain(
+                pats.values()
+                    .filter(|p| p.current && live(p.pat.revoked, p.pat.expires))
+                    .flat_map(|p| p.pat.origins.iter().cloned()),
+            )
+            .collect();
         Ok(Snapshot {
             generation,
             token_uri,
@@ -83,7 +131,24 @@ impl Snapshot {
             keys_by_id,
             users,
             revoked_tokens,
+            pats,
+            pats_by_id,
+            origins,
         })
+    }
+
+    /// The personal access token with this SHA-256 hash.
+    pub fn pat(&self, hash: &[u8; 32]) -> Option<&PatEntry> {
+        self.pats.get(hash).map(|p| &**p)
+    }
+
+    pub fn pat_by_id(&self, id: &str) -> Option<&PatEntry> {
+        self.pats_by_id.get(id).map(|p| &**p)
+    }
+
+    /// Whether some active key or token lists this (normalised) origin.
+    pub fn origin_known(&self, origin: &str) -> bool {
+        self.origins.contains(origin)
     }
 
     pub fn key_by_client(&self, client_id: &str) -> Option<&KeyEntry> {

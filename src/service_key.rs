@@ -272,6 +272,7 @@ pub fn may_hold_secret(value: &OsStr) -> bool {
         || bytes.contains(&b'\r')
         || has(b"-----BEGIN")
         || has(b"PRIVATE KEY")
+        || bytes.starts_with(crate::pat::PREFIX.as_bytes())
         || bytes.trim_ascii_start().starts_with(b"{")
         || value
             .to_str()

@@ -7,11 +7,10 @@ use clap::builder::TypedValueParser;
 use rand::rngs::OsRng;
 
 use crate::clock;
-use crate::cmd::{Ctx, check_user_name};
+use crate::cmd::{Ctx, ScopeArg, check_user_name, parse_expires, parse_origins};
 use crate::iprange;
 use crate::output::{self, terminal_safe};
 use crate::registry::DEFAULT_TOKEN_URI;
-use crate::scope::Scope;
 use crate::secret::Secret;
 use crate::service_key::{self, KeyFile, RSA_ALG};
 use crate::store::Key;
@@ -49,6 +48,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION|DATE")]
     pub expires: Option<String>,
 
+    /// A browser origin (scheme://host[:port]) whose pages may use the key's tokens from
+    /// another site (repeatable) [default: none]
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Vec<String>,
+
     /// RSA key size
     #[arg(long, default_value_t = 2048, value_parser = clap::builder::PossibleValuesParser::new(["2048", "3072", "4096"]).map(|s| s.parse::<usize>().unwrap_or(2048)))]
     pub bits: usize,
@@ -62,23 +66,6 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum ScopeArg {
-    /// Read-only access
-    Read,
-    /// Read and write access
-    Write,
-}
-
-impl From<ScopeArg> for Scope {
-    fn from(s: ScopeArg) -> Scope {
-        match s {
-            ScopeArg::Read => Scope::Read,
-            ScopeArg::Write => Scope::Write,
-        }
-    }
-}
-
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     check_user_name(&args.user)?;
     let to_stdout = args.out.as_deref() == Some(std::path::Path::new("-"));
@@ -88,18 +75,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let ip_ranges =
         iprange::parse(args.ip_range.as_deref().unwrap_or("")).context("invalid --ip-range")?;
     let now = ctx.now();
-    let expires = args
-        .expires
-        .as_deref()
-        .map(|e| clock::parse_expiry(e, now))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("invalid --expires: {e}"))?;
-    if expires.is_some_and(|e| e <= now) {
-        bail!(
-            "--expires {} is in the past; give a later date or a duration like 90d",
-            args.expires.unwrap_or_default()
-        );
-    }
+    let expires = parse_expires(args.expires.as_deref(), now)?;
+    let origins = parse_origins(&args.origin)?;
     if let Some(out) = args.out.as_ref().filter(|_| !to_stdout) {
         if out.exists() {
             bail!(
@@ -136,6 +113,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         alg: RSA_ALG.to_owned(),
         public_key: generated.public_pem,
         ip_ranges,
+        origins,
         scope: args.scope.into(),
         issued: now,
         expires,
@@ -178,6 +156,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             "user": key.user,
             "scope": key.scope,
             "ip_ranges": key.ip_ranges,
+            "origins": key.origins,
             "expires": key.expires,
             "file": path,
         }))?;

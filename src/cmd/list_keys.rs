@@ -7,8 +7,8 @@ use crate::output::{self, or_dash};
 
 /// List service keys.
 ///
-/// Shows each key's id, user, title, IP ranges, scope, issue and expiry times, last use and
-/// state. Revoked keys are hidden unless --all is given.
+/// Shows each key's id, user, title, IP ranges, allowed origins, scope, issue and expiry
+/// times, last use and state. Revoked keys are hidden unless --all is given.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth list-keys
@@ -50,6 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         "USER",
         "TITLE",
         "IP RANGES",
+        "ORIGINS",
         "SCOPE",
         "ISSUED",
         "EXPIRES",
@@ -62,6 +63,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             k.user.clone(),
             or_dash(Some(k.title.clone())),
             or_dash(Some(iprange::format(&k.ip_ranges))),
+            or_dash(Some(k.origins.join(" "))),
             k.scope.to_string(),
             rfc3339(k.issued),
             or_dash(k.expires.map(rfc3339)),

@@ -12,6 +12,7 @@ pub mod revoke_key;
 pub mod rotate_secret;
 pub mod serve;
 pub mod sign_grant;
+pub mod token;
 pub mod usage_log;
 pub mod user;
 pub mod verify;
@@ -146,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Request(a) => request::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::UsageLog(a) => usage_log::run(&ctx, a),
+        Command::Token(a) => token::run(&ctx, a),
         Command::Generate(a) => generate::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
@@ -171,6 +173,42 @@ pub fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
         bail!("cancelled; nothing was changed");
     }
     Ok(())
+}
+
+/// A scope on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ScopeArg {
+    /// Read-only access
+    Read,
+    /// Read and write access
+    Write,
+}
+
+impl From<ScopeArg> for crate::scope::Scope {
+    fn from(s: ScopeArg) -> crate::scope::Scope {
+        match s {
+            ScopeArg::Read => crate::scope::Scope::Read,
+            ScopeArg::Write => crate::scope::Scope::Write,
+        }
+    }
+}
+
+/// `--expires` as a time after `now`: a duration (90d) or a date.
+pub fn parse_expires(text: Option<&str>, now: i64) -> anyhow::Result<Option<i64>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let at = crate::clock::parse_expiry(text, now)
+        .map_err(|e| anyhow::anyhow!("invalid --expires: {e}"))?;
+    if at <= now {
+        bail!("--expires {text} is in the past; give a later date or a duration like 90d");
+    }
+    Ok(Some(at))
+}
+
+/// `--origin` values, normalised.
+pub fn parse_origins(values: &[String]) -> anyhow::Result<Vec<String>> {
+    crate::origin::parse_list(values).map_err(|e| anyhow::anyhow!("invalid --origin: {e}"))
 }
 
 /// User names: printable, no whitespace, no invisible formatting characters, at most 128

@@ -8,18 +8,21 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::client::{self, Getter};
 use crate::cmd::{Ctx, GrantArgs};
-use crate::service_key;
+use crate::secret::SecretString;
+use crate::service_key::{self, KEY_BASE64_VAR};
 
-/// Send an HTTP request with a bearer token from a key file.
+/// Send an HTTP request with a bearer token from a key file, or with a token as it is.
 ///
 /// Prints the response body (with -i, the status line and headers first) and exits non-zero
-/// on an HTTP error status. When the API answers 401 with `invalid_token` (for example
-/// "Access token expired"), the cached token is dropped, a new one is fetched and the
-/// request is sent once more.
+/// on an HTTP error status. With a key file, when the API answers 401 with `invalid_token`
+/// (for example "Access token expired"), the cached token is dropped, a new one is fetched and
+/// the request is sent once more. With --token (a personal access token, or any bearer
+/// token), or TOKENAUTH_TOKEN when no key is given, the token is sent as it is, once.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth request --key ci-bot.json https://api.example.com/builds
-  tokenauth request --key ci-bot.json -X POST -H 'Content-Type: application/json' -d @build.json https://api.example.com/builds")]
+  tokenauth request --key ci-bot.json -X POST -H 'Content-Type: application/json' -d @build.json https://api.example.com/builds
+  tokenauth request --token - https://api.example.com/builds < webhook.pat")]
 pub struct Args {
     #[command(flatten)]
     pub grant: GrantArgs,
@@ -43,6 +46,13 @@ pub struct Args {
     /// Always fetch a fresh token; neither read nor write the cache
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Send this bearer token instead of one got with a key file: a personal access token
+    /// (`tapat_…`) or an access token; `-` reads it from standard input. Without it and
+    /// without a key, TOKENAUTH_TOKEN is used
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true,
+          value_parser = |s: &str| Ok::<_, String>(SecretString::new(s.to_owned())))]
+    pub token: Option<SecretString>,
 
     /// The URL to call
     pub url: String,
@@ -109,14 +119,6 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         );
     }
 
-    let key = args.grant.key_file()?;
-    let getter = Getter {
-        key: &key,
-        sub: args.grant.sub.as_deref(),
-        scope: args.grant.scope.as_deref(),
-        use_cache: !args.no_cache,
-        min_valid: 60,
-    };
     let http = client::http_client()?;
     let send = |token: &str| {
         let mut req = http
@@ -138,12 +140,26 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         })?;
         anyhow::Ok((head, bytes))
     };
-    let now = ctx.now();
-    let mut resp = send(getter.get(now)?.access_token.expose())?;
-    if token_refused(resp.0.1, &resp.0.2, &resp.1) {
-        getter.forget()?;
-        resp = send(getter.get(now)?.access_token.expose())?;
-    }
+    let resp = match bearer_as_given(&args)? {
+        Some(token) => send(token.expose())?,
+        None => {
+            let key = args.grant.key_file()?;
+            let getter = Getter {
+                key: &key,
+                sub: args.grant.sub.as_deref(),
+                scope: args.grant.scope.as_deref(),
+                use_cache: !args.no_cache,
+                min_valid: 60,
+            };
+            let now = ctx.now();
+            let mut resp = send(getter.get(now)?.access_token.expose())?;
+            if token_refused(resp.0.1, &resp.0.2, &resp.1) {
+                getter.forget()?;
+                resp = send(getter.get(now)?.access_token.expose())?;
+            }
+            resp
+        }
+    };
     let ((version, status, resp_headers), bytes) = resp;
     let mut out = std::io::stdout().lock();
     if args.include {
@@ -164,6 +180,38 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         bail!("{shown_url} answered HTTP {status}");
     }
     Ok(())
+}
+
+/// The token to send as it is, when the caller gave one rather than a key: `--token`, or
+/// TOKENAUTH_TOKEN when no key is given at all (a key from the environment wins over it, so
+/// that `get-token --format env` output lying around does not stop a key from refreshing).
+fn bearer_as_given(args: &Args) -> anyhow::Result<Option<SecretString>> {
+    let key_given = args.grant.key.is_some() || std::env::var_os(KEY_BASE64_VAR).is_some();
+    let token = match &args.token {
+        Some(_) if args.grant.key.is_some() && !args.grant.key_from_env => {
+            bail!("--token and --key both given; pass one of them")
+        }
+        Some(t) => t.clone(),
+        None if key_given => return Ok(None),
+        None => match std::env::var("TOKENAUTH_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => SecretString::new(t),
+            _ => return Ok(None),
+        },
+    };
+    if args.grant.sub.is_some() || args.grant.scope.is_some() || args.no_cache {
+        bail!("--sub, --scope and --no-cache go with a key file; a token is sent as it is");
+    }
+    if token.expose() == "-" {
+        if args.data.as_deref() == Some("@-") {
+            bail!("--token - and --data @- both read standard input; give one of them another way");
+        }
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the token from standard input")?;
+        return Ok(Some(SecretString::new(text.trim().to_owned())));
+    }
+    Ok(Some(SecretString::new(token.expose().trim().to_owned())))
 }
 
 /// A 401 whose challenge (or JSON body) says `invalid_token`: worth a fresh token.

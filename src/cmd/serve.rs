@@ -59,6 +59,11 @@ pub struct Args {
     #[arg(long, value_name = "CIDR", value_parser = parse_proxy)]
     pub trusted_proxy: Vec<IpNet>,
 
+    /// This site's own origin (repeatable): browser requests from it are same-site, and
+    /// keys need not list it [default: the issuer's origin]
+    #[arg(long, value_name = "URL", value_parser = parse_public_origin)]
+    pub public_origin: Vec<String>,
+
     /// Refuse grants without a jti claim (without this flag, such a grant is good for one
     /// exchange: an exact copy is refused until it expires)
     #[arg(long)]
@@ -85,6 +90,10 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+}
+
+fn parse_public_origin(s: &str) -> Result<String, String> {
+    crate::origin::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -145,6 +154,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxy,
         require_jti: args.require_jti,
         limits,
+        public_origins: args.public_origin,
     };
     let (state, writer) = AppState::open(&db, config, ctx.clock)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

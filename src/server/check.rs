@@ -2,21 +2,22 @@
 //! POST /revoke (RFC 7009).
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::access_token::{self, Claims};
+use crate::access_token;
+use crate::credential::{self, Checked};
 use crate::iprange::ClientAddr;
 use crate::registry::Snapshot;
 use crate::scope::Scope;
-use crate::server::SharedState;
 use crate::server::error::ApiError;
 use crate::server::listen::Peer;
 use crate::server::request::{self, printable};
+use crate::server::{SharedState, cors};
+use crate::store::UsageRow;
 
 /// Methods that only read: anything else needs the `write` scope.
 fn reads_only(method: &str) -> bool {
@@ -49,52 +50,84 @@ pub async fn forward_auth(
         required = required.max(Some(Scope::Write));
     }
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
-    let (claims, _) = check_bearer(&state, &headers, addr, required)?;
-    let mut resp = axum::Json(
-        serde_json::json!({ "user": claims.sub, "key_id": claims.key_id, "scope": claims.scope }),
-    )
-    .into_response();
+    let snap = state.snapshot()?;
+    let origin = cors::cross_site_origin(&state, &snap, &headers);
+    let caller = check_bearer(&state, &snap, &headers, addr, required, origin.as_deref()).await?;
+    let (id_header, id_field, id) = match &caller {
+        Checked::Access(c) => ("x-auth-key-id", "key_id", c.key_id.as_str()),
+        Checked::Pat(p) => ("x-auth-token-id", "token_id", p.id.as_str()),
+    };
+    let mut body = serde_json::json!({ "user": caller.user(), "scope": caller.scope() });
+    body[id_field] = id.into();
+    let mut resp = axum::Json(body).into_response();
     let h = resp.headers_mut();
     for (name, value) in [
-        ("x-auth-user", &claims.sub),
-        ("x-auth-key-id", &claims.key_id),
-        ("x-auth-scope", &claims.scope),
+        ("x-auth-user", caller.user()),
+        (id_header, id),
+        ("x-auth-scope", caller.scope()),
     ] {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
     }
+    // For the proxy's CORS answer: only an origin the credential lists gets this far.
+    if let Some(v) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        h.insert("x-auth-allow-origin", v);
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
-/// Checks the request's own bearer token; also returns the snapshot it was judged against,
-/// so that a caller checking more sees the same state of the store without asking again.
-fn check_bearer(
+/// Checks the request's own bearer credential (an access token or a personal access token)
+/// against `snap`. A known personal access token that is refused is logged, with its reason;
+/// a good one is noted as used, at most once a minute.
+async fn check_bearer(
     state: &SharedState,
+    snap: &Snapshot,
     headers: &HeaderMap,
     addr: ClientAddr,
     required: Option<Scope>,
-) -> Result<(Claims, Arc<Snapshot>), ApiError> {
+    origin: Option<&str>,
+) -> Result<Checked, ApiError> {
     let Some(token) = request::extract_token(headers) else {
         return Err(ApiError::Bearer {
             missing: true,
             invalid: access_token::Invalid::BadSignature,
         });
     };
-    let snap = state.snapshot()?;
-    let claims = access_token::validate(&token, &snap, state.now(), Some(addr), required).map_err(
-        |invalid| ApiError::Bearer {
-            missing: false,
-            invalid,
-        },
-    )?;
-    Ok((claims, snap))
+    let now = state.now();
+    match credential::check(&token, snap, now, Some(addr), required, origin) {
+        Ok(checked) => {
+            if let Checked::Pat(p) = &checked {
+                state.pat_used(snap, &p.id, now);
+            }
+            Ok(checked)
+        }
+        Err(invalid) => {
+            if let access_token::Invalid::Pat { id, user, why } = &invalid {
+                let row = UsageRow {
+                    time: now,
+                    pat_id: Some(id.clone()),
+                    user: Some(user.clone()),
+                    subject: Some(user.clone()),
+                    address: addr.to_string(),
+                    user_agent: request::user_agent(headers),
+                    reason: Some(why.to_string()),
+                    ..UsageRow::default()
+                };
+                state.usage.record_later(row).await;
+            }
+            Err(ApiError::Bearer {
+                missing: false,
+                invalid,
+            })
+        }
+    }
 }
 
-/// RFC 7662. The caller authenticates with its own access token (`Authorization: Bearer`),
-/// whose user needs the `introspect` permission. The optional `client_ip` parameter (an
-/// extension) also checks the token's key IP ranges against that address.
+/// RFC 7662. The caller authenticates with its own bearer credential (`Authorization:
+/// Bearer`), whose user needs the `introspect` permission. The optional `client_ip` parameter
+/// (an extension) also checks the token's IP ranges against that address.
 pub async fn introspect(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
@@ -102,9 +135,10 @@ pub async fn introspect(
     body: Body,
 ) -> Result<Response, ApiError> {
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
-    let (caller, snap) = check_bearer(&state, &headers, addr, None)?;
+    let snap = state.snapshot()?;
+    let caller = check_bearer(&state, &snap, &headers, addr, None, None).await?;
     if !snap
-        .user(&caller.sub)
+        .user(caller.user())
         .is_some_and(|u| u.user.may("introspect"))
     {
         return Err(ApiError::status(
@@ -112,7 +146,7 @@ pub async fn introspect(
             "access_denied",
             format!(
                 "User '{}' lacks the introspect permission (tokenauth user grant NAME introspect)",
-                caller.sub
+                caller.user()
             ),
         ));
     }
@@ -130,8 +164,8 @@ pub async fn introspect(
             ))
         })?)),
     };
-    let body = match access_token::validate(token, &snap, state.now(), client_ip, None) {
-        Ok(c) => serde_json::json!({
+    let body = match credential::check(token, &snap, state.now(), client_ip, None, None) {
+        Ok(Checked::Access(c)) => serde_json::json!({
             "active": true,
             "sub": c.sub,
             "username": c.sub,
@@ -144,6 +178,22 @@ pub async fn introspect(
             "key_id": c.key_id,
             "token_type": "Bearer",
         }),
+        Ok(Checked::Pat(p)) => {
+            let mut body = serde_json::json!({
+                "active": true,
+                "sub": p.user,
+                "username": p.user,
+                "scope": p.scope.granted(),
+                "iat": p.created,
+                "iss": snap.issuer,
+                "token_id": p.id,
+                "token_type": "personal_access_token",
+            });
+            if let Some(exp) = p.expires {
+                body["exp"] = exp.into();
+            }
+            body
+        }
         Err(_) => serde_json::json!({ "active": false }),
     };
     let mut resp = axum::Json(body).into_response();
@@ -152,8 +202,8 @@ pub async fn introspect(
     Ok(resp)
 }
 
-/// RFC 7009. Holding a token is enough to revoke it; the answer is 200 whether or not the
-/// token was known or valid, as §2.2 says.
+/// RFC 7009. Holding a token is enough to revoke it, an access token or a personal access
+/// token; the answer is 200 whether or not the token was known or valid, as §2.2 says.
 pub async fn revoke(
     State(state): State<SharedState>,
     headers: HeaderMap,
@@ -165,9 +215,16 @@ pub async fn revoke(
         return Err(ApiError::invalid_request("Missing parameter: token"));
     };
     let snap = state.snapshot()?;
-    if let Ok(claims) = access_token::validate(token, &snap, state.now(), None, None) {
-        state.revoke_token(&claims.jti, claims.exp)?;
-        tracing::info!(jti = %claims.jti, sub = %claims.sub, "access token revoked");
+    match credential::check(token, &snap, state.now(), None, None, None) {
+        Ok(Checked::Access(claims)) => {
+            state.revoke_token(&claims.jti, claims.exp)?;
+            tracing::info!(jti = %claims.jti, sub = %claims.sub, "access token revoked");
+        }
+        Ok(Checked::Pat(p)) => {
+            state.revoke_pat(&p.id)?;
+            tracing::info!(token_id = %p.id, user = %p.user, "personal access token revoked");
+        }
+        Err(_) => {}
     }
     Ok((
         StatusCode::OK,

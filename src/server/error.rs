@@ -92,8 +92,20 @@ impl IntoResponse for ApiError {
                 // RFC 6750 §3.1: no error code when the request carried no credentials.
                 Some(format!("Bearer realm=\"{REALM}\"")),
             ),
+            // A good token from a page whose origin its key does not list: nothing to do
+            // with authentication, so no challenge.
+            ApiError::Bearer { invalid, .. }
+                if matches!(invalid.reason(), Invalid::OriginNotAllowed(_)) =>
+            {
+                (
+                    StatusCode::FORBIDDEN,
+                    invalid.code(),
+                    invalid.to_string(),
+                    None,
+                )
+            }
             ApiError::Bearer { invalid, .. } => {
-                let status = match invalid {
+                let status = match invalid.reason() {
                     Invalid::InsufficientScope(_) => StatusCode::FORBIDDEN,
                     _ => StatusCode::UNAUTHORIZED,
                 };
@@ -103,7 +115,7 @@ impl IntoResponse for ApiError {
                     invalid.code(),
                     quoted(&description)
                 );
-                if let Invalid::InsufficientScope(s) = invalid {
+                if let Invalid::InsufficientScope(s) = invalid.reason() {
                     www.push_str(&format!(", scope=\"{}\"", s.granted()));
                 }
                 (status, invalid.code(), description, Some(www))

@@ -1,6 +1,7 @@
 //! The token plane: the axum app (`app(state) -> Router`) and `serve(listener, shutdown)`.
 
 mod check;
+pub mod cors;
 pub mod error;
 pub mod listen;
 pub mod request;
@@ -9,6 +10,7 @@ mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::thread::JoinHandle;
 
@@ -26,6 +28,8 @@ use error::ApiError;
 pub use listen::{Limits, ListenAddr, Listener, Peer};
 pub use usage::UsageWriter;
 
+/// How often, at most, a personal access token's last use is written to the store.
+const PAT_TOUCH_EVERY: i64 = 60;
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// Replay-cache entries kept at most: beyond this, new grants skip the in-memory first check
@@ -40,6 +44,8 @@ pub struct Config {
     /// Refuse grants without a `jti` claim.
     pub require_jti: bool,
     pub limits: Limits,
+    /// The site's own origins (normalised); empty: the issuer's origin.
+    pub public_origins: Vec<String>,
 }
 
 struct Reader {
@@ -175,6 +181,31 @@ impl AppState {
         }
     }
 
+    /// Notes that a personal access token was used: sent to the store at most once a minute.
+    fn pat_used(&self, snap: &Snapshot, id: &str, now: i64) {
+        let Some(entry) = snap.pat_by_id(id) else {
+            return;
+        };
+        let last = entry.last_touch.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= PAT_TOUCH_EVERY
+            && entry
+                .last_touch
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.usage.touch(id.to_owned(), now);
+        }
+    }
+
+    /// Revokes a personal access token (POST /revoke).
+    fn revoke_pat(&self, id: &str) -> Result<(), ApiError> {
+        let mut reader = self.reader();
+        reader.store.revoke_pat(id, self.now())?;
+        // As for revoked access tokens: our own commit does not move data_version.
+        reader.data_version = i64::MIN;
+        Ok(())
+    }
+
     /// Writes a revoked token id (POST /revoke).
     fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
         let mut reader = self.reader();
@@ -188,13 +219,26 @@ impl AppState {
 
 /// The router: the token endpoint, the resource-server checks, metadata and health.
 pub fn app(state: SharedState) -> Router {
+    let cors = || axum::middleware::from_fn_with_state(state.clone(), cors::layer);
     Router::new()
-        .route("/token", post(token::token).fallback(method_not_allowed))
+        .route(
+            "/token",
+            post(token::token)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+        )
         .route(
             "/introspect",
-            post(check::introspect).fallback(method_not_allowed),
+            post(check::introspect)
+                .fallback(method_not_allowed)
+                .layer(cors()),
         )
-        .route("/revoke", post(check::revoke).fallback(method_not_allowed))
+        .route(
+            "/revoke",
+            post(check::revoke)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+        )
         .route(
             "/auth",
             get(check::forward_auth).fallback(method_not_allowed),

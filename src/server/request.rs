@@ -173,6 +173,14 @@ pub async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, ApiError>
     }
 }
 
+/// The caller's User-Agent, for the usage log: at most 256 characters.
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect())
+}
+
 /// A caller-supplied string made safe to echo in an error: printable, at most 64 chars.
 pub fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(64).collect()

@@ -1,7 +1,7 @@
 //! POST /token: the RFC 7523 jwt-bearer grant exchanged for an access token.
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use crate::access_token;
 use crate::grant::{self, Accepted, Refusal};
 use crate::server::SharedState;
+use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::listen::Peer;
 use crate::server::request::{self, printable};
@@ -20,6 +21,7 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub async fn token(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
+    cross_site: Option<Extension<CrossSite>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -43,10 +45,7 @@ pub async fn token(
     };
     let client_auth = ClientAuth::read(&headers, &form)?;
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(256).collect::<String>());
+    let user_agent = request::user_agent(&headers);
     let now = state.now();
     let snap = state.snapshot()?;
     let row = UsageRow {
@@ -80,6 +79,13 @@ pub async fn token(
         .key(&accepted.key_id)
         .map(|k| &k.key)
         .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
+    // A page on another site may exchange grants only for keys that list its origin.
+    if let Some(Extension(CrossSite(Some(origin)))) = &cross_site
+        && !key.origins.contains(origin)
+    {
+        let why = format!("Origin {origin} is not allowed for this key");
+        return Err(refuse(&state, &row, known(why)).await);
+    }
     if !addr.allowed_by(&key.ip_ranges) {
         // Worded as a token check would word it.
         let why = match addr {

@@ -1,5 +1,6 @@
 //! The usage-log writer: one thread, one transaction per batch of rows (group commit); a
 //! request waiting for its row is answered only once the batch holding it has committed.
+//! It also records when personal access tokens were last used, in the same batches.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -16,6 +17,12 @@ struct Job {
     done: Option<oneshot::Sender<Result<bool, String>>>,
 }
 
+enum Work {
+    Row(Job),
+    /// A personal access token (id) was used at this time.
+    Touch(String, i64),
+}
+
 /// Most rows in one transaction.
 const MAX_BATCH: usize = 1024;
 /// How long a small batch waits for company before committing.
@@ -27,27 +34,35 @@ const PRUNE_EVERY: i64 = 10;
 
 #[derive(Clone)]
 pub struct UsageWriter {
-    tx: mpsc::SyncSender<Job>,
+    tx: mpsc::SyncSender<Work>,
 }
 
 impl UsageWriter {
     /// Starts the writer on its own store connection.
     pub fn start(mut store: Store, clock: Clock, retention: i64) -> (UsageWriter, JoinHandle<()>) {
-        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE);
         let handle = std::thread::Builder::new()
             .name("usage-writer".into())
             .spawn(move || {
                 let mut last_prune = i64::MIN;
                 let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+                let mut touches: Vec<(String, i64)> = Vec::new();
                 while let Ok(first) = rx.recv() {
-                    batch.push(first);
+                    let mut work = Some(first);
                     // Let company arrive while asleep rather than being woken for each
                     // row: one wake-up per batch, not one per request.
-                    std::thread::sleep(LINGER);
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(j) => batch.push(j),
-                            Err(_) => break,
+                    let mut slept = false;
+                    while let Some(w) = work.take() {
+                        match w {
+                            Work::Row(j) => batch.push(j),
+                            Work::Touch(id, time) => touches.push((id, time)),
+                        }
+                        if !slept {
+                            std::thread::sleep(LINGER);
+                            slept = true;
+                        }
+                        if batch.len() < MAX_BATCH {
+                            work = rx.try_recv().ok();
                         }
                     }
                     let now = clock.now();
@@ -55,8 +70,9 @@ impl UsageWriter {
                         (now.saturating_sub(last_prune) >= PRUNE_EVERY).then(|| now - retention);
                     let rows: Vec<UsageRow> = batch.iter().map(|j| j.row.clone()).collect();
                     let result = store
-                        .append_usage(&rows, now, prune)
+                        .append_usage(&rows, &touches, now, prune)
                         .map_err(|e| e.to_string());
+                    touches.clear();
                     match &result {
                         Ok(_) if prune.is_some() => last_prune = now,
                         Ok(_) => {}
@@ -82,10 +98,10 @@ impl UsageWriter {
     /// used before, by this process or another, and the row was recorded as a refusal.
     pub async fn record(&self, row: UsageRow) -> Result<bool, String> {
         let (done, wait) = oneshot::channel();
-        self.send(Job {
+        self.send(Work::Row(Job {
             row,
             done: Some(done),
-        })
+        }))
         .await?;
         wait.await
             .map_err(|_| "usage-log writer stopped".to_owned())?
@@ -93,10 +109,16 @@ impl UsageWriter {
 
     /// Records a row without waiting for the commit (refused attempts).
     pub async fn record_later(&self, row: UsageRow) {
-        let _ = self.send(Job { row, done: None }).await;
+        let _ = self.send(Work::Row(Job { row, done: None })).await;
     }
 
-    async fn send(&self, job: Job) -> Result<(), String> {
+    /// Notes that a personal access token was used; dropped when the queue is full (last
+    /// use is a hint, and the next minute brings another).
+    pub fn touch(&self, pat_id: String, time: i64) {
+        let _ = self.tx.try_send(Work::Touch(pat_id, time));
+    }
+
+    async fn send(&self, job: Work) -> Result<(), String> {
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(mpsc::TrySendError::Full(job)) => {

@@ -85,4 +85,32 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE usage_log ADD COLUMN no_jti INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: personal access tokens, allowed browser origins, and secret epochs (a PAT lives
+    // only while its user's secret is the one it was made under). The generation moves for
+    // every PAT change a check depends on, but not for `last_used` or the description.
+    r#"
+    ALTER TABLE keys ADD COLUMN origins TEXT NOT NULL DEFAULT '';
+    ALTER TABLE secrets ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE pats (
+        id           TEXT PRIMARY KEY,
+        user_name    TEXT NOT NULL,
+        hash         BLOB NOT NULL UNIQUE,
+        last4        TEXT NOT NULL,
+        description  TEXT NOT NULL DEFAULT '',
+        scope        TEXT NOT NULL,
+        ip_ranges    TEXT NOT NULL DEFAULT '',
+        origins      TEXT NOT NULL DEFAULT '',
+        created      INTEGER NOT NULL,
+        expires      INTEGER,
+        revoked      INTEGER,
+        secret_epoch INTEGER NOT NULL,
+        last_used    INTEGER
+    );
+    CREATE INDEX pats_user ON pats(user_name);
+    CREATE TRIGGER pats_i AFTER INSERT ON pats BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER pats_u AFTER UPDATE OF user_name, hash, scope, ip_ranges, origins, expires, revoked, secret_epoch
+        ON pats BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER pats_d AFTER DELETE ON pats BEGIN UPDATE generation SET value = value + 1; END;
+    ALTER TABLE usage_log ADD COLUMN pat_id TEXT;
+    "#,
 ];

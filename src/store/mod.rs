@@ -1,6 +1,7 @@
 //! The SQLite store: the only module that speaks SQL.
 
 mod migrations;
+mod pats;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -11,10 +12,12 @@ use ipnet::IpNet;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use crate::iprange;
+use crate::origin;
 use crate::scope::Scope;
 use crate::secret::Secret;
 
 pub use migrations::MIGRATIONS;
+pub use pats::{Pat, PatChange};
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,8 +55,12 @@ pub enum StoreError {
     UnknownKey(String),
     #[error("key id prefix '{0}' matches more than one key; give more characters")]
     AmbiguousKey(String),
+    #[error("no personal access token with id '{0}'; see `tokenauth token list --all`")]
+    UnknownPat(String),
+    #[error("token id prefix '{0}' matches more than one token; give more characters")]
+    AmbiguousPat(String),
     #[error(
-        "user '{name}' still has {count} active key(s); revoke them first with `tokenauth revoke-key`"
+        "user '{name}' still has {count} active key(s) or personal access token(s); revoke them first with `tokenauth revoke-key` and `tokenauth token revoke`"
     )]
     UserHasKeys { name: String, count: i64 },
     #[error("store error: {0}")]
@@ -87,6 +94,8 @@ pub struct Key {
     #[serde(skip)]
     pub public_key: String,
     pub ip_ranges: Vec<IpNet>,
+    /// Browser origins that may use the key's tokens across sites.
+    pub origins: Vec<String>,
     pub scope: Scope,
     pub issued: i64,
     pub expires: Option<i64>,
@@ -111,6 +120,8 @@ impl Key {
 pub struct UsageRow {
     pub time: i64,
     pub key_id: Option<String>,
+    /// The personal access token a refused check used.
+    pub pat_id: Option<String>,
     pub user: Option<String>,
     pub subject: Option<String>,
     pub address: String,
@@ -181,6 +192,9 @@ pub struct UsageFilter {
 pub struct UserAuth {
     pub user: User,
     pub secret: Secret,
+    /// How many times the secret was rotated: personal access tokens made under another
+    /// epoch are dead.
+    pub epoch: i64,
 }
 
 pub struct Store {
@@ -451,7 +465,8 @@ impl Store {
         let tx = self.write_tx()?;
         let active: i64 = tx
             .query_row(
-                "SELECT count(*) FROM keys WHERE user_name = ?1 AND revoked IS NULL",
+                "SELECT (SELECT count(*) FROM keys WHERE user_name = ?1 AND revoked IS NULL)
+                      + (SELECT count(*) FROM pats WHERE user_name = ?1 AND revoked IS NULL)",
                 [name],
                 |r| r.get(0),
             )
@@ -517,7 +532,7 @@ impl Store {
         let n = self
             .conn
             .execute(
-                "UPDATE secrets SET secret = ?2, rotated = ?3 WHERE user_name = ?1",
+                "UPDATE secrets SET secret = ?2, rotated = ?3, epoch = epoch + 1 WHERE user_name = ?1",
                 params![name, secret.expose(), now],
             )
             .map_err(|e| self.err(e))?;
@@ -530,7 +545,7 @@ impl Store {
     /// Every user with its current secret (for the token plane's cache).
     pub fn user_auths(&self) -> Result<Vec<UserAuth>> {
         let sql = format!(
-            "SELECT {}, s.secret FROM users u JOIN secrets s ON s.user_name = u.name",
+            "SELECT {}, s.secret, s.epoch FROM users u JOIN secrets s ON s.user_name = u.name",
             Self::USER_COLUMNS
         );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
@@ -540,6 +555,7 @@ impl Store {
                 Ok(UserAuth {
                     user: Self::user_from_row(r)?,
                     secret: Secret::new(secret),
+                    epoch: r.get(6)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -552,8 +568,8 @@ impl Store {
     pub fn add_key(&mut self, key: &Key) -> Result<()> {
         self.conn
             .execute(
-                "INSERT INTO keys(key_id, client_id, user_name, title, alg, public_key, ip_ranges, scope, issued, expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO keys(key_id, client_id, user_name, title, alg, public_key, ip_ranges, scope, issued, expires, origins)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     key.key_id,
                     key.client_id,
@@ -564,7 +580,8 @@ impl Store {
                     iprange::format(&key.ip_ranges),
                     key.scope.as_str(),
                     key.issued,
-                    key.expires
+                    key.expires,
+                    origin::format(&key.origins)
                 ],
             )
             .map(|_| ())
@@ -574,7 +591,7 @@ impl Store {
     const KEY_COLUMNS: &str =
         "k.key_id, k.client_id, k.user_name, k.title, k.alg, k.public_key, k.ip_ranges,
         k.scope, k.issued, k.expires, k.revoked,
-        (SELECT max(time) FROM usage_log l WHERE l.key_id = k.key_id AND l.ok)";
+        (SELECT max(time) FROM usage_log l WHERE l.key_id = k.key_id AND l.ok), k.origins";
 
     fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<Key> {
         let ranges: String = r.get(6)?;
@@ -597,6 +614,7 @@ impl Store {
             expires: r.get(9)?,
             revoked: r.get(10)?,
             last_used: r.get(11)?,
+            origins: origin::from_stored(&r.get::<_, String>(12)?),
         })
     }
 
@@ -640,6 +658,14 @@ impl Store {
             key_id,
             "UPDATE keys SET title = ?2 WHERE key_id = ?1",
             title,
+        )
+    }
+
+    pub fn set_key_origins(&mut self, key_id: &str, origins: &[String]) -> Result<()> {
+        self.update_key(
+            key_id,
+            "UPDATE keys SET origins = ?2 WHERE key_id = ?1",
+            &origin::format(origins),
         )
     }
 
@@ -707,13 +733,15 @@ impl Store {
 
     // ---- usage log ------------------------------------------------------------------------
 
-    /// Appends rows in one transaction, then prunes rows older than `prune_before` (keeping
-    /// each key's newest row) and used grants that have expired. A row with a `grant_use`
-    /// first claims its grant: when an earlier row (from any process) took it, the row is
-    /// written as a refused replay instead. Returns, per row, whether it was written as given.
+    /// Appends rows in one transaction, records when personal access tokens were last used
+    /// (`touches`: id and time), then prunes rows older than `prune_before` (keeping each
+    /// key's newest row) and used grants that have expired. A row with a `grant_use` first
+    /// claims its grant: when an earlier row (from any process) took it, the row is written
+    /// as a refused replay instead. Returns, per row, whether it was written as given.
     pub fn append_usage(
         &mut self,
         rows: &[UsageRow],
+        touches: &[(String, i64)],
         now: i64,
         prune_before: Option<i64>,
     ) -> Result<Vec<bool>> {
@@ -729,7 +757,8 @@ impl Store {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
-                        grant_jti, grant_exp, token_jti, no_jti) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        grant_jti, grant_exp, token_jti, no_jti, pat_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(|e| map_err(e, &path))?;
             for r in rows {
@@ -759,10 +788,21 @@ impl Store {
                     r.grant_jti,
                     r.grant_exp,
                     token_jti,
-                    r.no_jti
+                    r.no_jti,
+                    r.pat_id
                 ])
                 .map_err(|e| map_err(e, &path))?;
                 written.push(fresh);
+            }
+            let mut touch = tx
+                .prepare_cached(
+                    "UPDATE pats SET last_used = ?2 WHERE id = ?1 AND (last_used IS NULL OR last_used < ?2)",
+                )
+                .map_err(|e| map_err(e, &path))?;
+            for (id, time) in touches {
+                touch
+                    .execute(params![id, time])
+                    .map_err(|e| map_err(e, &path))?;
             }
         }
         if let Some(cutoff) = prune_before {
@@ -786,8 +826,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason, no_jti FROM usage_log
-                 WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR user_name = ?2 OR subject = ?2)
+                "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason, no_jti, pat_id
+                 FROM usage_log
+                 WHERE (?1 IS NULL OR key_id = ?1 OR pat_id = ?1) AND (?2 IS NULL OR user_name = ?2 OR subject = ?2)
                    AND (?3 IS NULL OR time >= ?3) AND (NOT ?4 OR NOT ok) AND (NOT ?6 OR no_jti)
                  ORDER BY time DESC, id DESC LIMIT ?5",
             )
@@ -813,6 +854,7 @@ impl Store {
                         ok: r.get(6)?,
                         reason: r.get(7)?,
                         no_jti: r.get(8)?,
+                        pat_id: r.get(9)?,
                         ..UsageRow::default()
                     })
                 },
@@ -932,6 +974,7 @@ mod tests {
                     ok: true,
                     ..Default::default()
                 }],
+                &[],
                 1,
                 None,
             )
@@ -952,11 +995,12 @@ mod tests {
         store
             .append_usage(
                 &[row(1, "a"), row(2, "a"), row(3, "b"), row(100, "b")],
+                &[],
                 100,
                 None,
             )
             .unwrap();
-        store.append_usage(&[], 100, Some(50)).unwrap();
+        store.append_usage(&[], &[], 100, Some(50)).unwrap();
         let left = store
             .usage(&UsageFilter {
                 limit: 10,
@@ -998,6 +1042,7 @@ mod tests {
                     // The same jti under another client is another grant.
                     grant_row(3, "c2", "x", 100),
                 ],
+                &[],
                 1,
                 None,
             )
@@ -1006,6 +1051,7 @@ mod tests {
         let again = b
             .append_usage(
                 &[grant_row(4, "c1", "x", 100), grant_row(5, "c1", "y", 100)],
+                &[],
                 4,
                 None,
             )
@@ -1051,16 +1097,17 @@ mod tests {
                     grant_row(1, "c", "old", 10),
                     grant_row(1, "c", "new", 1_000),
                 ],
+                &[],
                 1,
                 None,
             )
             .unwrap();
         store
-            .append_usage(&[], 10 + USED_GRANT_MARGIN, Some(0))
+            .append_usage(&[], &[], 10 + USED_GRANT_MARGIN, Some(0))
             .unwrap();
         assert_eq!(store.live_used_grants(0).unwrap().len(), 2);
         store
-            .append_usage(&[], 11 + USED_GRANT_MARGIN, Some(0))
+            .append_usage(&[], &[], 11 + USED_GRANT_MARGIN, Some(0))
             .unwrap();
         let left = store.live_used_grants(0).unwrap();
         assert_eq!(
