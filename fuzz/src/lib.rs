@@ -60,6 +60,7 @@ fn build() -> anyhow::Result<Fixture> {
         alg: RSA_ALG.to_owned(),
         public_key: generated.public_pem.clone(),
         ip_ranges: iprange::parse(ip_ranges).expect("fixture ranges"),
+        origins: Vec::new(),
         scope,
         issued: NOW - 10_000,
         expires,
