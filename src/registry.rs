@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use jsonwebtoken::{DecodingKey, EncodingKey};
@@ -29,9 +29,25 @@ pub struct PatEntry {
     pub pat: Pat,
     /// Made under its user's current secret: a rotation ends it.
     pub current: bool,
-    /// When its last use was last sent to the store (Unix seconds), so that a busy token
-    /// costs a store write a minute rather than one per request.
-    pub last_touch: AtomicI64,
+    /// When its last use was last sent to the store (Unix seconds).
+    last_touch: AtomicI64,
+}
+
+/// How often, at most, a personal access token's last use is written to the store: a busy
+/// token costs a write a minute, not one per request.
+pub const TOUCH_EVERY: i64 = 60;
+
+impl PatEntry {
+    /// Whether a use at `now` should be written to the store; true at most once per
+    /// [`TOUCH_EVERY`], whichever request asks first.
+    pub fn claim_touch(&self, now: i64) -> bool {
+        let last = self.last_touch.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= TOUCH_EVERY
+            && self
+                .last_touch
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 pub struct Snapshot {
@@ -96,9 +112,7 @@ impl Snapshot {
         for pat in store.pats(None, true)? {
             let last_touch = previous
                 .and_then(|p| p.pats.get(&pat.hash))
-                .map_or(i64::MIN, |old| {
-                    old.last_touch.load(std::sync::atomic::Ordering::Relaxed)
-                });
+                .map_or(i64::MIN, |old| old.last_touch.load(Ordering::Relaxed));
             let entry = PatEntry {
                 current: epochs.get(&pat.user) == Some(&pat.secret_epoch),
                 last_touch: AtomicI64::new(last_touch),
@@ -189,6 +203,34 @@ pub fn default_issuer(token_uri: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tokens_use_is_written_at_most_once_a_minute() {
+        let entry = super::PatEntry {
+            pat: crate::store::Pat {
+                id: "p".into(),
+                user: "u".into(),
+                hash: [0; 32],
+                last4: "abcd".into(),
+                description: String::new(),
+                scope: crate::scope::Scope::Read,
+                ip_ranges: Vec::new(),
+                origins: Vec::new(),
+                created: 0,
+                expires: None,
+                revoked: None,
+                secret_epoch: 0,
+                last_used: None,
+            },
+            current: true,
+            last_touch: super::AtomicI64::new(i64::MIN),
+        };
+        assert!(entry.claim_touch(1_000));
+        assert!(!entry.claim_touch(1_000));
+        assert!(!entry.claim_touch(1_059));
+        assert!(entry.claim_touch(1_060));
+        assert!(!entry.claim_touch(1_100));
+    }
+
     #[test]
     fn issuer_is_the_origin() {
         assert_eq!(

@@ -3,12 +3,14 @@
 use crate::clock::{self, rfc3339};
 use crate::cmd::Ctx;
 use crate::output::{self, or_dash};
-use crate::store::UsageFilter;
+use crate::store::{StoreError, UsageFilter};
 
 /// Show the usage log: every token issuance and refused attempt, newest first.
 ///
-/// Rows older than the server's --usage-retention are pruned, but each key's newest row is
-/// always kept, so `list-keys` can show its last use.
+/// Refused checks of personal access tokens are here too, with their reason (a token's
+/// good uses only move its last-used time, shown by `token list`). Rows older than the
+/// server's --usage-retention are pruned, but each key's newest row is always kept, so
+/// `list-keys` can show its last use.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth usage-log
@@ -16,7 +18,7 @@ use crate::store::UsageFilter;
   tokenauth usage-log --user ci-bot --limit 20 --json
   tokenauth usage-log --no-jti --since 7d")]
 pub struct Args {
-    /// Only this key's rows (its id or a unique prefix)
+    /// Only this key's or personal access token's rows (its id or a unique prefix)
     #[arg(allow_hyphen_values = true)]
     pub key_id: Option<String>,
 
@@ -48,12 +50,17 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    let key_id = args
-        .key_id
-        .as_deref()
-        .map(|k| store.key(k))
-        .transpose()?
-        .map(|k| k.key_id);
+    let key_id = match args.key_id.as_deref() {
+        None => None,
+        Some(id) => Some(match store.key(id) {
+            Ok(k) => k.key_id,
+            Err(StoreError::UnknownKey(_)) => store
+                .pat(id)
+                .map_err(|_| anyhow::anyhow!("no key or personal access token with id '{id}'; see `tokenauth list-keys --all` and `tokenauth token list --all`"))?
+                .id,
+            Err(e) => return Err(e.into()),
+        }),
+    };
     let since = match &args.since {
         Some(s) => Some(
             ctx.now()
@@ -84,7 +91,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     for r in rows {
         t.add_row(vec![
             rfc3339(r.time),
-            or_dash(r.key_id.map(|k| k.chars().take(12).collect())),
+            match (r.key_id, r.pat_id) {
+                (Some(k), _) => k.chars().take(12).collect(),
+                (None, Some(p)) => format!("token {p}"),
+                (None, None) => "-".to_owned(),
+            },
             or_dash(r.user),
             or_dash(r.subject),
             r.address,

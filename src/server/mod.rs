@@ -10,7 +10,6 @@ mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::thread::JoinHandle;
 
@@ -28,8 +27,6 @@ use error::ApiError;
 pub use listen::{Limits, ListenAddr, Listener, Peer};
 pub use usage::UsageWriter;
 
-/// How often, at most, a personal access token's last use is written to the store.
-const PAT_TOUCH_EVERY: i64 = 60;
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// Replay-cache entries kept at most: beyond this, new grants skip the in-memory first check
@@ -183,16 +180,7 @@ impl AppState {
 
     /// Notes that a personal access token was used: sent to the store at most once a minute.
     fn pat_used(&self, snap: &Snapshot, id: &str, now: i64) {
-        let Some(entry) = snap.pat_by_id(id) else {
-            return;
-        };
-        let last = entry.last_touch.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= PAT_TOUCH_EVERY
-            && entry
-                .last_touch
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if snap.pat_by_id(id).is_some_and(|e| e.claim_touch(now)) {
             self.usage.touch(id.to_owned(), now);
         }
     }

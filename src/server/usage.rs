@@ -17,6 +17,8 @@ struct Job {
     done: Option<oneshot::Sender<Result<bool, String>>>,
 }
 
+// Rows are nearly all the work: boxing them would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Row(Job),
     /// A personal access token (id) was used at this time.
