@@ -34,6 +34,9 @@ _tokenauth() {
             tokenauth,issue-key)
                 cmd="tokenauth__subcmd__issue__subcmd__key"
                 ;;
+            tokenauth,keygen)
+                cmd="tokenauth__subcmd__keygen"
+                ;;
             tokenauth,list-keys)
                 cmd="tokenauth__subcmd__list__subcmd__keys"
                 ;;
@@ -81,6 +84,9 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help,issue-key)
                 cmd="tokenauth__subcmd__help__subcmd__issue__subcmd__key"
+                ;;
+            tokenauth__subcmd__help,keygen)
+                cmd="tokenauth__subcmd__help__subcmd__keygen"
                 ;;
             tokenauth__subcmd__help,list-keys)
                 cmd="tokenauth__subcmd__help__subcmd__list__subcmd__keys"
@@ -230,7 +236,7 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-h -V --db --help --version init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
+            opts="-h -V --db --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -300,7 +306,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__get__subcmd__token)
-            opts="-k -h -V --key --sub --scope --format --no-cache --min-valid --db --help --version"
+            opts="-k -h -V --key --sub --scope --private-key --format --no-cache --min-valid --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -319,6 +325,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --private-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -342,7 +352,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help)
-            opts="init user issue-key list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
+            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -426,6 +436,20 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help__subcmd__issue__subcmd__key)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__keygen)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -734,7 +758,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__init)
-            opts="-h -V --token-uri --issuer --json --db --help --version"
+            opts="-h -V --token-uri --issuer --service-documentation --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -745,6 +769,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --service-documentation)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -760,7 +788,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__issue__subcmd__key)
-            opts="-o -h -V --user --title --ip-range --scope --expires --origin --bits --out --json --db --help --version"
+            opts="-o -h -V --user --title --ip-range --scope --expires --origin --alg --bits --public-key --format --pkcs8 --out --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -790,8 +818,54 @@ _tokenauth() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --alg)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --bits)
                     COMPREPLY=($(compgen -W "2048 3072 4096" -- "${cur}"))
+                    return 0
+                    ;;
+                --public-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "tokenauth google" -- "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__keygen)
+            opts="-o -h -V --alg --bits --out --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --alg)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bits)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --out)
@@ -836,7 +910,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__request)
-            opts="-k -X -H -d -i -h -V --key --sub --scope --method --header --data --include --no-cache --token --db --help --version"
+            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --method --header --data --include --no-cache --token --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -855,6 +929,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --private-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -996,7 +1074,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__sign__subcmd__grant)
-            opts="-k -h -V --key --sub --scope --lifetime --aud --no-jti --count --db --help --version"
+            opts="-k -h -V --key --sub --scope --private-key --lifetime --aud --no-jti --count --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1015,6 +1093,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --private-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -26,6 +26,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand init 'Create the store and record the token URI that key files will carry'
             cand user 'Manage users: the accounts service keys act for'
             cand issue-key 'Issue a service key for a user and write its key file'
+            cand keygen 'Make a key pair where the client runs: the private key never leaves this machine'
             cand list-keys 'List service keys'
             cand edit-key 'Change a key''s title, IP ranges or allowed browser origins'
             cand revoke-key 'Revoke a service key'
@@ -42,7 +43,8 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;init'= {
             cand --token-uri 'The token endpoint''s URL, written into every key file [default: http://127.0.0.1:8080/token]'
-            cand --issuer 'The issuer named in access tokens and accepted as a grant audience [default: the token URI''s origin]'
+            cand --issuer 'The issuer named in access tokens and accepted as a grant audience [default: the token URI without its last path segment]'
+            cand --service-documentation 'A page about this server for client developers, published in the RFC 8414 metadata'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the settings as JSON'
             cand -h 'Print help (see more with ''--help'')'
@@ -150,11 +152,27 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --scope 'The most the key''s tokens may do; `write` implies `read`'
             cand --expires 'When the key stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]'
             cand --origin 'A browser origin (scheme://host[:port]) whose pages may use the key''s tokens from another site (repeatable) [default: none]'
+            cand --alg 'The signing algorithm: RS256 (RSA; what ftw.tokenauth clients sign with), ES256 (P-256) or EdDSA (Ed25519). The key accepts grants of this algorithm only [default: RS256, or that of --public-key]'
             cand --bits 'RSA key size'
+            cand --public-key 'Register this public key instead of generating a pair: a PEM public key, a JWK, or a JWKS holding one key (`-` reads standard input). The private key stays with the client'
+            cand --format 'The key file''s layout: tokenauth''s, or a Google service-account file'
             cand -o 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
             cand --out 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --pkcs8 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read, rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read'
             cand --json 'Print the key''s metadata as JSON (not with --out -)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;keygen'= {
+            cand --alg 'The algorithm: RS256 (RSA), ES256 (P-256) or EdDSA (Ed25519)'
+            cand --bits 'RSA key size, with --alg RS256'
+            cand -o 'Where to write the private key'
+            cand --out 'Where to write the private key'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print the public key, its key id and JWK as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -281,6 +299,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
             cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
+            cand --private-key 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)'
             cand --lifetime 'Seconds until the grant expires (at most 86400)'
             cand --aud 'The audience [default: the key file''s token_uri]'
             cand --count 'Print this many grants, one per line, each with its own jti (to hand a batch of single-use grants to a job, or to load-test the token endpoint)'
@@ -315,6 +334,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
             cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
+            cand --private-key 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)'
             cand --format 'What to print'
             cand --min-valid 'Reuse a cached token only while it has more than this many seconds left'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
@@ -329,6 +349,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
             cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
+            cand --private-key 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)'
             cand -X 'The HTTP method [default: GET, or POST with --data]'
             cand --method 'The HTTP method [default: GET, or POST with --data]'
             cand -H 'A request header, ''Name: value'' (repeatable)'
@@ -380,6 +401,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand init 'Create the store and record the token URI that key files will carry'
             cand user 'Manage users: the accounts service keys act for'
             cand issue-key 'Issue a service key for a user and write its key file'
+            cand keygen 'Make a key pair where the client runs: the private key never leaves this machine'
             cand list-keys 'List service keys'
             cand edit-key 'Change a key''s title, IP ranges or allowed browser origins'
             cand revoke-key 'Revoke a service key'
@@ -420,6 +442,8 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;help;user;enable'= {
         }
         &'tokenauth;help;issue-key'= {
+        }
+        &'tokenauth;help;keygen'= {
         }
         &'tokenauth;help;list-keys'= {
         }

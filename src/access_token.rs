@@ -215,7 +215,7 @@ pub fn validate(
     if header.alg != "HS256" {
         return Err(Invalid::Malformed(format!(
             "algorithm {} is not accepted",
-            crate::server::request::printable(&header.alg)
+            crate::text::printable(&header.alg)
         )));
     }
     if header.typ.as_deref().is_none_or(|t| {

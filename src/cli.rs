@@ -38,6 +38,7 @@ pub enum Command {
     Init(cmd::init::Args),
     User(cmd::user::Args),
     IssueKey(cmd::issue_key::Args),
+    Keygen(cmd::keygen::Args),
     ListKeys(cmd::list_keys::Args),
     EditKey(cmd::edit_key::Args),
     RevokeKey(cmd::revoke_key::Args),

@@ -225,7 +225,7 @@ pub struct Getter<'a> {
 
 impl Getter<'_> {
     fn subject(&self) -> &str {
-        self.sub.unwrap_or(&self.key.user_id)
+        self.sub.or(self.key.user_id.as_deref()).unwrap_or("")
     }
 
     pub fn get(&self, now: i64) -> anyhow::Result<Token> {

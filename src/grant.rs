@@ -5,9 +5,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use crate::public_key::{Alg, PublicKey};
 use crate::registry::Snapshot;
 use crate::scope::Scope;
-use crate::service_key::KeyFile;
+use crate::service_key::{GOOGLE_AUDIENCE, KeyFile};
+use crate::text::printable;
 
 /// The longest a grant may live (`exp - now`).
 pub const MAX_LIFETIME: i64 = 86_400;
@@ -37,36 +39,156 @@ pub fn sign(
     Signer::new(key)?.sign(req, now, rng)
 }
 
-/// A key file's private key, parsed once: each further grant costs only the RSA operation
+/// A private key of any of the three algorithms, parsed once.
+pub enum PrivateKey {
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
+}
+
+impl PrivateKey {
+    /// From PEM: PKCS#1 (`BEGIN RSA PRIVATE KEY`), PKCS#8 (`BEGIN PRIVATE KEY`) of an RSA,
+    /// P-256 or Ed25519 key, or SEC 1 (`BEGIN EC PRIVATE KEY`). The error is in our own words:
+    /// a parser's message may quote what it chokes on.
+    pub fn parse(text: &str) -> Result<PrivateKey, &'static str> {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING as P256, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair,
+        };
+        const UNUSABLE: &str =
+            "is not a PEM private key of an RSA (2048 bits or more), P-256 or Ed25519 key";
+        let pem = pem::parse(text.trim()).map_err(|_| UNUSABLE)?;
+        let der = pem.contents();
+        let key = match pem.tag() {
+            "RSA PRIVATE KEY" => RsaKeyPair::from_der(der).map(PrivateKey::Rsa).ok(),
+            "EC PRIVATE KEY" => EcdsaKeyPair::from_private_key_der(&P256, der)
+                .map(PrivateKey::Ecdsa)
+                .ok(),
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(der)
+                .map(PrivateKey::Rsa)
+                .ok()
+                .or_else(|| {
+                    EcdsaKeyPair::from_pkcs8(&P256, der)
+                        .map(PrivateKey::Ecdsa)
+                        .ok()
+                })
+                .or_else(|| {
+                    Ed25519KeyPair::from_pkcs8(der)
+                        .map(PrivateKey::Ed25519)
+                        .ok()
+                }),
+            _ => None,
+        };
+        key.ok_or(UNUSABLE)
+    }
+
+    pub fn alg(&self) -> Alg {
+        match self {
+            PrivateKey::Rsa(_) => Alg::RS256,
+            PrivateKey::Ecdsa(_) => Alg::ES256,
+            PrivateKey::Ed25519(_) => Alg::EdDSA,
+        }
+    }
+
+    /// The public half, as a DER SubjectPublicKeyInfo.
+    pub fn public_spki(&self) -> Option<Vec<u8>> {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::KeyPair;
+        let der = match self {
+            PrivateKey::Rsa(k) => k.public_key().as_der().ok()?.as_ref().to_vec(),
+            PrivateKey::Ecdsa(k) => k.public_key().as_der().ok()?.as_ref().to_vec(),
+            PrivateKey::Ed25519(k) => k.public_key().as_der().ok()?.as_ref().to_vec(),
+        };
+        Some(der)
+    }
+
+    /// A JWS signature (RFC 7518: PKCS#1 v1.5 for RS256, r‖s for ES256).
+    fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            PrivateKey::Rsa(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message,
+                    &mut sig,
+                )
+                .ok()?;
+                Some(sig)
+            }
+            PrivateKey::Ecdsa(k) => Some(k.sign(&rng, message).ok()?.as_ref().to_vec()),
+            PrivateKey::Ed25519(k) => Some(k.sign(message).as_ref().to_vec()),
+        }
+    }
+}
+
+/// A key file's private key, parsed once: each further grant costs only the signature
 /// (jsonwebtoken parses the key again on every signature).
 pub struct Signer<'k> {
     key: &'k KeyFile,
-    pair: aws_lc_rs::signature::RsaKeyPair,
-    /// The base64url JWS header: RS256 with the key id.
+    private: PrivateKey,
+    /// The base64url JWS header: the key's algorithm and id.
     header: String,
 }
 
 impl<'k> Signer<'k> {
+    /// Signs with the key file's private key: `private_key` (which `--private-key` may have
+    /// filled from a file of its own), or the file `private_key_file` names.
     pub fn new(key: &'k KeyFile) -> anyhow::Result<Signer<'k>> {
-        use aws_lc_rs::signature::RsaKeyPair;
-        // Own words only: the PEM and key parsers' messages may quote what they choke on.
-        let unusable = || {
-            anyhow::anyhow!(
-                "the key file's private_key is not a PEM RSA private key; use the key file \
-                 issue-key wrote, unchanged"
-            )
+        let from_file;
+        let (text, source): (&str, Option<&std::path::Path>) = match &key.private_key {
+            Some(text) => (text.expose(), key.private_key_from.as_deref()),
+            None => {
+                let Some(path) = &key.private_key_file else {
+                    anyhow::bail!(
+                        "{} has no private key; pass --private-key FILE, or name the file in \
+                         the key file's private_key_file",
+                        key.name
+                    );
+                };
+                from_file = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the private key {} (private_key_file of {}): {}",
+                        path.display(),
+                        key.name,
+                        e.kind()
+                    )
+                })?;
+                (from_file.as_str(), Some(path.as_path()))
+            }
         };
-        let pem = pem::parse(key.private_key.expose()).map_err(|_| unusable())?;
-        let pair = match pem.tag() {
-            "RSA PRIVATE KEY" => RsaKeyPair::from_der(pem.contents()),
-            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(pem.contents()),
-            _ => return Err(unusable()),
+        let private = PrivateKey::parse(text).map_err(|why| match source {
+            Some(path) => anyhow::anyhow!("the private key {} {why}", path.display()),
+            None => anyhow::anyhow!("the private_key of {} {why}", key.name),
+        })?;
+        if private.alg() != key.alg {
+            anyhow::bail!(
+                "{} is a {} key, but its private key is {}",
+                key.name,
+                key.alg,
+                private.alg()
+            );
         }
-        .map_err(|_| unusable())?;
-        let header = serde_json::json!({ "typ": "JWT", "alg": "RS256", "kid": key.key_id });
+        // A private key kept apart may be the wrong one: say so here, not as a refused grant.
+        if let Some(path) = source {
+            let id = private
+                .public_spki()
+                .and_then(|der| PublicKey::from_spki(&der).ok())
+                .map(|k| k.key_id());
+            if id.as_deref() != Some(key.key_id.as_str()) {
+                anyhow::bail!(
+                    "the private key {} does not belong to key {} of {}",
+                    path.display(),
+                    key.key_id,
+                    key.name
+                );
+            }
+        }
+        let header =
+            serde_json::json!({ "typ": "JWT", "alg": key.alg.as_str(), "kid": key.key_id });
         Ok(Signer {
             key,
-            pair,
+            private,
             header: URL_SAFE_NO_PAD.encode(header.to_string()),
         })
     }
@@ -88,12 +210,16 @@ impl<'k> Signer<'k> {
         rng.fill_bytes(&mut jti);
         let mut claims = serde_json::json!({
             "iss": key.client_id,
-            "sub": req.sub.as_deref().unwrap_or(&key.user_id),
             "aud": req.aud.as_deref().unwrap_or(&key.token_uri),
             "iat": now,
             "exp": now + req.lifetime,
             "jti": URL_SAFE_NO_PAD.encode(jti),
         });
+        // A Google file made elsewhere may not name its user: the server then takes the
+        // key's own.
+        if let Some(sub) = req.sub.as_ref().or(key.user_id.as_ref()) {
+            claims["sub"] = Value::String(sub.clone());
+        }
         if req.no_jti {
             claims.as_object_mut().map(|c| c.remove("jti"));
         }
@@ -105,15 +231,10 @@ impl<'k> Signer<'k> {
             self.header,
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let mut signature = vec![0; self.pair.public_modulus_len()];
-        self.pair
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                message.as_bytes(),
-                &mut signature,
-            )
-            .map_err(|_| anyhow::anyhow!("cannot sign with the key file's private_key"))?;
+        let signature = self
+            .private
+            .sign(message.as_bytes())
+            .ok_or_else(|| anyhow::anyhow!("cannot sign with the private key of {}", key.name))?;
         Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
@@ -210,17 +331,18 @@ pub fn validate(
         ));
     }
     let header = decode_part(parts[0], "header")?;
-    match header.get("alg").and_then(Value::as_str) {
-        Some("RS256") => {}
-        Some(other) => {
-            // Anyone can send this, before any signature check: echo it tamed.
-            return Err(Refusal::grant(format!(
-                "Algorithm '{}' is not allowed; grants must be signed with RS256",
-                crate::server::request::printable(other)
-            )));
-        }
-        None => return Err(Refusal::grant("Malformed assertion: header has no alg")),
-    }
+    // Exactly these names (RFC 7518 §3.1 is case-sensitive); which one a grant may use is
+    // its key's, checked once the key is known.
+    let Some(name) = header.get("alg").and_then(Value::as_str) else {
+        return Err(Refusal::grant("Malformed assertion: header has no alg"));
+    };
+    let Some(alg) = Alg::ALL.into_iter().find(|k| k.as_str() == name) else {
+        // Anyone can send this, before any signature check: echo it tamed.
+        return Err(Refusal::grant(format!(
+            "Algorithm '{}' is not allowed; grants are signed with RS256, ES256 or EdDSA",
+            printable(name)
+        )));
+    };
     if let Some(typ) = header.get("typ")
         && !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT"))
     {
@@ -244,6 +366,19 @@ pub fn validate(
         user: Some(key.user.clone()),
         subject: subject.map(str::to_owned),
     };
+    // RFC 8725 §3.1: the key decides the algorithm, never the token.
+    if alg != entry.alg {
+        return Err(refuse(
+            "invalid_grant",
+            format!(
+                "Algorithm '{alg}' does not match this key, which signs with {}",
+                entry.alg
+            ),
+            None,
+        ));
+    }
+    // Keys in Google's format take what google-auth sends unchanged (see README).
+    let google = key.format == "google";
 
     // The payload parsed above is exactly the signed bytes: once the signature holds, it
     // is the verified claim set, so nothing is decoded twice.
@@ -315,8 +450,9 @@ pub fn validate(
         ));
     }
     let audience_ok = |a: &Value| {
-        a.as_str()
-            .is_some_and(|a| a == snapshot.token_uri || a == snapshot.issuer)
+        a.as_str().is_some_and(|a| {
+            a == snapshot.token_uri || a == snapshot.issuer || (google && a == GOOGLE_AUDIENCE)
+        })
     };
     match claims.get("aud") {
         None => return Err(refuse("invalid_grant", "Missing claim: aud".into(), None)),
@@ -324,7 +460,10 @@ pub fn validate(
         Some(a) if audience_ok(a) => {}
         Some(_) => return Err(refuse("invalid_grant", "Invalid audience".into(), None)),
     }
-    let sub = str_claim(&claims, "sub").map_err(claim_err)?;
+    let sub = match claims.get("sub") {
+        None if google => key.user.as_str(),
+        _ => str_claim(&claims, "sub").map_err(claim_err)?,
+    };
     let owner = snapshot.user(&key.user);
     if owner.is_none_or(|u| u.user.disabled) {
         return Err(refuse(
@@ -438,7 +577,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::registry::{DEFAULT_TOKEN_URI, Snapshot};
     use crate::secret::Secret;
-    use crate::service_key::{self, Generated, KeyFile, RSA_ALG};
+    use crate::service_key::{self, Format, Generated, KeyFile};
     use crate::store::{Key, Store};
 
     /// The fixed "now" everything is signed and validated at.
@@ -448,7 +587,9 @@ pub(crate) mod tests {
     /// in the fixtures has its public half.
     pub(crate) fn rsa_key() -> &'static Generated {
         static KEY: OnceLock<Generated> = OnceLock::new();
-        KEY.get_or_init(|| service_key::generate(2048, &mut OsRng).expect("generating RSA key"))
+        KEY.get_or_init(|| {
+            service_key::generate(Alg::RS256, 2048, false, &mut OsRng).expect("generating RSA key")
+        })
     }
 
     /// `user`'s stored key (`key-<user>`, `client-<user>`, issued at `NOW - 10_000`), with
@@ -459,10 +600,12 @@ pub(crate) mod tests {
             client_id: format!("client-{user}"),
             user: user.to_owned(),
             title: String::new(),
-            alg: RSA_ALG.to_owned(),
-            public_key: rsa_key().public_pem.clone(),
+            alg: "RS256".to_owned(),
+            public_key: rsa_key().key.pem(),
             ip_ranges: crate::iprange::parse(ip_ranges).unwrap(),
             origins: Vec::new(),
+            format: "tokenauth".to_owned(),
+            client_email: None,
             scope,
             issued: NOW - 10_000,
             expires,
@@ -509,11 +652,15 @@ pub(crate) mod tests {
         KeyFile {
             key_id: format!("key-{user}"),
             client_id: format!("client-{user}"),
-            user_id: user.to_owned(),
+            user_id: Some(user.to_owned()),
             issued: crate::clock::rfc3339(NOW - 10_000),
             token_uri: DEFAULT_TOKEN_URI.into(),
-            private_key: rsa_key().private_pem.clone(),
-            alg: RSA_ALG.into(),
+            private_key: Some(rsa_key().private_pem.clone()),
+            private_key_file: None,
+            private_key_from: None,
+            alg: Alg::RS256,
+            format: Format::Tokenauth,
+            name: format!("{user}.json"),
         }
     }
 
@@ -667,7 +814,7 @@ pub(crate) mod tests {
             b64(c.to_string().as_bytes())
         );
         // The classic confusion: HS256 keyed with the (public) PEM.
-        let public_as_secret = EncodingKey::from_secret(rsa_key().public_pem.as_bytes());
+        let public_as_secret = EncodingKey::from_secret(rsa_key().key.pem().as_bytes());
         let hs256 = jws(
             &json!({"alg": "HS256", "typ": "JWT"}),
             &c,
@@ -684,7 +831,7 @@ pub(crate) mod tests {
             assert_eq!(
                 refused(&grant),
                 invalid_grant(&format!(
-                    "Algorithm '{alg}' is not allowed; grants must be signed with RS256"
+                    "Algorithm '{alg}' is not allowed; grants are signed with RS256, ES256 or EdDSA"
                 ))
             );
         }
@@ -700,7 +847,7 @@ pub(crate) mod tests {
         assert_eq!(error, "invalid_grant");
         assert_eq!(
             description,
-            "Algorithm 'RS[2J256x' is not allowed; grants must be signed with RS256"
+            "Algorithm 'RS[2J256x' is not allowed; grants are signed with RS256, ES256 or EdDSA"
         );
         assert!(!description.chars().any(char::is_control));
     }

@@ -5,17 +5,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use aws_lc_rs::signature::ParsedPublicKey;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
+use crate::public_key::{Alg, PublicKey};
 use crate::store::{Key, Pat, Store, User};
 
 pub const DEFAULT_TOKEN_URI: &str = "http://127.0.0.1:8080/token";
 
 pub struct KeyEntry {
     pub key: Key,
-    /// The RS256 public key, parsed once: a grant's verify is then only the RSA operation,
-    /// not a DER parse and a fresh Montgomery setup per request.
+    /// The only algorithm the key's grants may use (RFC 8725 §3.1).
+    pub alg: Alg,
+    /// The public key, parsed once: a grant's verify is then only the signature operation,
+    /// not a DER parse (and for RSA a fresh Montgomery setup) per request.
     pub verifier: Arc<ParsedPublicKey>,
 }
 
@@ -54,6 +57,8 @@ pub struct Snapshot {
     pub generation: i64,
     pub token_uri: String,
     pub issuer: String,
+    /// Where people read about this server (RFC 8414 `service_documentation`).
+    pub service_documentation: Option<String>,
     keys_by_client: HashMap<String, Arc<KeyEntry>>,
     keys_by_id: HashMap<String, Arc<KeyEntry>>,
     users: HashMap<String, UserEntry>,
@@ -76,21 +81,28 @@ impl Snapshot {
         let issuer = store
             .setting("issuer")?
             .unwrap_or_else(|| default_issuer(&token_uri));
+        let service_documentation = store.setting("service_documentation")?;
         let mut keys_by_client = HashMap::new();
         let mut keys_by_id = HashMap::new();
         for key in store.keys(None, true)? {
-            let verifier = match previous.and_then(|p| p.keys_by_id.get(&key.key_id)) {
-                Some(old) if old.key.public_key == key.public_key => old.verifier.clone(),
-                _ => match parse_public_key(&key.public_key) {
-                    Ok(k) => Arc::new(k),
+            let (alg, verifier) = match previous.and_then(|p| p.keys_by_id.get(&key.key_id)) {
+                Some(old) if old.key.public_key == key.public_key && old.key.alg == key.alg => {
+                    (old.alg, old.verifier.clone())
+                }
+                _ => match parse_public_key(&key.public_key, &key.alg) {
+                    Ok((alg, k)) => (alg, Arc::new(k)),
                     Err(e) => {
                         tracing::warn!(key_id = %key.key_id, error = %e, "stored public key does not parse; key skipped");
                         continue;
                     }
                 },
             };
-            let entry = Arc::new(KeyEntry { key, verifier });
+            let entry = Arc::new(KeyEntry { key, alg, verifier });
             keys_by_client.insert(entry.key.client_id.clone(), entry.clone());
+            // Google's libraries sign with the service account address as the issuer.
+            if let Some(email) = &entry.key.client_email {
+                keys_by_client.insert(email.clone(), entry.clone());
+            }
             keys_by_id.insert(entry.key.key_id.clone(), entry);
         }
         let mut epochs = HashMap::new();
@@ -141,6 +153,7 @@ impl Snapshot {
             generation,
             token_uri,
             issuer,
+            service_documentation,
             keys_by_client,
             keys_by_id,
             users,
@@ -182,22 +195,27 @@ impl Snapshot {
     }
 }
 
-/// A stored public key (SPKI or PKCS#1 PEM) ready for RS256 verification.
-fn parse_public_key(pem: &str) -> anyhow::Result<ParsedPublicKey> {
-    use rsa::pkcs1::DecodeRsaPublicKey;
-    use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
-    let key = rsa::RsaPublicKey::from_public_key_pem(pem)
-        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))?;
-    let der = key.to_public_key_der()?;
-    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der.as_bytes())
-        .map_err(|e| anyhow::anyhow!("aws-lc refused the key: {e}"))
+/// A stored public key (PEM) ready to verify grants of its algorithm.
+fn parse_public_key(pem: &str, alg: &str) -> anyhow::Result<(Alg, ParsedPublicKey)> {
+    let key = PublicKey::parse(pem)?;
+    if key.alg.as_str() != alg {
+        anyhow::bail!("the key is {} but stored as {alg}", key.alg);
+    }
+    let parsed = ParsedPublicKey::new(key.alg.verification(), key.spki_der())
+        .map_err(|e| anyhow::anyhow!("aws-lc refused the key: {e}"))?;
+    Ok((key.alg, parsed))
 }
 
-/// The issuer is the token URI's origin ("http://127.0.0.1:8080").
+/// The issuer is where the token endpoint lives: its URI without the last path segment
+/// ("http://127.0.0.1:8080/token" → "http://127.0.0.1:8080", "https://h/auth/token" →
+/// "https://h/auth").
 pub fn default_issuer(token_uri: &str) -> String {
     url::Url::parse(token_uri).map_or_else(
         |_| token_uri.to_owned(),
-        |u| u.origin().ascii_serialization(),
+        |u| {
+            let dir = u.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+            format!("{}{dir}", u.origin().ascii_serialization())
+        },
     )
 }
 
@@ -240,6 +258,10 @@ mod tests {
         assert_eq!(
             super::default_issuer("https://auth.example"),
             "https://auth.example"
+        );
+        assert_eq!(
+            super::default_issuer("https://example.com/auth/token"),
+            "https://example.com/auth"
         );
     }
 }

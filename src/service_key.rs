@@ -1,5 +1,5 @@
-//! Service keys: RSA key generation, key ids, and the key file format (ftw.tokenauth's six
-//! fields, plus `alg`).
+//! Service keys: key generation (RS256, ES256, EdDSA), and the key files clients keep:
+//! tokenauth's (ftw.tokenauth's six fields, plus `alg`) and Google's service-account format.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -7,70 +7,128 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
-use rsa::traits::PublicKeyParts;
-use sha2::{Digest, Sha256};
 
+use crate::public_key::{Alg, PublicKey};
 use crate::secret::SecretString;
 
-/// The only signing algorithm for RSA keys.
-pub const RSA_ALG: &str = "RS256";
+/// The audience google-auth always puts in its grants; keys in Google's format accept it.
+pub const GOOGLE_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
+
+/// How a key file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// tokenauth's (and ftw.tokenauth's) JSON: key_id, client_id, user_id, issued,
+    /// token_uri, private_key, alg
+    Tokenauth,
+    /// A Google service-account key file (RS256): google-auth and the Google client
+    /// libraries load it unchanged
+    Google,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Tokenauth => "tokenauth",
+            Format::Google => "google",
+        }
+    }
+}
 
 /// The file a client keeps: what it needs to sign grants and where to send them.
 /// Read only through `parse_key_file`, never by deriving: serde's errors may quote the key.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct KeyFile {
     pub key_id: String,
     pub client_id: String,
-    pub user_id: String,
+    /// The user grants act for; absent from a Google file made elsewhere (the server then
+    /// takes the key's own user).
+    pub user_id: Option<String>,
     /// ISO 8601 (RFC 3339) issue time.
     pub issued: String,
     pub token_uri: String,
-    /// PKCS#1 PEM, as ftw.tokenauth writes it.
-    pub private_key: SecretString,
-    /// Optional in the file; RS256 when absent.
-    pub alg: String,
+    /// PEM: PKCS#1 (as ftw.tokenauth writes it) or PKCS#8. Absent when the client keeps the
+    /// private key apart (`private_key_file`, or `--private-key`).
+    pub private_key: Option<SecretString>,
+    /// Where the private key is, relative to the key file's folder.
+    pub private_key_file: Option<PathBuf>,
+    /// The file `private_key` was read from, when it came from one of its own
+    /// (`--private-key`): then it is checked against the key id before signing.
+    pub private_key_from: Option<PathBuf>,
+    pub alg: Alg,
+    pub format: Format,
+    /// What messages call the file: its path, or e.g. "the key file in TOKENAUTH_KEY".
+    pub name: String,
 }
 
 /// A freshly generated key pair.
 pub struct Generated {
-    pub key_id: String,
-    pub public_pem: String,
+    pub key: PublicKey,
     pub private_pem: SecretString,
 }
 
-/// Generates an RSA key pair of `bits` bits.
+/// Generates a key pair for `alg`: RSA of `bits` bits with its private key as PKCS#1 (what
+/// ftw.tokenauth clients read) unless `pkcs8`; P-256 and Ed25519 keys always as PKCS#8.
 pub fn generate(
+    alg: Alg,
     bits: usize,
+    pkcs8: bool,
     rng: &mut (impl rand::CryptoRng + rand::RngCore),
 ) -> anyhow::Result<Generated> {
-    let private = rsa::RsaPrivateKey::new(rng, bits).context("generating the RSA key")?;
-    let public = private.to_public_key();
-    let public_pem = public
-        .to_public_key_pem(LineEnding::LF)
-        .context("encoding the public key")?;
-    let private_pem = private
-        .to_pkcs1_pem(LineEnding::LF)
-        .context("encoding the private key")?;
-    Ok(Generated {
-        key_id: thumbprint(&public),
-        public_pem,
-        private_pem: SecretString::new(private_pem.to_string()),
-    })
-}
-
-/// The RFC 7638 JWK thumbprint (SHA-256, base64url): stable for a given public key.
-pub fn thumbprint(key: &rsa::RsaPublicKey) -> String {
-    let b64 = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
-    // Members in lexicographic order, no whitespace, as RFC 7638 §3 requires.
-    let jwk = format!(
-        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-        b64(key.e()),
-        b64(key.n())
-    );
-    URL_SAFE_NO_PAD.encode(Sha256::digest(jwk.as_bytes()))
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+    };
+    let pem_of = |tag: &str, der: &[u8]| {
+        SecretString::new(pem::encode_config(
+            &pem::Pem::new(tag, der.to_vec()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        ))
+    };
+    let system = aws_lc_rs::rand::SystemRandom::new();
+    let failed = |_| anyhow::anyhow!("generating the {alg} key failed");
+    let (spki, private_pem) = match alg {
+        Alg::RS256 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            let private = rsa::RsaPrivateKey::new(rng, bits).context("generating the RSA key")?;
+            let spki = private
+                .to_public_key()
+                .to_public_key_der()
+                .context("encoding the public key")?;
+            let private_pem = if pkcs8 {
+                private
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map(|p| p.to_string())
+                    .context("encoding the private key")?
+            } else {
+                private
+                    .to_pkcs1_pem(LineEnding::LF)
+                    .map(|p| p.to_string())
+                    .context("encoding the private key")?
+            };
+            (spki.into_vec(), SecretString::new(private_pem))
+        }
+        Alg::ES256 => {
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &system)
+                .map_err(failed)?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
+                .map_err(|_| anyhow::anyhow!("generating the {alg} key failed"))?;
+            let spki = pair.public_key().as_der().map_err(failed)?;
+            (spki.as_ref().to_vec(), pem_of("PRIVATE KEY", doc.as_ref()))
+        }
+        Alg::EdDSA => {
+            let doc = Ed25519KeyPair::generate_pkcs8(&system).map_err(failed)?;
+            let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                .map_err(|_| anyhow::anyhow!("generating the {alg} key failed"))?;
+            let spki = pair.public_key().as_der().map_err(failed)?;
+            (spki.as_ref().to_vec(), pem_of("PRIVATE KEY", doc.as_ref()))
+        }
+    };
+    let key = PublicKey::from_spki(&spki)
+        .map_err(|e| anyhow::anyhow!("the generated {alg} key is unusable: {e}"))?;
+    Ok(Generated { key, private_pem })
 }
 
 /// 128 random bits, hex.
@@ -82,41 +140,47 @@ pub fn new_client_id(rng: &mut impl rand::RngCore) -> String {
 
 /// Writes the key file with mode 0600 without ever leaving a partial file, and never over an
 /// existing one.
-pub fn write_key_file(path: &Path, key: &KeyFile) -> anyhow::Result<()> {
+pub fn write_key_file(path: &Path, key: &serde_json::Value) -> anyhow::Result<()> {
+    let mut json = serde_json::to_string_pretty(key)?;
+    json.push('\n');
+    write_private_file(path, json.as_bytes(), "key file")
+}
+
+/// Writes a file holding a secret: mode 0600 from the first byte (a temporary file), renamed
+/// into place only when complete, and never over an existing file.
+pub fn write_private_file(path: &Path, contents: &[u8], what: &str) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    if path.exists() {
-        bail!(
+    let exists = || {
+        anyhow::anyhow!(
             "refusing to overwrite {}; remove it or choose another --out",
             path.display()
-        );
+        )
+    };
+    if path.exists() {
+        return Err(exists());
     }
     let mut tmp = tempfile::Builder::new()
         .prefix(".tokenauth-key-")
         .tempfile_in(dir)
         .map_err(|e| {
             anyhow::anyhow!(
-                "cannot write key file {}: cannot create a file in {}: {}",
+                "cannot write {what} {}: cannot create a file in {}: {}",
                 path.display(),
                 dir.display(),
                 e.kind()
             )
         })?;
-    let json = serde_json::to_string_pretty(key)?;
-    tmp.write_all(json.as_bytes())
-        .and_then(|()| tmp.write_all(b"\n"))
+    tmp.write_all(contents)
         .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write key file {}", path.display()))?;
+        .with_context(|| format!("cannot write {what} {}", path.display()))?;
     tmp.persist_noclobber(path).map_err(|e| {
         if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::anyhow!(
-                "refusing to overwrite {}; remove it or choose another --out",
-                path.display()
-            )
+            exists()
         } else {
-            anyhow::anyhow!("cannot write key file {}: {}", path.display(), e.error)
+            anyhow::anyhow!("cannot write {what} {}: {}", path.display(), e.error)
         }
     })?;
     Ok(())
@@ -215,7 +279,17 @@ impl KeySource {
                 bail!("the {from} value is empty; give the key file's path, '-' or its JSON")
             }
             KeySource::Path { path, from } => match std::fs::read_to_string(path) {
-                Ok(text) => parse_key_file(&text, &path.display().to_string()),
+                Ok(text) => {
+                    let mut key = parse_key_file(&text, &path.display().to_string())?;
+                    // A private key named by a relative path sits beside the key file.
+                    if let Some(file) = key.private_key_file.as_mut()
+                        && file.is_relative()
+                        && let Some(dir) = path.parent()
+                    {
+                        *file = dir.join(&*file);
+                    }
+                    Ok(key)
+                }
                 Err(e) if !may_hold_secret(path.as_os_str()) => {
                     let named_by = match *from {
                         KEY_VAR => format!(" (named by {KEY_VAR})"),
@@ -324,9 +398,9 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
     GeneralPurpose::new(alphabet, config).decode(compact).ok()
 }
 
-/// Parses a key file's text; `name` says where it came from (a path, or e.g. "the key file
-/// in TOKENAUTH_KEY"). Errors are in tokenauth's own words: serde's messages may quote
-/// values, and any value may be the private key.
+/// Parses a key file's text, in either format; `name` says where it came from (a path, or
+/// e.g. "the key file in TOKENAUTH_KEY"). Errors are in tokenauth's own words: serde's
+/// messages may quote values, and any value may be the private key.
 pub fn parse_key_file(text: &str, name: &str) -> anyhow::Result<KeyFile> {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -352,9 +426,15 @@ pub fn parse_key_file(text: &str, name: &str) -> anyhow::Result<KeyFile> {
     let serde_json::Value::Object(fields) = value else {
         bail!("{name} is not a tokenauth key file: it is JSON, but not an object");
     };
+    let google = fields.get("type").and_then(|t| t.as_str()) == Some("service_account");
     let not_key_file =
         |problem: String| anyhow::anyhow!("{name} is not a tokenauth key file: {problem}");
-    let missing: Vec<String> = REQUIRED_FIELDS
+    let required: &[&str] = if google {
+        &GOOGLE_FIELDS
+    } else {
+        &REQUIRED_FIELDS
+    };
+    let missing: Vec<String> = required
         .iter()
         .filter(|f| !fields.contains_key(**f))
         .map(|f| format!("'{f}'"))
@@ -377,17 +457,52 @@ pub fn parse_key_file(text: &str, name: &str) -> anyhow::Result<KeyFile> {
         ))),
         None => Err(not_key_file(format!("missing field '{field}'"))),
     };
-    let key = KeyFile {
-        key_id: string("key_id")?,
-        client_id: string("client_id")?,
-        user_id: string("user_id")?,
-        issued: string("issued")?,
-        token_uri: string("token_uri")?,
-        private_key: SecretString::new(string("private_key")?),
-        alg: match fields.get("alg") {
-            None => RSA_ALG.to_owned(),
-            Some(_) => string("alg")?,
-        },
+    let optional = |field: &str| match fields.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(_) => string(field).map(Some),
+    };
+    let alg = match optional("alg")? {
+        None => Alg::RS256,
+        Some(a) => a.parse().map_err(|_| {
+            // Shown only when it is short enough to be a name rather than misplaced material.
+            let shown = if a.len() <= 16 && a.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                format!(" '{a}'")
+            } else {
+                String::new()
+            };
+            anyhow::anyhow!(
+                "{name} has unsupported alg{shown}; tokenauth keys sign with RS256, ES256 or EdDSA"
+            )
+        })?,
+    };
+    let key = if google {
+        KeyFile {
+            key_id: string("private_key_id")?,
+            client_id: string("client_id")?,
+            user_id: optional("user_id")?,
+            issued: optional("issued")?.unwrap_or_default(),
+            token_uri: string("token_uri")?,
+            private_key: Some(SecretString::new(string("private_key")?)),
+            private_key_file: None,
+            private_key_from: None,
+            alg,
+            format: Format::Google,
+            name: name.to_owned(),
+        }
+    } else {
+        KeyFile {
+            key_id: string("key_id")?,
+            client_id: string("client_id")?,
+            user_id: Some(string("user_id")?),
+            issued: string("issued")?,
+            token_uri: string("token_uri")?,
+            private_key: optional("private_key")?.map(SecretString::new),
+            private_key_file: optional("private_key_file")?.map(PathBuf::from),
+            private_key_from: None,
+            alg,
+            format: Format::Tokenauth,
+            name: name.to_owned(),
+        }
     };
     let http_url = url::Url::parse(&key.token_uri)
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
@@ -396,25 +511,51 @@ pub fn parse_key_file(text: &str, name: &str) -> anyhow::Result<KeyFile> {
             "field 'token_uri' is not an http(s) URL".into(),
         ));
     }
-    if key.alg != RSA_ALG {
-        // alg is shown only when it is short enough to be a name rather than misplaced material.
-        let shown = if key.alg.len() <= 16 && key.alg.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            format!(" '{}'", key.alg)
-        } else {
-            String::new()
-        };
-        bail!("{name} has unsupported alg{shown}; tokenauth keys sign with {RSA_ALG}");
-    }
     Ok(key)
 }
 
-const REQUIRED_FIELDS: [&str; 6] = [
-    "key_id",
-    "client_id",
-    "user_id",
-    "issued",
-    "token_uri",
+impl KeyFile {
+    /// The file as `issue-key` writes it, in its format. `private_key` is left out when the
+    /// client keeps the private key apart.
+    pub fn to_json(&self, client_email: Option<&str>) -> serde_json::Value {
+        let mut v = match self.format {
+            Format::Tokenauth => serde_json::json!({
+                "key_id": self.key_id,
+                "client_id": self.client_id,
+                "user_id": self.user_id,
+                "issued": self.issued,
+                "token_uri": self.token_uri,
+                "alg": self.alg.as_str(),
+            }),
+            // What google-auth's service_account.Credentials reads, plus tokenauth's own
+            // user_id and issued (ignored by Google's libraries).
+            Format::Google => serde_json::json!({
+                "type": "service_account",
+                "project_id": "tokenauth",
+                "private_key_id": self.key_id,
+                "client_email": client_email,
+                "client_id": self.client_id,
+                "token_uri": self.token_uri,
+                "user_id": self.user_id,
+                "issued": self.issued,
+            }),
+        };
+        if let (Some(pk), Some(o)) = (&self.private_key, v.as_object_mut()) {
+            o.insert("private_key".into(), pk.expose().into());
+        }
+        v
+    }
+}
+
+const REQUIRED_FIELDS: [&str; 5] = ["key_id", "client_id", "user_id", "issued", "token_uri"];
+
+/// What google-auth itself needs of a service-account file.
+const GOOGLE_FIELDS: [&str; 5] = [
+    "private_key_id",
     "private_key",
+    "client_email",
+    "client_id",
+    "token_uri",
 ];
 
 fn json_type(v: &serde_json::Value) -> &'static str {
@@ -434,18 +575,6 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn thumbprint_matches_rfc7638_example() {
-        // RFC 7638 §3.1's key and its thumbprint.
-        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        let n = rsa::BigUint::from_bytes_be(&URL_SAFE_NO_PAD.decode(n).unwrap());
-        let key = rsa::RsaPublicKey::new(n, rsa::BigUint::from(65537u32)).unwrap();
-        assert_eq!(
-            thumbprint(&key),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
-    }
-
-    #[test]
     fn client_ids_are_128_bit_hex() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let id = new_client_id(&mut rng);
@@ -462,16 +591,43 @@ mod tests {
     }
 
     #[test]
-    fn key_file_needs_all_six_fields_and_allows_extras() {
+    fn key_file_needs_its_fields_and_allows_extras() {
         let err = parse(r#"{"key_id":"k","client_id":"c"}"#).unwrap_err();
         assert_eq!(
             err.to_string(),
             "k.json is not a tokenauth key file: missing fields 'user_id', 'issued', \
-             'token_uri', 'private_key'"
+             'token_uri'"
         );
         let ok = parse(&GOOD.replace('}', r#","type":"extra"}"#)).unwrap();
-        assert_eq!(ok.alg, "RS256");
-        assert_eq!(format!("{:?}", ok.private_key), "***");
+        assert_eq!(ok.alg, Alg::RS256);
+        assert_eq!(ok.format, Format::Tokenauth);
+        assert_eq!(format!("{:?}", ok.private_key), "Some(***)");
+        // Without its private key (the client keeps it apart).
+        let byo =
+            parse(&GOOD.replace(r#","private_key":"pem""#, r#","private_key_file":"my.key""#))
+                .unwrap();
+        assert!(byo.private_key.is_none());
+        assert_eq!(byo.private_key_file.as_deref(), Some(Path::new("my.key")));
+    }
+
+    #[test]
+    fn google_service_account_files_are_read_too() {
+        let google = r#"{"type":"service_account","project_id":"p","private_key_id":"k",
+            "private_key":"pem","client_email":"u.k@auth.example","client_id":"c",
+            "token_uri":"https://auth.example/token","user_id":"u"}"#;
+        let key = parse(google).unwrap();
+        assert_eq!(key.format, Format::Google);
+        assert_eq!((key.key_id.as_str(), key.client_id.as_str()), ("k", "c"));
+        assert_eq!(key.user_id.as_deref(), Some("u"));
+        let err = parse(&google.replace(r#""client_email":"u.k@auth.example","#, "")).unwrap_err();
+        assert!(
+            err.to_string().contains("missing field 'client_email'"),
+            "{err}"
+        );
+        // What we write reads back the same.
+        let again = parse(&key.to_json(Some("u.k@auth.example")).to_string()).unwrap();
+        assert_eq!(again.key_id, "k");
+        assert_eq!(again.format, Format::Google);
     }
 
     #[test]
@@ -504,11 +660,11 @@ mod tests {
             ),
             (
                 GOOD.replace('}', &format!(r#","alg":"{secret}"}}"#)),
-                "k.json has unsupported alg; tokenauth keys sign with RS256",
+                "k.json has unsupported alg; tokenauth keys sign with RS256, ES256 or EdDSA",
             ),
             (
-                GOOD.replace('}', r#","alg":"ES256"}"#),
-                "k.json has unsupported alg 'ES256'; tokenauth keys sign with RS256",
+                GOOD.replace('}', r#","alg":"HS256"}"#),
+                "k.json has unsupported alg 'HS256'; tokenauth keys sign with RS256, ES256 or EdDSA",
             ),
             (
                 "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n".to_owned(),
@@ -559,7 +715,7 @@ mod tests {
         let json = br#"{"k": "??>>~~"}"#;
         let standard = base64::engine::general_purpose::STANDARD.encode(json);
         assert!(standard.contains(['+', '/', '=']), "{standard}");
-        let url_safe = URL_SAFE_NO_PAD.encode(json);
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
         assert!(url_safe.contains(['-', '_']), "{url_safe}");
         let wrapped = format!("{}\n {}\r\n", &standard[..8], &standard[8..]);
         for text in [&standard, &url_safe, &wrapped, &standard.replace('=', "")] {

@@ -240,7 +240,7 @@ fn refuses_alg_none() {
     let unsigned = format!("{header}.{}.", b64json(&f.claims()));
     assert_invalid_grant(
         &f.exchange(&unsigned),
-        "Algorithm 'none' is not allowed; grants must be signed with RS256",
+        "Algorithm 'none' is not allowed; grants are signed with RS256, ES256 or EdDSA",
     );
 }
 
@@ -262,7 +262,7 @@ fn refuses_hs256_signed_with_the_keys_public_key() {
     .unwrap();
     assert_invalid_grant(
         &f.exchange(&forged),
-        "Algorithm 'HS256' is not allowed; grants must be signed with RS256",
+        "Algorithm 'HS256' is not allowed; grants are signed with RS256, ES256 or EdDSA",
     );
 }
 
@@ -273,7 +273,9 @@ fn refuses_rsa_algorithms_other_than_rs256() {
         let grant = craft_with(&f.key, alg, &f.claims());
         assert_invalid_grant(
             &f.exchange(&grant),
-            &format!("Algorithm '{name}' is not allowed; grants must be signed with RS256"),
+            &format!(
+                "Algorithm '{name}' is not allowed; grants are signed with RS256, ES256 or EdDSA"
+            ),
         );
     }
 }

@@ -20,9 +20,14 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub token_uri: Option<String>,
 
-    /// The issuer named in access tokens and accepted as a grant audience [default: the token URI's origin]
+    /// The issuer named in access tokens and accepted as a grant audience [default: the
+    /// token URI without its last path segment]
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
+
+    /// A page about this server for client developers, published in the RFC 8414 metadata
+    #[arg(long, value_name = "URL")]
+    pub service_documentation: Option<String>,
 
     /// Print the settings as JSON
     #[arg(long)]
@@ -43,6 +48,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if let Some(u) = &args.issuer {
         check_url("--issuer", u)?;
     }
+    if let Some(u) = &args.service_documentation {
+        check_url("--service-documentation", u)?;
+    }
     let mut store = ctx.store()?;
     if let Some(u) = &args.token_uri {
         store.set_setting("token_uri", u)?;
@@ -50,6 +58,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if let Some(u) = &args.issuer {
         store.set_setting("issuer", u)?;
     }
+    if let Some(u) = &args.service_documentation {
+        store.set_setting("service_documentation", u)?;
+    }
+    let documentation = store.setting("service_documentation")?;
     let token_uri = store
         .setting("token_uri")?
         .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
@@ -61,6 +73,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             "store": store.path(),
             "token_uri": token_uri,
             "issuer": issuer,
+            "service_documentation": documentation,
             "schema_version": store.user_version()?,
         }));
     }
@@ -71,5 +84,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     );
     println!("token URI: {}", terminal_safe(&token_uri));
     println!("issuer:    {}", terminal_safe(&issuer));
+    if let Some(d) = &documentation {
+        println!("documentation: {}", terminal_safe(d));
+    }
     Ok(())
 }

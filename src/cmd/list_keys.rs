@@ -7,8 +7,8 @@ use crate::output::{self, or_dash};
 
 /// List service keys.
 ///
-/// Shows each key's id, user, title, IP ranges, allowed origins, scope, issue and expiry
-/// times, last use and state. Revoked keys are hidden unless --all is given.
+/// Shows each key's id, user, title, IP ranges, allowed origins, scope, algorithm (and
+/// Google format), issue and expiry times, last use and state. Revoked keys are hidden unless --all is given.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth list-keys
@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         "IP RANGES",
         "ORIGINS",
         "SCOPE",
+        "ALG",
         "ISSUED",
         "EXPIRES",
         "LAST USED",
@@ -65,6 +66,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             or_dash(Some(iprange::format(&k.ip_ranges))),
             or_dash(Some(k.origins.join(" "))),
             k.scope.to_string(),
+            if k.format == "google" {
+                format!("{} (google)", k.alg)
+            } else {
+                k.alg.clone()
+            },
             rfc3339(k.issued),
             or_dash(k.expires.map(rfc3339)),
             or_dash(k.last_used.map(rfc3339)),

@@ -6,6 +6,7 @@ pub mod generate;
 pub mod get_token;
 pub mod init;
 pub mod issue_key;
+pub mod keygen;
 pub mod list_keys;
 pub mod request;
 pub mod revoke_key;
@@ -59,17 +60,35 @@ pub struct GrantArgs {
     /// Scopes to ask for, space-separated (read, write) [default: the key's scope]
     #[arg(long, value_name = "SCOPES")]
     pub scope: Option<String>,
+
+    /// The private key, from a file of its own, for a key file without one (a key whose
+    /// public half was registered with `issue-key --public-key`)
+    #[arg(long, value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
 }
 
 impl GrantArgs {
-    /// Reads the key file from wherever it was given.
+    /// Reads the key file from wherever it was given, with `--private-key` in it.
     pub fn key_file(&self) -> anyhow::Result<KeyFile> {
-        KeySource::resolve(
+        let mut key = KeySource::resolve(
             self.key.as_ref().map(|k| k.0.clone()),
             self.key_from_env,
             std::env::var_os(KEY_BASE64_VAR),
         )?
-        .read()
+        .read()?;
+        if let Some(path) = &self.private_key {
+            // Never the contents in an error: it is a private key.
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the private key {}: {}",
+                    path.display(),
+                    e.kind()
+                )
+            })?;
+            key.private_key = Some(crate::secret::SecretString::new(text));
+            key.private_key_from = Some(path.clone());
+        }
+        Ok(key)
     }
 }
 
@@ -148,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(&ctx, a),
         Command::UsageLog(a) => usage_log::run(&ctx, a),
         Command::Token(a) => token::run(&ctx, a),
+        Command::Keygen(a) => keygen::run(a),
         Command::Generate(a) => generate::run(a),
     }?;
     Ok(ExitCode::SUCCESS)

@@ -235,6 +235,10 @@ pub fn app(state: SharedState) -> Router {
             "/.well-known/oauth-authorization-server",
             get(metadata).fallback(method_not_allowed),
         )
+        .route(
+            "/.well-known/oauth-authorization-server/{*issuer_path}",
+            get(metadata).fallback(method_not_allowed),
+        )
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -284,22 +288,52 @@ async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError>
     Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
 }
 
-/// RFC 8414 authorization server metadata.
-async fn metadata(State(state): State<SharedState>) -> Result<Response, ApiError> {
+/// RFC 8414 authorization server metadata, at `/.well-known/oauth-authorization-server` and,
+/// for an issuer with a path, at the path-aware location (§3.1) too.
+async fn metadata(
+    State(state): State<SharedState>,
+    suffix: Option<axum::extract::Path<String>>,
+) -> Result<Response, ApiError> {
     let snap = state.snapshot()?;
-    let base = snap.issuer.trim_end_matches('/');
-    Ok(axum::Json(serde_json::json!({
+    if let Some(axum::extract::Path(suffix)) = suffix {
+        let issuer_path = url::Url::parse(&snap.issuer)
+            .map(|u| u.path().trim_matches('/').to_owned())
+            .unwrap_or_default();
+        if suffix.trim_matches('/') != issuer_path {
+            return Err(ApiError::status(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "No metadata for issuer path /{}; this server's issuer is {}",
+                    request::printable(suffix.trim_matches('/')),
+                    snap.issuer
+                ),
+            ));
+        }
+    }
+    // The other endpoints are the token endpoint's siblings, whatever prefix a proxy puts
+    // them under.
+    let base = snap
+        .token_uri
+        .rsplit_once('/')
+        .map_or(snap.token_uri.as_str(), |(base, _)| base);
+    let mut doc = serde_json::json!({
         "issuer": snap.issuer,
         "token_endpoint": snap.token_uri,
         "introspection_endpoint": format!("{base}/introspect"),
         "revocation_endpoint": format!("{base}/revoke"),
         "grant_types_supported": [token::JWT_BEARER],
+        // RFC 8414 requires the member; there is no authorization endpoint, so no response
+        // type returns credentials.
+        "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": ["none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": ["read", "write"],
-        "response_types_supported": [],
-    }))
-    .into_response())
+    });
+    if let Some(url) = &snap.service_documentation {
+        doc["service_documentation"] = url.as_str().into();
+    }
+    Ok(axum::Json(doc).into_response())
 }

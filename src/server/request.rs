@@ -181,10 +181,7 @@ pub fn user_agent(headers: &HeaderMap) -> Option<String> {
         .map(|ua| ua.chars().take(256).collect())
 }
 
-/// A caller-supplied string made safe to echo in an error: printable, at most 64 chars.
-pub fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(64).collect()
-}
+pub use crate::text::printable;
 
 #[cfg(test)]
 mod tests {

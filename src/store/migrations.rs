@@ -113,4 +113,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER pats_d AFTER DELETE ON pats BEGIN UPDATE generation SET value = value + 1; END;
     ALTER TABLE usage_log ADD COLUMN pat_id TEXT;
     "#,
+    // 4: keys in Google's service-account format, known also by their client_email.
+    r#"
+    ALTER TABLE keys ADD COLUMN format TEXT NOT NULL DEFAULT 'tokenauth';
+    ALTER TABLE keys ADD COLUMN client_email TEXT;
+    CREATE UNIQUE INDEX keys_client_email ON keys(client_email) WHERE client_email IS NOT NULL;
+    "#,
 ];

@@ -96,6 +96,10 @@ pub struct Key {
     pub ip_ranges: Vec<IpNet>,
     /// Browser origins that may use the key's tokens across sites.
     pub origins: Vec<String>,
+    /// The key file's format: `tokenauth` or `google`.
+    pub format: String,
+    /// For Google-format keys: the service account address, accepted as a grant's `iss`.
+    pub client_email: Option<String>,
     pub scope: Scope,
     pub issued: i64,
     pub expires: Option<i64>,
@@ -568,8 +572,9 @@ impl Store {
     pub fn add_key(&mut self, key: &Key) -> Result<()> {
         self.conn
             .execute(
-                "INSERT INTO keys(key_id, client_id, user_name, title, alg, public_key, ip_ranges, scope, issued, expires, origins)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO keys(key_id, client_id, user_name, title, alg, public_key, ip_ranges, scope, issued, expires,
+                    origins, format, client_email)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     key.key_id,
                     key.client_id,
@@ -581,7 +586,9 @@ impl Store {
                     key.scope.as_str(),
                     key.issued,
                     key.expires,
-                    origin::format(&key.origins)
+                    origin::format(&key.origins),
+                    key.format,
+                    key.client_email
                 ],
             )
             .map(|_| ())
@@ -591,7 +598,8 @@ impl Store {
     const KEY_COLUMNS: &str =
         "k.key_id, k.client_id, k.user_name, k.title, k.alg, k.public_key, k.ip_ranges,
         k.scope, k.issued, k.expires, k.revoked,
-        (SELECT max(time) FROM usage_log l WHERE l.key_id = k.key_id AND l.ok), k.origins";
+        (SELECT max(time) FROM usage_log l WHERE l.key_id = k.key_id AND l.ok), k.origins,
+        k.format, k.client_email";
 
     fn key_from_row(r: &rusqlite::Row) -> rusqlite::Result<Key> {
         let ranges: String = r.get(6)?;
@@ -615,6 +623,8 @@ impl Store {
             revoked: r.get(10)?,
             last_used: r.get(11)?,
             origins: origin::from_stored(&r.get::<_, String>(12)?),
+            format: r.get(13)?,
+            client_email: r.get(14)?,
         })
     }
 
