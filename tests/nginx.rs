@@ -5,325 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
+use common::web::{NGINX, Nginx, Site};
 use common::{Env, Reply, http, send};
-
-const NGINX: &str = "/usr/sbin/nginx";
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One request as the upstream saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    /// Every X-Auth-User header value, in order (nginx must send exactly one).
-    auth_users: Vec<String>,
-    auth_scope: Option<String>,
-}
-
-/// A tiny HTTP/1.x upstream on 127.0.0.1 that answers 200 with a body echoing the
-/// X-Auth-User header it received. Stopped and joined when dropped.
-struct Upstream {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Upstream {
-    fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        // Non-blocking accepts, polled, so that the thread always notices `stop` in time.
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            if let Err(e) = answer(stream, &seen) {
-                                eprintln!("upstream: {e}");
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                        Err(e) => {
-                            eprintln!("upstream: accept: {e}");
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                    }
-                }
-            })
-        };
-        Upstream {
-            addr,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            // Bounded: the loop polls `stop` every 10 ms and each connection has timeouts.
-            let _ = t.join();
-        }
-    }
-}
-
-/// Reads one request (headers and a Content-Length body) and answers it, closing the
-/// connection.
-fn answer(stream: TcpStream, seen: &Mutex<Vec<Seen>>) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let target = parts.next().unwrap_or("").to_owned();
-    let mut auth_users = Vec::new();
-    let mut auth_scope = None;
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let value = value.trim().to_owned();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "x-auth-user" => auth_users.push(value),
-                "x-auth-scope" => auth_scope = Some(value),
-                "content-length" => length = value.parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-    }
-    // Drain the body so that closing does not reset the connection under nginx.
-    std::io::copy(
-        &mut reader.by_ref().take(length as u64),
-        &mut std::io::sink(),
-    )?;
-    let body = format!(
-        "upstream saw X-Auth-User: {}\n",
-        auth_users.first().map_or("(none)", String::as_str)
-    );
-    seen.lock().unwrap().push(Seen {
-        method,
-        target,
-        auth_users,
-        auth_scope,
-    });
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
-}
-
-/// A real nginx master (one worker), not daemonized, everything under its own temp dir.
-/// Stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
-struct Nginx {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    addr: SocketAddr,
-}
-
-/// The config under test. The `server` block is the recipe in docs-nginx.md.
-/// `tokenauth` is what follows `http://` in a `proxy_pass` before the path: `127.0.0.1:8080`,
-/// or `unix:/path/to.sock:` for a Unix socket.
-fn nginx_conf(dir: &Path, port: u16, tokenauth: &str, app: SocketAddr) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let d = dir.display();
-    // As root the workers would run as `nobody`, who cannot enter the 0700 temp dir.
-    let user = if std::fs::metadata(dir).unwrap().uid() == 0 {
-        "user root;"
-    } else {
-        ""
-    };
-    format!(
-        r#"{user}
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-
-events {{
-    worker_connections 64;
-}}
-
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/client_body_temp;
-    proxy_temp_path {d}/proxy_temp;
-    fastcgi_temp_path {d}/fastcgi_temp;
-    uwsgi_temp_path {d}/uwsgi_temp;
-    scgi_temp_path {d}/scgi_temp;
-
-    server {{
-        listen 127.0.0.1:{port};
-
-        # Everything here needs a good token; write methods need the write scope.
-        location / {{
-            auth_request /_auth;
-            auth_request_set $auth_user $upstream_http_x_auth_user;
-            auth_request_set $auth_key_id $upstream_http_x_auth_key_id;
-            auth_request_set $auth_scope $upstream_http_x_auth_scope;
-            proxy_set_header X-Auth-User $auth_user;
-            proxy_set_header X-Auth-Key-Id $auth_key_id;
-            proxy_set_header X-Auth-Scope $auth_scope;
-            proxy_pass http://{app};
-        }}
-
-        # Here even GET needs the write scope.
-        location /admin/ {{
-            auth_request /_auth_write;
-            auth_request_set $auth_user $upstream_http_x_auth_user;
-            proxy_set_header X-Auth-User $auth_user;
-            proxy_pass http://{app};
-        }}
-
-        # Clients exchange grants through nginx too.
-        location = /token {{
-            proxy_pass http://{tokenauth}/token;
-            proxy_set_header X-Forwarded-For $remote_addr;
-        }}
-
-        location = /_auth {{
-            internal;
-            proxy_pass http://{tokenauth}/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $remote_addr;
-        }}
-
-        location = /_auth_write {{
-            internal;
-            proxy_pass http://{tokenauth}/auth?scope=write;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $remote_addr;
-        }}
-    }}
-}}
-"#
-    )
-}
-
-impl Nginx {
-    /// Starts nginx on a free port; retries a few times in case another process takes the
-    /// port between our probe and nginx's bind.
-    fn start(tokenauth: &str, app: SocketAddr) -> Nginx {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Nginx::try_start(tokenauth, app) {
-                Ok(n) => return n,
-                Err(log) => last = log,
-            }
-        }
-        panic!("nginx did not start:\n{last}");
-    }
-
-    fn try_start(tokenauth: &str, app: SocketAddr) -> Result<Nginx, String> {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir.path(), port, tokenauth, app)).unwrap();
-        let error_log = dir.path().join("error.log");
-        let mut child = std::process::Command::new(NGINX)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(&error_log)
-            .args(["-g", "daemon off;"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run {NGINX}: {e}"))?;
-        let read_log = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "nginx exited with {status}:\n{}",
-                    read_log(&error_log)
-                ));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(Nginx { child, dir, addr });
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("nginx did not listen:\n{}", read_log(&error_log)));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SIGTERM: fast shutdown; the master stops its worker before exiting.
-            common::signal(self.child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn token(env: &Env, key: &Path, extra: &[&str]) -> String {
     let mut args = vec!["get-token", "--key", key.to_str().unwrap(), "--no-cache"];
@@ -341,8 +26,8 @@ fn nginx_auth_request_round_trip() {
     }
     let env = Env::new();
     let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(&server.addr.to_string(), upstream.addr);
+    let upstream = Site::app();
+    let nginx = Nginx::start(&server.addr.to_string(), upstream.addr, "");
     let context = || {
         format!(
             "\n--- nginx error.log ---\n{}\n--- tokenauth log ---\n{}",
@@ -411,8 +96,8 @@ fn nginx_auth_request_round_trip() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].method, "GET");
     assert_eq!(seen[0].target, "/app/data?x=1");
-    assert_eq!(seen[0].auth_users, ["ci-bot"]);
-    assert_eq!(seen[0].auth_scope.as_deref(), Some("read"));
+    assert_eq!(seen[0].all("x-auth-user"), ["ci-bot"]);
+    assert_eq!(seen[0].header("x-auth-scope"), Some("read"));
 
     // The other places a token may travel, all forwarded by auth_request as they came.
     let r = get(
@@ -454,7 +139,7 @@ fn nginx_auth_request_round_trip() {
     assert!(r.text.contains("X-Auth-User: deployer"), "{}", r.text);
     let last = upstream.seen().pop().unwrap();
     assert_eq!(last.method, "POST");
-    assert_eq!(last.auth_scope.as_deref(), Some("read write"));
+    assert_eq!(last.header("x-auth-scope"), Some("read write"));
     let r = send(
         http()
             .head(nginx.url("/app/data"))
@@ -515,7 +200,7 @@ fn nginx_auth_request_round_trip() {
     expect(&r, 200, "another key's token after the revocation");
 
     // Every request went through the real nginx.
-    let access = std::fs::read_to_string(nginx.dir.path().join("access.log")).unwrap();
+    let access = nginx.access_log();
     assert!(
         access.contains("\"GET /app/data?x=1 HTTP/1.1\" 200"),
         "{access}"
@@ -539,8 +224,8 @@ fn nginx_reaches_tokenauth_over_a_unix_socket_and_its_forwarded_for_is_believed(
     let env = Env::new();
     let socket = env.path().join("tokenauth.sock");
     let server = env.serve_unix(&socket, &[]);
-    let upstream = Upstream::start();
-    let nginx = Nginx::start(&format!("unix:{}:", socket.display()), upstream.addr);
+    let upstream = Site::app();
+    let nginx = Nginx::start(&format!("unix:{}:", socket.display()), upstream.addr, "");
     let context = || {
         format!(
             "\n--- nginx error.log ---\n{}\n--- tokenauth log ---\n{}",

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{ConnectInfo, Extension, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -13,6 +13,7 @@ use crate::credential::{self, Checked};
 use crate::iprange::ClientAddr;
 use crate::registry::Snapshot;
 use crate::scope::Scope;
+use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::listen::Peer;
 use crate::server::request::{self, printable};
@@ -131,12 +132,16 @@ async fn check_bearer(
 pub async fn introspect(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
+    cross_site: Option<Extension<CrossSite>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
     let snap = state.snapshot()?;
-    let caller = check_bearer(&state, &snap, &headers, addr, None, None).await?;
+    // A page on another site may introspect only with a credential that lists its origin,
+    // as at /auth: that some other key lists it only lets the browser show the answer.
+    let origin = cross_site.and_then(|Extension(CrossSite(o))| o);
+    let caller = check_bearer(&state, &snap, &headers, addr, None, origin.as_deref()).await?;
     if !snap
         .user(caller.user())
         .is_some_and(|u| u.user.may("introspect"))

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: a temporary store and the real binary.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
