@@ -20,8 +20,7 @@ struct Job {
 // Rows are nearly all the work: boxing them would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Work {
-    /// Boxed: a row is large, and every slot of the queue is as large as its largest work.
-    Row(Box<Job>),
+    Row(Job),
     /// A personal access token (id) was used at this time.
     Touch(String, i64),
 }
@@ -57,7 +56,7 @@ impl UsageWriter {
                     let mut slept = false;
                     while let Some(w) = work.take() {
                         match w {
-                            Work::Row(j) => batch.push(*j),
+                            Work::Row(j) => batch.push(j),
                             Work::Touch(id, time) => touches.push((id, time)),
                         }
                         if !slept {
@@ -101,10 +100,10 @@ impl UsageWriter {
     /// used before, by this process or another, and the row was recorded as a refusal.
     pub async fn record(&self, row: UsageRow) -> Result<bool, String> {
         let (done, wait) = oneshot::channel();
-        self.send(Work::Row(Box::new(Job {
+        self.send(Work::Row(Job {
             row,
             done: Some(done),
-        })))
+        }))
         .await?;
         wait.await
             .map_err(|_| "usage-log writer stopped".to_owned())?
@@ -112,9 +111,7 @@ impl UsageWriter {
 
     /// Records a row without waiting for the commit (refused attempts).
     pub async fn record_later(&self, row: UsageRow) {
-        let _ = self
-            .send(Work::Row(Box::new(Job { row, done: None })))
-            .await;
+        let _ = self.send(Work::Row(Job { row, done: None })).await;
     }
 
     /// Notes that a personal access token was used; dropped when the queue is full (last
