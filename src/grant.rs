@@ -101,6 +101,18 @@ impl PrivateKey {
         Some(der)
     }
 
+    /// A compact JWS over exactly this header and these claims (for tests and tools that
+    /// must sign what tokenauth's own grants would never hold).
+    pub fn sign_jws(&self, header: &Value, claims: &Value) -> Option<String> {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.sign(message.as_bytes())?;
+        Some(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
+
     /// A JWS signature (RFC 7518: PKCS#1 v1.5 for RS256, r‖s for ES256).
     fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         let rng = aws_lc_rs::rand::SystemRandom::new();

@@ -139,9 +139,6 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let token_uri = store
         .setting("token_uri")?
         .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
-    if store.ensure_user(&args.user, &Secret::generate(&mut OsRng), now)? {
-        eprintln!("Created user {}.", terminal_safe(&args.user));
-    }
     // The public key (and, unless the client brought its own, the private one) first: a
     // key that cannot be used must not reach the store.
     let (public, private_pem) = match &args.public_key {
@@ -158,7 +155,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         }
         None => {
             let alg = args.alg.unwrap_or(Alg::RS256);
-            let generated = service_key::generate(alg, args.bits, args.pkcs8, &mut OsRng)?;
+            // Google's libraries read PKCS#8 only.
+            let pkcs8 = args.pkcs8 || args.format == Format::Google;
+            let generated = service_key::generate(alg, args.bits, pkcs8, &mut OsRng)?;
             (generated.key, Some(generated.private_pem))
         }
     };
@@ -168,6 +167,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             existing.key_id,
             terminal_safe(&existing.user)
         );
+    }
+    // Only now, when the key is known to be good: a refused key leaves no user behind.
+    if store.ensure_user(&args.user, &Secret::generate(&mut OsRng), now)? {
+        eprintln!("Created user {}.", terminal_safe(&args.user));
     }
     let client_id = service_key::new_client_id(&mut OsRng);
     let client_email = (args.format == Format::Google).then(|| {
