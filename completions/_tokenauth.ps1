@@ -181,7 +181,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
-            [CompletionResult]::new('--pkcs8', '--pkcs8', [CompletionResultType]::ParameterName, 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read, rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read')
+            [CompletionResult]::new('--pkcs8', '--pkcs8', [CompletionResultType]::ParameterName, 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node''s jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read. ES256 and EdDSA keys, and --format google files, are always PKCS#8')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the key''s metadata as JSON (not with --out -)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')

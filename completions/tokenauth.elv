@@ -159,7 +159,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand -o 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
             cand --out 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
-            cand --pkcs8 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read, rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read'
+            cand --pkcs8 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node''s jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read. ES256 and EdDSA keys, and --format google files, are always PKCS#8'
             cand --json 'Print the key''s metadata as JSON (not with --out -)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'

@@ -109,7 +109,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l format
 google\t'A Google service-account key file (RS256): google-auth and the Google client libraries load it unchanged'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s o -l out -d 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l pkcs8 -d 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read, rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l pkcs8 -d 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node\'s jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read. ES256 and EdDSA keys, and --format google files, are always PKCS#8'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l json -d 'Print the key\'s metadata as JSON (not with --out -)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s V -l version -d 'Print version'

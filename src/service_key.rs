@@ -119,7 +119,9 @@ pub fn generate(
             (spki.as_ref().to_vec(), pem_of("PRIVATE KEY", doc.as_ref()))
         }
         Alg::EdDSA => {
-            let doc = Ed25519KeyPair::generate_pkcs8(&system).map_err(failed)?;
+            // PKCS#8 v1 (RFC 8410): OpenSSL, and so Node and Python's cryptography, refuse the
+            // v2 document that generate_pkcs8 makes.
+            let doc = Ed25519KeyPair::generate_pkcs8v1(&system).map_err(failed)?;
             let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
                 .map_err(|_| anyhow::anyhow!("generating the {alg} key failed"))?;
             let spki = pair.public_key().as_der().map_err(failed)?;
@@ -581,6 +583,24 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(id, new_client_id(&mut rng));
+    }
+
+    #[test]
+    fn ed25519_private_keys_are_pkcs8_v1_which_openssl_reads() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let generated = generate(Alg::EdDSA, 2048, true, &mut rng).unwrap();
+        let der = pem::parse(generated.private_pem.expose()).unwrap();
+        assert_eq!(der.tag(), "PRIVATE KEY");
+        // RFC 8410 §7: SEQUENCE { INTEGER 0, AlgorithmIdentifier { 1.3.101.112 },
+        // OCTET STRING { OCTET STRING seed } }, and no public key.
+        let v1 = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        assert_eq!(der.contents().len(), 48);
+        assert_eq!(der.contents()[..16], v1);
+        // And tokenauth signs with it.
+        crate::grant::PrivateKey::parse(generated.private_pem.expose()).unwrap();
     }
 
     const GOOD: &str = r#"{"key_id":"k","client_id":"c","user_id":"u",

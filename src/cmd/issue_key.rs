@@ -79,8 +79,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Tokenauth)]
     pub format: Format,
 
-    /// Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read, rather
-    /// than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read
+    /// Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node's
+    /// jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients
+    /// read. ES256 and EdDSA keys, and --format google files, are always PKCS#8
     #[arg(long)]
     pub pkcs8: bool,
 

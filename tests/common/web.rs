@@ -386,6 +386,12 @@ impl Drop for Nginx {
 /// The first ```` ```nginx ```` block of the README section headed `heading` (a `## ` or
 /// `### ` title), so that the tests run the README's recipes as written.
 pub fn readme_nginx_block(heading: &str) -> String {
+    readme_blocks(heading, "nginx").swap_remove(0)
+}
+
+/// Every ```` ```lang ```` block of the README section headed `heading` (up to the next `## `
+/// title), in order; panics when there is none.
+pub fn readme_blocks(heading: &str, lang: &str) -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
@@ -393,9 +399,14 @@ pub fn readme_nginx_block(heading: &str) -> String {
         .unwrap_or_else(|| panic!("README has no section {heading:?}"))
         .1;
     let section = section.split("\n## ").next().unwrap();
-    let block = section
-        .split_once("```nginx\n")
-        .unwrap_or_else(|| panic!("README section {heading:?} has no nginx block"))
-        .1;
-    block.split_once("```").unwrap().0.to_owned()
+    let blocks: Vec<String> = section
+        .split(&format!("```{lang}\n"))
+        .skip(1)
+        .map(|b| b.split_once("```").unwrap().0.to_owned())
+        .collect();
+    assert!(
+        !blocks.is_empty(),
+        "README section {heading:?} has no {lang} block"
+    );
+    blocks
 }
