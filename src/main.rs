@@ -5,10 +5,6 @@ use std::process::ExitCode;
 use clap::error::ContextValue;
 use tokenauth::{cli, cmd, output, service_key};
 
-// The server allocates a little on every request; mimalloc keeps that off glibc's locks.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse_with_sources() {
         Ok(cli) => cli,

@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use crate::clock::Clock;
 use crate::registry::Snapshot;
-use crate::store::Store;
+use crate::store::{ChangeProbe, Store};
 use error::ApiError;
 pub use listen::{Limits, ListenAddr, Listener, Peer};
 pub use usage::UsageWriter;
@@ -48,6 +48,10 @@ pub struct Config {
 struct Reader {
     store: Store,
     data_version: i64,
+    probe: Option<ChangeProbe>,
+    /// The store's WAL-index header, read just before the last check that found the shared
+    /// snapshot current: while it is unchanged, nothing was committed since.
+    seen: Option<[u8; 48]>,
 }
 
 /// Everything the handlers share.
@@ -93,6 +97,8 @@ impl AppState {
             readers.push(Mutex::new(Reader {
                 store,
                 data_version: i64::MIN,
+                probe: ChangeProbe::open(path),
+                seen: None,
             }));
         }
         let (usage, writer) = UsageWriter::start(Store::open(path)?, clock, config.usage_retention);
@@ -132,15 +138,22 @@ impl AppState {
                 .clone()
         };
         let mut reader = self.reader();
+        // Read before asking SQLite, so that a commit after this read changes it again.
+        let header = reader.probe.as_ref().and_then(ChangeProbe::header);
+        if header.is_some() && header == reader.seen {
+            return Ok(current());
+        }
         let dv = reader.store.data_version()?;
         if dv == reader.data_version {
             // Nothing committed since this connection last looked, and the shared snapshot
             // was current then and only moves forward.
+            reader.seen = header;
             return Ok(current());
         }
         let seen = current();
         if reader.store.generation()? == seen.generation {
             reader.data_version = dv;
+            reader.seen = header;
             return Ok(seen);
         }
         let fresh = Arc::new(Snapshot::load(&reader.store, self.now(), Some(&seen))?);
@@ -157,6 +170,7 @@ impl AppState {
         drop(shared);
         // Only now: a failed reload is retried on the next request.
         reader.data_version = dv;
+        reader.seen = header;
         Ok(newest)
     }
 

@@ -2,6 +2,7 @@
 
 mod migrations;
 mod pats;
+mod probe;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -18,6 +19,7 @@ use crate::secret::Secret;
 
 pub use migrations::MIGRATIONS;
 pub use pats::{Pat, PatChange};
+pub use probe::ChangeProbe;
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
