@@ -18,7 +18,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
     }
     var completions = [
         &'tokenauth'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -45,7 +45,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --token-uri 'The token endpoint''s URL, written into every key file [default: http://127.0.0.1:8080/token]'
             cand --issuer 'The issuer named in access tokens and accepted as a grant audience [default: the token URI without its last path segment]'
             cand --service-documentation 'A page about this server for client developers, published in the RFC 8414 metadata'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the settings as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -53,7 +53,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;user'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -68,14 +68,14 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tokenauth;user;add'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;list'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -83,7 +83,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;user;remove'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand -h 'Print help (see more with ''--help'')'
@@ -92,28 +92,28 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;user;grant'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;revoke'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;disable'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;enable'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -158,7 +158,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --format 'The key file''s layout: tokenauth''s, or a Google service-account file'
             cand -o 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
             cand --out 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --pkcs8 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node''s jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read. ES256 and EdDSA keys, and --format google files, are always PKCS#8'
             cand --json 'Print the key''s metadata as JSON (not with --out -)'
             cand -h 'Print help (see more with ''--help'')'
@@ -171,7 +171,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --bits 'RSA key size, with --alg RS256'
             cand -o 'Where to write the private key'
             cand --out 'Where to write the private key'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the public key, its key id and JWK as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -180,7 +180,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;list-keys'= {
             cand --user 'Only this user''s keys'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --all 'Include revoked keys'
             cand --json 'Print JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
@@ -192,7 +192,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --title 'A new title'
             cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
             cand --origin 'Browser origins whose pages may use the key''s tokens from another site, replacing the current list (repeatable)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-ip-range 'Remove the IP restriction: the key works from anywhere'
             cand --no-origin 'Remove every allowed origin: only same-site callers and non-browser clients'
             cand -h 'Print help (see more with ''--help'')'
@@ -201,7 +201,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;revoke-key'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand -h 'Print help (see more with ''--help'')'
@@ -210,7 +210,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;rotate-secret'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --all-users 'Replace every user''s secret'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
@@ -220,7 +220,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;token'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -238,7 +238,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --expires 'When the token stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]'
             cand --ip-range 'Addresses allowed to use the token: IPs or CIDR networks, comma-separated [default: anywhere]'
             cand --origin 'A browser origin (scheme://host[:port]) whose pages may use the token from another site (repeatable) [default: none]'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the token and its metadata as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -247,7 +247,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;token;list'= {
             cand --user 'Only this user''s tokens'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --all 'Include revoked tokens'
             cand --json 'Print JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
@@ -260,7 +260,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --scope 'A new scope'
             cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
             cand --origin 'Browser origins whose pages may use the token from another site, replacing the current list (repeatable)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-ip-range 'Remove the IP restriction: the token works from anywhere'
             cand --no-origin 'Remove every allowed origin'
             cand -h 'Print help (see more with ''--help'')'
@@ -269,7 +269,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;token;revoke'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand -h 'Print help (see more with ''--help'')'
@@ -303,7 +303,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --lifetime 'Seconds until the grant expires (at most 86400)'
             cand --aud 'The audience [default: the key file''s token_uri]'
             cand --count 'Print this many grants, one per line, each with its own jti (to hand a batch of single-use grants to a job, or to load-test the token endpoint)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-jti 'Leave out the jti claim (for servers that reject jti). tokenauth still takes such a grant only once, by its signature, and `serve --require-jti` refuses it'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -322,7 +322,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --idle-timeout 'Close a kept-alive connection after this long without a request (longer than a proxy''s upstream keep-alive, so that the proxy closes first)'
             cand --request-timeout 'Answer 503 when a request is not answered this long after its head'
             cand --max-connections 'Connections open at once; further ones wait in the listen backlog until one closes'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --require-jti 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -337,7 +337,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --private-key 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)'
             cand --format 'What to print'
             cand --min-valid 'Reuse a cached token only while it has more than this many seconds left'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-cache 'Always ask the server; neither read nor write the cache'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -357,7 +357,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand -d 'The request body; @FILE reads a file, @- standard input'
             cand --data 'The request body; @FILE reads a file, @- standard input'
             cand --token 'Send this bearer token instead of one got with a key file: a personal access token (`tapat_…`) or an access token; `-` reads it from standard input. Without it and without a key, TOKENAUTH_TOKEN is used'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -i 'Print the status line and response headers before the body'
             cand --include 'Print the status line and response headers before the body'
             cand --no-cache 'Always fetch a fresh token; neither read nor write the cache'
@@ -369,7 +369,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;verify'= {
             cand --ip 'Also check that this caller address is inside the key''s IP ranges'
             cand --scope 'Require this scope (read or write)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the result as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -380,7 +380,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --user 'Only rows of this user (as the key''s user or as the subject)'
             cand --since 'Only rows newer than this (e.g. 1h, 7d)'
             cand --limit 'At most this many rows'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --failures 'Only refused attempts'
             cand --no-jti 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
             cand --json 'Print JSON instead of a table'
@@ -391,7 +391,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;generate'= {
             cand --out-dir 'The folder to write completions/ and man/ into'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'

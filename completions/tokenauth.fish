@@ -24,7 +24,7 @@ function __fish_tokenauth_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c tokenauth -n "__fish_tokenauth_needs_command" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
@@ -47,11 +47,11 @@ complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "help" -d 'Print
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l token-uri -d 'The token endpoint\'s URL, written into every key file [default: http://127.0.0.1:8080/token]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l issuer -d 'The issuer named in access tokens and accepted as a grant audience [default: the token URI without its last path segment]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l service-documentation -d 'A page about this server for client developers, published in the RFC 8414 metadata' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l json -d 'Print the settings as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "add" -d 'Create a user with a fresh random secret'
@@ -62,27 +62,27 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "disable" -d 'Disable a user: grants are refused and its tokens stop working at once'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "enable" -d 'Enable a disabled user again'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a user with a fresh random secret'
@@ -108,7 +108,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l public
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l format -d 'The key file\'s layout: tokenauth\'s, or a Google service-account file' -r -f -a "tokenauth\t'tokenauth\'s (and ftw.tokenauth\'s) JSON: key_id, client_id, user_id, issued, token_uri, private_key, alg'
 google\t'A Google service-account key file (RS256): google-auth and the Google client libraries load it unchanged'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s o -l out -d 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l pkcs8 -d 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node\'s jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read. ES256 and EdDSA keys, and --format google files, are always PKCS#8'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l json -d 'Print the key\'s metadata as JSON (not with --out -)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -116,12 +116,12 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s V -l v
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l alg -d 'The algorithm: RS256 (RSA), ES256 (P-256) or EdDSA (Ed25519)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l bits -d 'RSA key size, with --alg RS256' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s o -l out -d 'Where to write the private key' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l json -d 'Print the public key, its key id and JWK as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l user -d 'Only this user\'s keys' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l all -d 'Include revoked keys'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -129,21 +129,21 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s V -l v
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l title -d 'A new title' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l ip-range -d 'New IP ranges, comma-separated IPs or CIDR networks' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l origin -d 'Browser origins whose pages may use the key\'s tokens from another site, replacing the current list (repeatable)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l no-ip-range -d 'Remove the IP restriction: the key works from anywhere'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l no-origin -d 'Remove every allowed origin: only same-site callers and non-browser clients'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l all-users -d 'Replace every user\'s secret'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -f -a "create" -d 'Create a personal access token and print it, this once'
@@ -158,12 +158,12 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_se
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l expires -d 'When the token stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l ip-range -d 'Addresses allowed to use the token: IPs or CIDR networks, comma-separated [default: anywhere]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l origin -d 'A browser origin (scheme://host[:port]) whose pages may use the token from another site (repeatable) [default: none]' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l json -d 'Print the token and its metadata as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l user -d 'Only this user\'s tokens' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l all -d 'Include revoked tokens'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -173,12 +173,12 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_se
 write\t'Read and write access'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l ip-range -d 'New IP ranges, comma-separated IPs or CIDR networks' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l origin -d 'Browser origins whose pages may use the token from another site, replacing the current list (repeatable)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l no-ip-range -d 'Remove the IP restriction: the token works from anywhere'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l no-origin -d 'Remove every allowed origin'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
@@ -194,7 +194,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l priva
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l lifetime -d 'Seconds until the grant expires (at most 86400)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l aud -d 'The audience [default: the key file\'s token_uri]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l count -d 'Print this many grants, one per line, each with its own jti (to hand a batch of single-use grants to a job, or to load-test the token endpoint)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l no-jti -d 'Leave out the jti claim (for servers that reject jti). tokenauth still takes such a grant only once, by its signature, and `serve --require-jti` refuses it'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s V -l version -d 'Print version'
@@ -209,7 +209,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l body-timeo
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection after this long without a request (longer than a proxy\'s upstream keep-alive, so that the proxy closes first)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l request-timeout -d 'Answer 503 when a request is not answered this long after its head' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l max-connections -d 'Connections open at once; further ones wait in the listen backlog until one closes' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l require-jti -d 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s V -l version -d 'Print version'
@@ -222,7 +222,7 @@ json\t'The token response plus an absolute expires_at'
 header\t'An `Authorization: Bearer …` header line'
 env\t'TOKENAUTH_TOKEN=… lines for eval or $GITHUB_ENV'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l min-valid -d 'Reuse a cached token only while it has more than this many seconds left' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l no-cache -d 'Always ask the server; neither read nor write the cache'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s V -l version -d 'Print version'
@@ -234,28 +234,28 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s X -l met
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s H -l header -d 'A request header, \'Name: value\' (repeatable)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s d -l data -d 'The request body; @FILE reads a file, @- standard input' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l token -d 'Send this bearer token instead of one got with a key file: a personal access token (`tapat_…`) or an access token; `-` reads it from standard input. Without it and without a key, TOKENAUTH_TOKEN is used' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s i -l include -d 'Print the status line and response headers before the body'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l no-cache -d 'Always fetch a fresh token; neither read nor write the cache'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l ip -d 'Also check that this caller address is inside the key\'s IP ranges' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l scope -d 'Require this scope (read or write)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l json -d 'Print the result as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l user -d 'Only rows of this user (as the key\'s user or as the subject)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l since -d 'Only rows newer than this (e.g. 1h, 7d)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l limit -d 'At most this many rows' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l failures -d 'Only refused attempts'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l no-jti -d 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l out-dir -d 'The folder to write completions/ and man/ into' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'

@@ -25,8 +25,16 @@ use crate::cmd;
   tokenauth serve --listen 127.0.0.1:8080
   TOKEN=$(tokenauth get-token --key ci-bot.json)")]
 pub struct Cli {
-    /// The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]
-    #[arg(long, global = true, env = "TOKENAUTH_DB", value_name = "PATH")]
+    /// The store: an SQLite file, or a PostgreSQL URL for several servers on one store
+    /// (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S)
+    /// [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]
+    #[arg(
+        long,
+        global = true,
+        env = "TOKENAUTH_DB",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub db: Option<PathBuf>,
 
     #[command(subcommand)]

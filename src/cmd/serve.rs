@@ -135,7 +135,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let db = ctx.db_path()?;
+    let db = ctx.location()?;
     // Create and migrate the store (with its default settings) before the server opens it.
     drop(ctx.store()?);
     if args.socket_mode.is_some() && !matches!(args.listen, ListenAddr::Unix(_)) {
@@ -163,7 +163,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let listener = Listener::bind(&args.listen, args.socket_mode.unwrap_or(0o660)).await?;
-        tracing::info!(store = %db.display(), "listening on {}", listener.describe());
+        tracing::info!(store = %db, "listening on {}", listener.describe());
         server::serve(listener, state, shutdown_signal())
             .await
             .context("serving")

@@ -136,7 +136,10 @@ pub async fn token(
             ..row
         })
         .await
-        .map_err(ApiError::Internal)?;
+        .inspect_err(|_| {
+            // Not used after all: the client may retry the same grant.
+            state.forget_use(accepted.replay_key);
+        })?;
     if !fresh {
         return Err(ApiError::bad_request(
             "invalid_grant",
