@@ -135,6 +135,7 @@ impl AppState {
         let now = clock.now();
         let base = Instant::now();
         let snapshot = Snapshot::load(&store, now, None)?;
+        let loaded = snapshot.generation;
         let replay = store
             .live_used_grants(now)?
             .into_iter()
@@ -166,6 +167,7 @@ impl AppState {
             base,
         });
         if postgres {
+            tracing::info!(generation = loaded, "snapshot loaded");
             let refresher = Store::connect(location)?;
             refresher.listen()?;
             let live = live.clone();
@@ -485,9 +487,10 @@ fn refresh(store: Store, live: Arc<Live>, clock: Clock) {
             let current = live.current();
             if store.generation()? != current.generation {
                 let fresh = Snapshot::load(&store, clock.now(), Some(&current))?;
-                tracing::debug!(
+                // Info: on PostgreSQL this is the moment admin changes reach this replica.
+                tracing::info!(
                     generation = fresh.generation,
-                    "store changed; cache reloaded"
+                    "store changed; snapshot reloaded"
                 );
                 live.install(fresh);
             }
