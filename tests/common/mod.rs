@@ -37,8 +37,11 @@ pub struct Env {
     pub pg: Option<ScratchDatabase>,
     /// Logs of the servers started on this env, and whether each still runs: after a CLI
     /// change on PostgreSQL, `ok` waits until they have all loaded it.
-    servers: std::cell::RefCell<Vec<(Arc<Mutex<String>>, Arc<AtomicBool>)>>,
+    servers: std::cell::RefCell<Vec<ServerWatch>>,
 }
+
+/// A server's log and whether it still runs.
+type ServerWatch = (Arc<Mutex<String>>, Arc<AtomicBool>);
 
 /// Which backend `Env::new` gives stores on, for the test running on this thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
