@@ -7,7 +7,7 @@
 
 use std::cell::{Cell as StdCell, RefCell};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
@@ -195,6 +195,50 @@ impl PgUrl {
 
     /// A new connection, with the statement timeout set.
     pub fn connect(&self) -> Result<Client> {
+        self.wait(&self.start_connect())
+    }
+
+    /// Starts connecting on a thread of its own: the driver's `connect_timeout` covers
+    /// only the TCP connect, and a server that accepts and never answers would hold the
+    /// caller forever.
+    fn start_connect(&self) -> mpsc::Receiver<Result<Client>> {
+        let (tx, rx) = mpsc::channel();
+        let url = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pg-connect".into())
+            .spawn(move || {
+                let _ = tx.send(url.connect_now());
+            });
+        if let Err(e) = spawned {
+            let (tx, failed) = mpsc::channel();
+            let _ = tx.send(Err(StoreError::Unavailable {
+                url: self.shown.clone(),
+                reason: e.to_string(),
+            }));
+            return failed;
+        }
+        rx
+    }
+
+    /// Waits for an attempt up to the connect timeout.
+    fn wait(&self, attempt: &mpsc::Receiver<Result<Client>>) -> Result<Client> {
+        let limit = self
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        attempt.recv_timeout(limit).unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                url: self.shown.clone(),
+                reason: format!(
+                    "no answer within {} s (connect_timeout)",
+                    limit.as_secs_f64()
+                ),
+            })
+        })
+    }
+
+    fn connect_now(&self) -> Result<Client> {
         let mut client = self
             .config
             .connect(self.connector()?)
@@ -428,6 +472,9 @@ impl<'a> postgres::types::FromSql<'a> for Cell {
 pub struct Db {
     url: Arc<PgUrl>,
     client: RefCell<Option<Client>>,
+    /// A connection attempt that outlived its timeout: the next call waits on it again
+    /// rather than start another (one attempt at a time, however long a server stalls).
+    pending: RefCell<Option<mpsc::Receiver<Result<Client>>>>,
     statements: RefCell<HashMap<String, Statement>>,
     in_tx: StdCell<bool>,
     listening: StdCell<bool>,
@@ -440,6 +487,7 @@ impl Db {
         let db = Db {
             url,
             client: RefCell::new(Some(client)),
+            pending: RefCell::new(None),
             statements: RefCell::new(HashMap::new()),
             in_tx: StdCell::new(false),
             listening: StdCell::new(false),
@@ -468,7 +516,18 @@ impl Db {
                     reason: "the connection broke during a transaction".into(),
                 });
             }
-            let mut client = self.url.connect()?;
+            let attempt = self
+                .pending
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| self.url.start_connect());
+            let mut client = match self.url.wait(&attempt) {
+                Err(e) if matches!(attempt.try_recv(), Err(mpsc::TryRecvError::Empty)) => {
+                    *self.pending.borrow_mut() = Some(attempt);
+                    return Err(e);
+                }
+                other => other?,
+            };
             if self.listening.get() {
                 client
                     .batch_execute(&format!("LISTEN {CHANNEL}"))
@@ -648,11 +707,16 @@ pub const TEST_SERVER_VAR: &str = "TOKENAUTH_TEST_POSTGRES";
 impl ScratchDatabase {
     /// None (with a notice on stderr) when no server answers.
     pub fn create(test: &str) -> Option<ScratchDatabase> {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
         let admin_url = std::env::var(TEST_SERVER_VAR)
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let admin = PgUrl::parse(&admin_url).expect("TOKENAUTH_TEST_POSTGRES is a postgres:// URL");
+        Self::create_on(&admin_url, test)
+    }
+
+    /// A database on the server at `admin_url` (a URL naming an existing database).
+    pub fn create_on(admin_url: &str, test: &str) -> Option<ScratchDatabase> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let admin = PgUrl::parse(admin_url).expect("TOKENAUTH_TEST_POSTGRES is a postgres:// URL");
         let mut client = match admin.connect() {
             Ok(c) => c,
             Err(e) => {
@@ -671,7 +735,7 @@ impl ScratchDatabase {
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("creating a test database");
-        let mut url = url::Url::parse(&admin_url).expect("a URL");
+        let mut url = url::Url::parse(admin_url).expect("a URL");
         url.set_path(&name);
         Some(ScratchDatabase {
             admin,

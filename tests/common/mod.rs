@@ -37,7 +37,7 @@ pub struct Env {
     pub pg: Option<ScratchDatabase>,
     /// Logs of the servers started on this env, and whether each still runs: after a CLI
     /// change on PostgreSQL, `ok` waits until they have all loaded it.
-    servers: std::cell::RefCell<Vec<ServerWatch>>,
+    servers: Mutex<Vec<ServerWatch>>,
 }
 
 /// A server's log and whether it still runs.
@@ -113,6 +113,15 @@ impl Env {
         }
     }
 
+    /// An env whose store is this PostgreSQL database.
+    pub fn on_postgres(db: ScratchDatabase) -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            pg: Some(db),
+            servers: Default::default(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -136,7 +145,8 @@ impl Env {
         let Some(pg) = &self.pg else { return };
         let servers: Vec<_> = self
             .servers
-            .borrow()
+            .lock()
+            .unwrap()
             .iter()
             .filter(|(_, alive)| alive.load(Ordering::Relaxed))
             .cloned()
@@ -344,16 +354,21 @@ impl Env {
             }
         };
         let alive = Arc::new(AtomicBool::new(true));
-        self.servers.borrow_mut().push((log.clone(), alive.clone()));
-        if addr.port() != 0 {
-            self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
-        }
-        Server {
+        self.servers
+            .lock()
+            .unwrap()
+            .push((log.clone(), alive.clone()));
+        // Made first, so that the server is stopped even if what follows panics.
+        let server = Server {
             child,
             addr,
             log,
             alive,
+        };
+        if addr.port() != 0 {
+            self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
         }
+        server
     }
 }
 
