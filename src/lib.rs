@@ -2,6 +2,7 @@
 //! benchmarks can reach the parsers and validators directly.
 
 pub mod access_token;
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod clock;
