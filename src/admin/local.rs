@@ -343,7 +343,7 @@ impl Admin for Local {
         let now = self.now();
         let revoked = self.store.revoke_key(&key_id, now)?;
         Ok(Revoked {
-            revoked,
+            revoked_now: revoked,
             item: self.key(&key_id)?,
         })
     }
@@ -443,7 +443,7 @@ impl Admin for Local {
         let now = self.now();
         let revoked = self.store.revoke_pat(&id, now)?;
         Ok(Revoked {
-            revoked,
+            revoked_now: revoked,
             item: self.pat(&id)?,
         })
     }

@@ -221,11 +221,10 @@ pub struct PatFilter {
     pub all: bool,
 }
 
-/// What a revocation did: `revoked` is false when it already was.
+/// What a revocation did: `revoked_now` is false when it already was revoked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Revoked<T> {
-    pub revoked: bool,
-    #[serde(flatten)]
+    pub revoked_now: bool,
     pub item: T,
 }
 

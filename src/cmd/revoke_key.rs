@@ -36,7 +36,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         args.yes,
     )?;
     let done = admin.revoke_key(&key.key_id)?;
-    if !done.revoked {
+    if !done.revoked_now {
         eprintln!("Key {} was already revoked.", terminal_safe(&key.key_id));
         return Ok(());
     }
