@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{Env, Server, http, send};
 use serde_json::{Value, json};
@@ -50,7 +50,7 @@ impl Fixture {
     }
 
     /// `tokenauth --server URL --key KEY args…`: (exit code, stdout, stderr).
-    fn run(&self, key: &PathBuf, args: &[&str]) -> (i32, String, String) {
+    fn run(&self, key: &Path, args: &[&str]) -> (i32, String, String) {
         let out = self
             .env
             .cmd()
@@ -65,25 +65,25 @@ impl Fixture {
         )
     }
 
-    fn ok(&self, key: &PathBuf, args: &[&str]) -> String {
+    fn ok(&self, key: &Path, args: &[&str]) -> String {
         let (code, out, err) = self.run(key, args);
         assert_eq!(code, 0, "{args:?}: {err}");
         out
     }
 
-    fn json(&self, key: &PathBuf, args: &[&str]) -> Value {
+    fn json(&self, key: &Path, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(key, args)).unwrap()
     }
 
     /// Fails with exit 1 and one error line; returns it.
-    fn refused(&self, key: &PathBuf, args: &[&str]) -> String {
+    fn refused(&self, key: &Path, args: &[&str]) -> String {
         let (code, _, err) = self.run(key, args);
         assert_eq!(code, 1, "{args:?} should fail: {err}");
         assert!(err.starts_with("tokenauth: error: "), "{err}");
         err
     }
 
-    fn token(&self, key: &PathBuf) -> String {
+    fn token(&self, key: &Path) -> String {
         self.env
             .ok(&["get-token", "--key", key.to_str().unwrap()])
             .trim()
