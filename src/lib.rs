@@ -21,3 +21,4 @@ pub mod server;
 pub mod service_key;
 pub mod store;
 pub mod text;
+pub mod validate;

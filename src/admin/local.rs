@@ -30,15 +30,15 @@ fn parse_ranges(text: Option<&str>) -> Result<Vec<ipnet::IpNet>> {
 }
 
 fn parse_expires(text: Option<&str>, now: i64) -> Result<Option<i64>> {
-    crate::cmd::parse_expires(text, now).map_err(invalid)
+    crate::validate::parse_expires(text, now).map_err(invalid)
 }
 
 fn parse_origins(values: &[String]) -> Result<Vec<String>> {
-    crate::cmd::parse_origins(values).map_err(invalid)
+    crate::validate::parse_origins(values).map_err(invalid)
 }
 
 fn check_user_name(name: &str) -> Result<()> {
-    crate::cmd::check_user_name(name).map_err(invalid)
+    crate::validate::check_user_name(name).map_err(invalid)
 }
 
 pub fn key_view(key: Key, now: i64) -> KeyView {

@@ -323,3 +323,42 @@ pub(super) fn record(
 ) -> Result<()> {
     append(tx, store_actor, now, action, target, changes.into_value()).map_err(|e| map_err(e, path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_keep_only_fields_that_changed() {
+        let c = Changes::new()
+            .from_to("title", "a", "a")
+            .from_to("scope", "read", "write")
+            .set("user", "bob");
+        assert_eq!(
+            c.into_value(),
+            serde_json::json!({
+                "scope": { "from": "read", "to": "write" },
+                "user": { "to": "bob" }
+            })
+        );
+    }
+
+    #[test]
+    fn a_rows_hash_covers_every_column_and_the_previous_hash() {
+        let base = chain_hash("p", &canonical(1, 2, "a", "b", "c", "{}"));
+        assert_eq!(base.len(), 64);
+        for other in [
+            chain_hash("q", &canonical(1, 2, "a", "b", "c", "{}")),
+            chain_hash("p", &canonical(2, 2, "a", "b", "c", "{}")),
+            chain_hash("p", &canonical(1, 3, "a", "b", "c", "{}")),
+            chain_hash("p", &canonical(1, 2, "x", "b", "c", "{}")),
+            chain_hash("p", &canonical(1, 2, "a", "x", "c", "{}")),
+            chain_hash("p", &canonical(1, 2, "a", "b", "x", "{}")),
+            chain_hash("p", &canonical(1, 2, "a", "b", "c", "{\"x\":1}")),
+            // No ambiguity where one column ends and the next begins.
+            chain_hash("p", &canonical(1, 2, "a\",\"b", "", "c", "{}")),
+        ] {
+            assert_ne!(other, base);
+        }
+    }
+}
