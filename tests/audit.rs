@@ -113,6 +113,11 @@ fn every_admin_change_leaves_one_row_naming_actor_action_target_and_changes() {
             "ip_ranges": { "from": "10.0.0.0/8", "to": "" }
         })
     );
+    let removed = rows.iter().find(|r| r["action"] == "user.remove").unwrap();
+    assert_eq!(
+        removed["changes"]["disabled"],
+        serde_json::json!({ "from": false, "to": null })
+    );
     let grant = rows.iter().find(|r| r["action"] == "user.grant").unwrap();
     assert_eq!(grant["changes"]["permissions"]["to"], "impersonate");
 

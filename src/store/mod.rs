@@ -578,13 +578,26 @@ impl Store {
                 count: active,
             });
         }
-        let n = tx
-            .execute("DELETE FROM users WHERE name = ?1", [name])
+        let (perms, disabled): (String, bool) = tx
+            .query_row(
+                "SELECT permissions, disabled FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| map_err(e, &path))?
+            .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?;
+        tx.execute("DELETE FROM users WHERE name = ?1", [name])
             .map_err(|e| map_err(e, &path))?;
-        if n == 0 {
-            return Err(StoreError::UnknownUser(name.to_owned()));
-        }
-        a.record(&tx, "user.remove", name, Changes::new())?;
+        // What the user was, so that the row says what went.
+        a.record(
+            &tx,
+            "user.remove",
+            name,
+            Changes::new()
+                .from_to("permissions", perms, None::<String>)
+                .from_to("disabled", disabled, None::<bool>),
+        )?;
         tx.commit().map_err(|e| map_err(e, &path))
     }
 
