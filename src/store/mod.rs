@@ -2,6 +2,7 @@
 //! (the embedded default) or a PostgreSQL database (several `serve` replicas on one store).
 //! Each query is written once; `sql` carries parameters and rows between them.
 
+pub mod audit;
 mod migrations;
 mod pats;
 pub mod postgres;
@@ -15,11 +16,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::clock::Clock;
 use crate::iprange;
 use crate::origin;
 use crate::scope::Scope;
 use crate::secret::Secret;
 
+use audit::Changes;
+pub use audit::{AuditFilter, AuditRow, AuditVerdict};
 pub use migrations::{MIGRATIONS, PG_MIGRATIONS};
 pub use pats::{Pat, PatChange};
 pub use postgres::PgUrl;
@@ -109,7 +113,7 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub name: String,
     pub permissions: Vec<String>,
@@ -124,7 +128,7 @@ impl User {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Key {
     pub key_id: String,
     pub client_id: String,
@@ -160,7 +164,7 @@ impl Key {
 }
 
 /// One row of the usage log: an issuance or a refused attempt.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UsageRow {
     pub time: i64,
     pub key_id: Option<String>,
@@ -241,6 +245,14 @@ pub struct UserAuth {
     pub epoch: i64,
 }
 
+/// What `edit-key` changes; `None` leaves a field alone.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeyChange {
+    pub title: Option<String>,
+    pub ip_ranges: Option<Vec<IpNet>>,
+    pub origins: Option<Vec<String>>,
+}
+
 /// Where the store lives: an SQLite file or a PostgreSQL database. Prints as the path or the
 /// URL without its password.
 #[derive(Debug, Clone)]
@@ -279,6 +291,10 @@ enum Backend {
 
 pub struct Store {
     db: Backend,
+    /// Who audit rows name as making the changes written through this connection.
+    actor: String,
+    /// The time audit rows carry.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Store {
@@ -292,18 +308,47 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed, with mode 0600 and its folder) and migrates an SQLite store.
     pub fn open(path: &Path) -> Result<Store> {
-        Ok(Store {
-            db: Backend::Sqlite(sqlite::Db::open(path)?),
-        })
+        Ok(Store::new(Backend::Sqlite(sqlite::Db::open(path)?)))
+    }
+
+    fn new(db: Backend) -> Store {
+        Store {
+            db,
+            actor: "unknown".to_owned(),
+            clock: Clock::System,
+        }
+    }
+
+    /// Names who makes the changes written through this connection, and the clock their
+    /// audit rows read.
+    pub fn set_actor(&mut self, actor: impl Into<String>, clock: Clock) {
+        self.actor = actor.into();
+        self.clock = clock;
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Appends the audit row of a change, inside the change's transaction.
+    fn record(&self, action: &str, target: &str, changes: Changes) -> Result<()> {
+        audit::append(
+            self,
+            &self.actor,
+            self.clock.now(),
+            action,
+            target,
+            changes.into_value(),
+        )
     }
 
     /// Opens the store at `location` and brings its schema up to date.
     pub fn connect(location: &Location) -> Result<Store> {
         match location {
             Location::Sqlite(p) => Store::open(p),
-            Location::Postgres(u) => Ok(Store {
-                db: Backend::Postgres(Box::new(postgres::Db::open(u.clone())?)),
-            }),
+            Location::Postgres(u) => Ok(Store::new(Backend::Postgres(Box::new(
+                postgres::Db::open(u.clone())?,
+            )))),
         }
     }
 
@@ -435,21 +480,36 @@ impl Store {
     }
 
     pub fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
-        self.exec(
-            "INSERT INTO settings(name, value) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET value = excluded.value WHERE settings.value <> excluded.value",
-            &params![name, value],
-        )
-        .map(|_| ())
+        self.write(|| {
+            let old = self.setting(name)?;
+            if old.as_deref() == Some(value) {
+                return Ok(());
+            }
+            self.exec(
+                "INSERT INTO settings(name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                &params![name, value],
+            )?;
+            self.record(
+                "settings.set",
+                name,
+                Changes::new().from_to("value", old, value),
+            )
+        })
     }
 
     /// Sets a setting only when it has no value yet.
     pub fn default_setting(&mut self, name: &str, value: &str) -> Result<()> {
-        self.exec(
-            "INSERT INTO settings(name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            &params![name, value],
-        )
-        .map(|_| ())
+        self.write(|| {
+            let n = self.exec(
+                "INSERT INTO settings(name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                &params![name, value],
+            )?;
+            if n > 0 {
+                self.record("settings.set", name, Changes::new().set("value", value))?;
+            }
+            Ok(())
+        })
     }
 
     // ---- change detection -----------------------------------------------------------------
@@ -506,8 +566,8 @@ impl Store {
             self.exec(
                 "INSERT INTO secrets(user_name, secret, rotated) VALUES (?1, ?2, ?3)",
                 &params![name, secret.expose(), now],
-            )
-            .map(|_| ())
+            )?;
+            self.record("user.add", name, Changes::new())
         })
     }
 
@@ -566,10 +626,22 @@ impl Store {
                     count: active,
                 });
             }
-            if self.exec("DELETE FROM users WHERE name = ?1", &params![name])? == 0 {
-                return Err(StoreError::UnknownUser(name.to_owned()));
-            }
-            Ok(())
+            let was = self
+                .row(
+                    "SELECT permissions, disabled FROM users WHERE name = ?1",
+                    &params![name],
+                )?
+                .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?;
+            let (perms, disabled): (String, bool) = (was.get(0)?, was.get(1)?);
+            self.exec("DELETE FROM users WHERE name = ?1", &params![name])?;
+            // What the user was, so that the row says what went.
+            self.record(
+                "user.remove",
+                name,
+                Changes::new()
+                    .from_to("permissions", perms, None::<String>)
+                    .from_to("disabled", disabled, None::<bool>),
+            )
         })
     }
 
@@ -590,38 +662,67 @@ impl Store {
                 list.push(permission);
             }
             list.sort_unstable();
+            let new = list.join(" ");
+            if new == perms {
+                return Ok(());
+            }
             self.exec(
                 "UPDATE users SET permissions = ?2 WHERE name = ?1",
-                &params![name, &list.join(" ")],
+                &params![name, &new],
+            )?;
+            self.record(
+                if granted { "user.grant" } else { "user.revoke" },
+                name,
+                Changes::new().from_to("permissions", perms.as_str(), new.as_str()),
             )
-            .map(|_| ())
         })
     }
 
     pub fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<()> {
-        let n = self.write(|| {
+        self.write(|| {
+            let was: bool = self
+                .row("SELECT disabled FROM users WHERE name = ?1", &params![name])?
+                .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?
+                .get(0)?;
+            if was == disabled {
+                return Ok(());
+            }
             self.exec(
                 "UPDATE users SET disabled = ?2 WHERE name = ?1",
                 &params![name, disabled],
+            )?;
+            self.record(
+                if disabled {
+                    "user.disable"
+                } else {
+                    "user.enable"
+                },
+                name,
+                Changes::new().from_to("disabled", was, disabled),
             )
-        })?;
-        if n == 0 {
-            return Err(StoreError::UnknownUser(name.to_owned()));
-        }
-        Ok(())
+        })
     }
 
     pub fn rotate_secret(&mut self, name: &str, secret: &Secret, now: i64) -> Result<()> {
-        let n = self.write(|| {
+        self.write(|| {
+            let epoch: i64 = self
+                .row(
+                    "SELECT epoch FROM secrets WHERE user_name = ?1",
+                    &params![name],
+                )?
+                .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?
+                .get(0)?;
             self.exec(
                 "UPDATE secrets SET secret = ?2, rotated = ?3, epoch = epoch + 1 WHERE user_name = ?1",
                 &params![name, secret.expose(), now],
+            )?;
+            // The epoch, never the secret: it tells that a rotation happened and how many.
+            self.record(
+                "user.rotate-secret",
+                name,
+                Changes::new().from_to("secret_epoch", epoch, epoch + 1),
             )
-        })?;
-        if n == 0 {
-            return Err(StoreError::UnknownUser(name.to_owned()));
-        }
-        Ok(())
+        })
     }
 
     /// Every user with its current secret (for the token plane's cache).
@@ -667,8 +768,23 @@ impl Store {
                     &key.format,
                     &key.client_email
                 ],
-            )
-            .map(|_| ())
+            )?;
+            let changes = Changes::new()
+                .set("user", key.user.as_str())
+                .set("client_id", key.client_id.as_str())
+                .set("title", key.title.as_str())
+                .set("alg", key.alg.as_str())
+                .set("format", key.format.as_str())
+                .set("scope", key.scope.as_str())
+                .set("ip_ranges", ranges.as_str())
+                .set("origins", key.origins.join(" "))
+                .set("expires", key.expires);
+            let changes = match &key.client_email {
+                Some(e) => changes.set("client_email", e.as_str()),
+                None => changes,
+            };
+            self.record(
+"key.issue", &key.key_id, changes)
         })
     }
 
@@ -736,49 +852,63 @@ impl Store {
         }
     }
 
-    pub fn set_key_title(&mut self, key_id: &str, title: &str) -> Result<()> {
-        self.update_key(
-            key_id,
-            "UPDATE keys SET title = ?2 WHERE key_id = ?1",
-            title,
-        )
-    }
-
-    pub fn set_key_origins(&mut self, key_id: &str, origins: &[String]) -> Result<()> {
-        self.update_key(
-            key_id,
-            "UPDATE keys SET origins = ?2 WHERE key_id = ?1",
-            &origin::format(origins),
-        )
-    }
-
-    pub fn set_key_ip_ranges(&mut self, key_id: &str, ranges: &[IpNet]) -> Result<()> {
-        self.update_key(
-            key_id,
-            "UPDATE keys SET ip_ranges = ?2 WHERE key_id = ?1",
-            &iprange::format(ranges),
-        )
+    /// Changes what `change` names, in one transaction with its audit row.
+    pub fn edit_key(&mut self, key_id: &str, change: &KeyChange) -> Result<()> {
+        let sql = format!(
+            "SELECT {} FROM keys k WHERE k.key_id = ?1",
+            Self::KEY_COLUMNS
+        );
+        self.write(|| {
+            let old = self
+                .row(&sql, &params![key_id])?
+                .map(|r| Self::key_from_row(&r))
+                .transpose()?
+                .ok_or_else(|| StoreError::UnknownKey(key_id.to_owned()))?;
+            let mut changes = Changes::new();
+            let set = |sql: &str, value: &str| self.exec(sql, &params![key_id, value]).map(|_| ());
+            if let Some(t) = &change.title {
+                set("UPDATE keys SET title = ?2 WHERE key_id = ?1", t)?;
+                changes = changes.from_to("title", old.title.as_str(), t.as_str());
+            }
+            if let Some(r) = &change.ip_ranges {
+                let new = iprange::format(r);
+                set("UPDATE keys SET ip_ranges = ?2 WHERE key_id = ?1", &new)?;
+                changes = changes.from_to("ip_ranges", iprange::format(&old.ip_ranges), new);
+            }
+            if let Some(o) = &change.origins {
+                set(
+                    "UPDATE keys SET origins = ?2 WHERE key_id = ?1",
+                    &origin::format(o),
+                )?;
+                changes = changes.from_to("origins", old.origins.join(" "), o.join(" "));
+            }
+            if !changes.is_empty() {
+                self.record("key.edit", key_id, changes)?;
+            }
+            Ok(())
+        })
     }
 
     /// Marks the key revoked; returns false when it already was.
     pub fn revoke_key(&mut self, key_id: &str, now: i64) -> Result<bool> {
         let n = self.write(|| {
-            self.exec(
+            let n = self.exec(
                 "UPDATE keys SET revoked = ?2 WHERE key_id = ?1 AND revoked IS NULL",
                 &params![key_id, now],
-            )
+            )?;
+            if n > 0 {
+                self.record(
+                    "key.revoke",
+                    key_id,
+                    Changes::new().from_to("revoked", None::<i64>, now),
+                )?;
+            }
+            Ok(n)
         })?;
         if n == 0 {
             self.key(key_id)?;
         }
         Ok(n > 0)
-    }
-
-    fn update_key(&mut self, key_id: &str, sql: &str, value: &str) -> Result<()> {
-        if self.write(|| self.exec(sql, &params![key_id, value]))? == 0 {
-            return Err(StoreError::UnknownKey(key_id.to_owned()));
-        }
-        Ok(())
     }
 
     // ---- revoked access tokens ------------------------------------------------------------
@@ -985,6 +1115,7 @@ const COUNT_TABLES: &[(&str, &str)] = &[
     ("revoked_tokens", "SELECT count(*) FROM revoked_tokens"),
     ("used_grants", "SELECT count(*) FROM used_grants"),
     ("usage_log", "SELECT count(*) FROM usage_log"),
+    ("audit", "SELECT count(*) FROM audit"),
 ];
 
 /// Why a row's grant claim failed: its grant was used before.
@@ -1071,7 +1202,15 @@ mod tests {
                 last_used: None,
             };
             store.add_key(&key).unwrap();
-            store.set_key_title("key-one-0001", "CI bot").unwrap();
+            store
+                .edit_key(
+                    "key-one-0001",
+                    &KeyChange {
+                        title: Some("CI bot".into()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
             let found = store.key("key-one").unwrap();
             assert_eq!((found.title.as_str(), found.expires), ("CI bot", Some(1_000)));
             assert_eq!(found.ip_ranges, key.ip_ranges);
@@ -1125,6 +1264,38 @@ mod tests {
             store.set_setting("token_uri", "https://a/token").unwrap();
             store.default_setting("token_uri", "https://b/token").unwrap();
             assert_eq!(store.setting("token_uri").unwrap().as_deref(), Some("https://a/token"));
+        }
+
+        fn every_admin_change_leaves_a_chained_audit_row(db) {
+            let mut store = db.open();
+            store.set_actor("tester@host", crate::clock::Clock::Fixed(100));
+            store.add_user("alice", &Secret::new(vec![1; 32]), 1).unwrap();
+            store.set_permission("alice", "impersonate", true).unwrap();
+            store.rotate_secret("alice", &Secret::new(vec![2; 32]), 2).unwrap();
+            store.set_setting("issuer", "https://a.example").unwrap();
+            let rows = store
+                .audit(&AuditFilter {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap();
+            let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
+            assert_eq!(
+                actions,
+                ["settings.set", "user.rotate-secret", "user.grant", "user.add"]
+            );
+            assert!(rows.iter().all(|r| r.actor == "tester@host" && r.time == 100));
+            let only = store
+                .audit(&AuditFilter {
+                    actor: Some("tester".into()),
+                    action: Some("user".into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(only.len(), 3);
+            let verdict = store.verify_audit().unwrap();
+            assert!(verdict.ok && verdict.rows == 4, "{verdict:?}");
         }
 
         fn a_store_of_a_newer_schema_is_refused(db) {

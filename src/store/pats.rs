@@ -3,13 +3,14 @@
 
 use ipnet::IpNet;
 
+use super::audit::Changes;
 use super::sql::{Row, params};
 use super::{Result, Store, StoreError};
 use crate::iprange;
 use crate::origin;
 use crate::scope::Scope;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pat {
     pub id: String,
     pub user: String,
@@ -43,7 +44,7 @@ impl Pat {
 }
 
 /// What `token edit` changes; `None` leaves a field alone.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PatChange {
     pub description: Option<String>,
     pub scope: Option<Scope>,
@@ -107,8 +108,17 @@ impl Store {
                     pat.expires,
                     epoch
                 ],
-            )
-            .map(|_| ())
+            )?;
+            // Never the token or its hash.
+            let changes = Changes::new()
+                .set("user", pat.user.as_str())
+                .set("description", pat.description.as_str())
+                .set("scope", pat.scope.as_str())
+                .set("ip_ranges", ranges.as_str())
+                .set("origins", pat.origins.join(" "))
+                .set("expires", pat.expires);
+            self.record(
+"token.create", &pat.id, changes)
         })
     }
 
@@ -149,9 +159,29 @@ impl Store {
         let scope = change.scope.map(|s| s.as_str());
         let ranges = change.ip_ranges.as_deref().map(iprange::format);
         let origins = change.origins.as_deref().map(origin::format);
+        let sql = format!("SELECT {COLUMNS} FROM pats p WHERE p.id = ?1");
         self.write(|| {
-            if self.value::<i64>("SELECT count(*) FROM pats WHERE id = ?1", &params![id])? == 0 {
-                return Err(StoreError::UnknownPat(id.to_owned()));
+            let old = self
+                .row(&sql, &params![id])?
+                .map(|r| from_row(&r))
+                .transpose()?
+                .ok_or_else(|| StoreError::UnknownPat(id.to_owned()))?;
+            let mut changes = Changes::new();
+            if let Some(d) = &change.description {
+                changes = changes.from_to("description", old.description.as_str(), d.as_str());
+            }
+            if let Some(s) = change.scope {
+                changes = changes.from_to("scope", old.scope.as_str(), s.as_str());
+            }
+            if let Some(r) = &change.ip_ranges {
+                changes = changes.from_to(
+                    "ip_ranges",
+                    iprange::format(&old.ip_ranges),
+                    iprange::format(r),
+                );
+            }
+            if let Some(o) = &change.origins {
+                changes = changes.from_to("origins", old.origins.join(" "), o.join(" "));
             }
             let set = |sql: &str, value: Option<&str>| match value {
                 Some(v) => self.exec(sql, &params![id, v]).map(|_| ()),
@@ -169,17 +199,29 @@ impl Store {
             set(
                 "UPDATE pats SET origins = ?2 WHERE id = ?1",
                 origins.as_deref(),
-            )
+            )?;
+            if !changes.is_empty() {
+                self.record("token.edit", id, changes)?;
+            }
+            Ok(())
         })
     }
 
     /// Marks the token revoked; false when it already was.
     pub fn revoke_pat(&mut self, id: &str, now: i64) -> Result<bool> {
         let n = self.write(|| {
-            self.exec(
+            let n = self.exec(
                 "UPDATE pats SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL",
                 &params![id, now],
-            )
+            )?;
+            if n > 0 {
+                self.record(
+                    "token.revoke",
+                    id,
+                    Changes::new().from_to("revoked", None::<i64>, now),
+                )?;
+            }
+            Ok(n)
         })?;
         if n == 0 {
             self.pat(id)?;
