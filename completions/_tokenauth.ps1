@@ -50,6 +50,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('usage-log', 'usage-log', [CompletionResultType]::ParameterValue, 'Show the usage log: every token issuance and refused attempt, newest first')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Show who changed what: the admin audit trail, newest first')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Report keys and personal access tokens that need attention')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Work on whole stores')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Regenerate completions/ and man/ from the command-line definitions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -498,6 +499,39 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'tokenauth;store' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('copy', 'copy', [CompletionResultType]::ParameterValue, 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tokenauth;store;copy' {
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'The store to copy: an SQLite file or a postgres:// URL')
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The store to copy into (created when missing)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--force', '--force', [CompletionResultType]::ParameterName, 'Replace what the target holds')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the result as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;store;help' {
+            [CompletionResult]::new('copy', 'copy', [CompletionResultType]::ParameterValue, 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tokenauth;store;help;copy' {
+            break
+        }
+        'tokenauth;store;help;help' {
+            break
+        }
         'tokenauth;generate' {
             [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'The folder to write completions/ and man/ into')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
@@ -525,6 +559,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('usage-log', 'usage-log', [CompletionResultType]::ParameterValue, 'Show the usage log: every token issuance and refused attempt, newest first')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Show who changed what: the admin audit trail, newest first')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Report keys and personal access tokens that need attention')
+            [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Work on whole stores')
             [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Regenerate completions/ and man/ from the command-line definitions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -626,6 +661,13 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;help;report' {
+            break
+        }
+        'tokenauth;help;store' {
+            [CompletionResult]::new('copy', 'copy', [CompletionResultType]::ParameterValue, 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind')
+            break
+        }
+        'tokenauth;help;store;copy' {
             break
         }
         'tokenauth;help;generate' {

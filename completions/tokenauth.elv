@@ -47,6 +47,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
             cand audit 'Show who changed what: the admin audit trail, newest first'
             cand report 'Report keys and personal access tokens that need attention'
+            cand store 'Work on whole stores'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -447,6 +448,34 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tokenauth;store'= {
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand copy 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;store;copy'= {
+            cand --from 'The store to copy: an SQLite file or a postgres:// URL'
+            cand --to 'The store to copy into (created when missing)'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --force 'Replace what the target holds'
+            cand --json 'Print the result as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;store;help'= {
+            cand copy 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;store;help;copy'= {
+        }
+        &'tokenauth;store;help;help'= {
+        }
         &'tokenauth;generate'= {
             cand --out-dir 'The folder to write completions/ and man/ into'
             cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
@@ -473,6 +502,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
             cand audit 'Show who changed what: the admin audit trail, newest first'
             cand report 'Report keys and personal access tokens that need attention'
+            cand store 'Work on whole stores'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -545,6 +575,11 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;help;audit;verify'= {
         }
         &'tokenauth;help;report'= {
+        }
+        &'tokenauth;help;store'= {
+            cand copy 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+        }
+        &'tokenauth;help;store;copy'= {
         }
         &'tokenauth;help;generate'= {
         }

@@ -82,6 +82,7 @@ pub enum Command {
     UsageLog(cmd::usage_log::Args),
     Audit(cmd::audit::Args),
     Report(cmd::report::Args),
+    Store(cmd::store::Args),
     #[command(hide = true)]
     Generate(cmd::generate::Args),
 }

@@ -368,11 +368,19 @@ struct PrivatePostgres {
 
 impl PrivatePostgres {
     fn start(test: &str) -> Option<PrivatePostgres> {
-        let bin = std::path::PathBuf::from("/usr/lib/postgresql/15/bin");
-        if !bin.join("initdb").exists() {
-            eprintln!("skipped {test}: no /usr/lib/postgresql/15/bin/initdb (install postgresql)");
+        // Debian's layout: /usr/lib/postgresql/VERSION/bin, the newest version.
+        let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .collect();
+        found.sort();
+        let Some(bin) = found.pop() else {
+            eprintln!("skipped {test}: no /usr/lib/postgresql/*/bin/initdb (install postgresql)");
             return None;
-        }
+        };
         let dir = tempfile::tempdir().unwrap();
         let pg = PrivatePostgres {
             port: common::free_port(),
@@ -605,5 +613,90 @@ fn postgres_stopped_and_restarted_under_load_gives_only_503s_then_recovers() {
     assert_eq!(
         init["schema_version"],
         tokenauth::store::PG_MIGRATIONS.len()
+    );
+}
+
+#[test]
+fn store_copy_moves_everything_both_ways_and_the_keys_still_verify_grants() {
+    let Some(db) = ScratchDatabase::create("store_copy") else {
+        return;
+    };
+    let pg_url = db.url.clone();
+    // A store on SQLite with a key, a token, a used grant and usage rows.
+    let sqlite = Env::new();
+    let server = sqlite.serve(&[]);
+    let (key_id, key) = sqlite.issue_key("ci-bot", &[]);
+    let created = sqlite.json(&["token", "create", "--user", "ci-bot", "--json"]);
+    let pat = created["token"].as_str().unwrap().to_owned();
+    let http = client();
+    let used = grants(&sqlite, &key, 2);
+    assert_eq!(exchange(&http, &server.url(""), &used[0]).unwrap().0, 200);
+    drop(server);
+    let db_path = sqlite.db();
+    let copy = |from: &str, to: &str, extra: &[&str]| {
+        let mut args = vec!["store", "copy", "--from", from, "--to", to, "--json"];
+        args.extend_from_slice(extra);
+        sqlite.json(&args)
+    };
+    let there = copy(db_path.to_str().unwrap(), &pg_url, &[]);
+    assert_eq!(there["verified"], true);
+    assert_eq!(there["rows"]["keys"], 1);
+    assert_eq!(there["rows"]["used_grants"], 1);
+    assert!(there["rows"]["usage_log"].as_i64().unwrap() >= 1);
+    assert!(there["rows"]["audit"].as_i64().unwrap() >= 3);
+    // A non-empty target is refused, and nothing in it changes.
+    let err = sqlite.fails(&[
+        "store",
+        "copy",
+        "--from",
+        db_path.to_str().unwrap(),
+        "--to",
+        &pg_url,
+    ]);
+    assert!(err.contains("--force"), "{err}");
+
+    // Served from PostgreSQL: the key still verifies grants, the used grant stays used, the
+    // personal access token still works.
+    let pg = Env::on_postgres(db);
+    let server = pg.serve(&[]);
+    let (status, body, _) = exchange(&http, &server.url(""), &used[0]).unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    // The key file names the old server: sign for this one.
+    let fresh = pg.ok(&[
+        "sign-grant",
+        "--key",
+        key.to_str().unwrap(),
+        "--aud",
+        &server.url("/token"),
+    ]);
+    let (status, body, _) = exchange(&http, &server.url(""), fresh.trim()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(auth_status(&http, &server.url(""), &pat), 200);
+    drop(server);
+
+    // And back, into a new SQLite file: the same counts both ways.
+    let back = sqlite.path().join("back.db");
+    let again = copy(&pg_url, back.to_str().unwrap(), &[]);
+    let rows = pg.json(&[
+        "store",
+        "copy",
+        "--from",
+        &pg_url,
+        "--to",
+        back.to_str().unwrap(),
+        "--force",
+        "--json",
+    ]);
+    assert_eq!(rows["rows"], again["rows"]);
+    let listed = sqlite.json(&["--db", back.to_str().unwrap(), "list-keys", "--json"]);
+    assert_eq!(listed[0]["key_id"], key_id.as_str());
+    assert!(
+        sqlite
+            .ok(&["--db", back.to_str().unwrap(), "audit", "verify"])
+            .contains("intact")
     );
 }

@@ -15,6 +15,7 @@ pub mod revoke_key;
 pub mod rotate_secret;
 pub mod serve;
 pub mod sign_grant;
+pub mod store;
 pub mod token;
 pub mod usage_log;
 pub mod user;
@@ -239,6 +240,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(a) => token::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Report(a) => report::run(&ctx, a),
+        Command::Store(a) => store::run(&ctx, a),
         Command::Keygen(a) => keygen::run(a),
         Command::Generate(a) => generate::run(a),
     }?;

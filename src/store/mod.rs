@@ -3,6 +3,7 @@
 //! Each query is written once; `sql` carries parameters and rows between them.
 
 pub mod audit;
+mod copy;
 mod migrations;
 mod pats;
 pub mod postgres;
@@ -102,6 +103,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("unreadable value in the store: {0}")]
     Data(String),
+    #[error(
+        "the store {0} already holds users, keys, tokens or logs; pass --force to replace them"
+    )]
+    NotEmpty(String),
 }
 
 impl StoreError {
