@@ -953,44 +953,11 @@ impl Store {
     ) -> Result<Vec<bool>> {
         // Not an admin write: replicas append side by side; the used-grants key decides.
         self.transaction(false, || {
-            let mut written = Vec::with_capacity(rows.len());
-            for r in rows {
-                let fresh = match &r.grant_use {
-                    None => true,
-                    Some(g) => {
-                        self.exec(
-                            "INSERT INTO used_grants(exp, key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                            &params![g.exp, &g.key],
-                        )? == 1
-                    }
-                };
-                let (ok, reason, token_jti) = if fresh {
-                    (r.ok, r.reason.as_deref(), r.token_jti.as_deref())
-                } else {
-                    (false, Some(replay_reason(r.grant_jti.is_some())), None)
-                };
-                self.exec(
-                    "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
-                        grant_jti, grant_exp, token_jti, no_jti, pat_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                    &params![
-                        r.time,
-                        &r.key_id,
-                        &r.user,
-                        &r.subject,
-                        &r.address,
-                        &r.user_agent,
-                        ok,
-                        reason,
-                        &r.grant_jti,
-                        r.grant_exp,
-                        token_jti,
-                        r.no_jti,
-                        &r.pat_id
-                    ],
-                )?;
-                written.push(fresh);
-            }
+            let written = match &self.db {
+                // One round trip per statement: set-based there, not a pair per row.
+                Backend::Postgres(d) => d.insert_usage(rows)?,
+                Backend::Sqlite(_) => self.insert_usage(rows)?,
+            };
             for (id, time) in touches {
                 self.exec(
                     "UPDATE pats SET last_used = ?2 WHERE id = ?1 AND (last_used IS NULL OR last_used < ?2)",
@@ -1010,6 +977,49 @@ impl Store {
             }
             Ok(written)
         })
+    }
+
+    /// Claims each row's grant and writes the row (as a refused replay when the grant was
+    /// taken): statement by statement, cheap in-process.
+    fn insert_usage(&self, rows: &[UsageRow]) -> Result<Vec<bool>> {
+        let mut written = Vec::with_capacity(rows.len());
+        for r in rows {
+            let fresh =
+                match &r.grant_use {
+                    None => true,
+                    Some(g) => self.exec(
+                        "INSERT INTO used_grants(exp, key) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                        &params![g.exp, &g.key],
+                    )? == 1,
+                };
+            let (ok, reason, token_jti) = if fresh {
+                (r.ok, r.reason.as_deref(), r.token_jti.as_deref())
+            } else {
+                (false, Some(replay_reason(r.grant_jti.is_some())), None)
+            };
+            self.exec(
+                "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
+                    grant_jti, grant_exp, token_jti, no_jti, pat_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                &params![
+                    r.time,
+                    &r.key_id,
+                    &r.user,
+                    &r.subject,
+                    &r.address,
+                    &r.user_agent,
+                    ok,
+                    reason,
+                    &r.grant_jti,
+                    r.grant_exp,
+                    token_jti,
+                    r.no_jti,
+                    &r.pat_id
+                ],
+            )?;
+            written.push(fresh);
+        }
+        Ok(written)
     }
 
     pub fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>> {

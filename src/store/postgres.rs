@@ -6,7 +6,7 @@
 //! request path, so an async driver or a pool would buy nothing here.
 
 use std::cell::{Cell as StdCell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::migrations::PG_MIGRATIONS;
 use super::sql::{Cell, Param, Row, dollar_placeholders};
-use super::{Result, StoreError};
+use super::{GrantUse, Result, StoreError, UsageRow};
 
 /// How long connecting may take (unless the URL sets `connect_timeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -664,6 +664,92 @@ impl Db {
                 Err(e)
             }
         }
+    }
+
+    /// The usage writer's batch in two statements: claim every grant at once (the keys
+    /// that went in are the fresh ones; a key twice in the batch is fresh the first time),
+    /// then write every row at once, in order. Inside the caller's transaction.
+    pub fn insert_usage(&self, rows: &[UsageRow]) -> Result<Vec<bool>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with(|c, db| {
+            let claims: Vec<&GrantUse> = rows.iter().filter_map(|r| r.grant_use.as_ref()).collect();
+            let mut fresh: HashSet<(i64, Vec<u8>)> = HashSet::new();
+            if !claims.is_empty() {
+                let stmt = db.statement(
+                    c,
+                    "INSERT INTO used_grants(exp, key) SELECT * FROM unnest($1::bigint[], $2::bytea[])
+                     ON CONFLICT DO NOTHING RETURNING exp, key",
+                )?;
+                let exps: Vec<i64> = claims.iter().map(|g| g.exp).collect();
+                let keys: Vec<&[u8]> = claims.iter().map(|g| &g.key[..]).collect();
+                for r in c.query(&stmt, &[&exps, &keys]).map_err(|e| db.err(e))? {
+                    fresh.insert((r.get(0), r.get(1)));
+                }
+            }
+            let written: Vec<bool> = rows
+                .iter()
+                .map(|r| {
+                    r.grant_use
+                        .as_ref()
+                        .is_none_or(|g| fresh.remove(&(g.exp, g.key.to_vec())))
+                })
+                .collect();
+            let col = |f: fn(&UsageRow) -> Option<&str>| -> Vec<Option<&str>> {
+                rows.iter().map(f).collect()
+            };
+            let times: Vec<i64> = rows.iter().map(|r| r.time).collect();
+            let ok: Vec<i64> = rows
+                .iter()
+                .zip(&written)
+                .map(|(r, w)| i64::from(r.ok && *w))
+                .collect();
+            let reasons: Vec<Option<&str>> = rows
+                .iter()
+                .zip(&written)
+                .map(|(r, w)| match w {
+                    true => r.reason.as_deref(),
+                    false => Some(super::replay_reason(r.grant_jti.is_some())),
+                })
+                .collect();
+            let token_jtis: Vec<Option<&str>> = rows
+                .iter()
+                .zip(&written)
+                .map(|(r, w)| r.token_jti.as_deref().filter(|_| *w))
+                .collect();
+            let grant_exps: Vec<Option<i64>> = rows.iter().map(|r| r.grant_exp).collect();
+            let no_jti: Vec<i64> = rows.iter().map(|r| i64::from(r.no_jti)).collect();
+            let stmt = db.statement(
+                c,
+                "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
+                    grant_jti, grant_exp, token_jti, no_jti, pat_id)
+                 SELECT t, k, u, s, a, ua, o, r, gj, ge, tj, n, p FROM unnest($1::bigint[], $2::text[],
+                    $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[],
+                    $10::bigint[], $11::text[], $12::bigint[], $13::text[])
+                    WITH ORDINALITY AS x(t, k, u, s, a, ua, o, r, gj, ge, tj, n, p, i) ORDER BY i",
+            )?;
+            c.execute(
+                &stmt,
+                &[
+                    &times,
+                    &col(|r| r.key_id.as_deref()),
+                    &col(|r| r.user.as_deref()),
+                    &col(|r| r.subject.as_deref()),
+                    &col(|r| Some(r.address.as_str())),
+                    &col(|r| r.user_agent.as_deref()),
+                    &ok,
+                    &reasons,
+                    &col(|r| r.grant_jti.as_deref()),
+                    &grant_exps,
+                    &token_jtis,
+                    &no_jti,
+                    &col(|r| r.pat_id.as_deref()),
+                ],
+            )
+            .map_err(|e| db.err(e))?;
+            Ok(written)
+        })
     }
 
     /// Subscribes this connection to change notifications (kept across reconnects).
