@@ -15,8 +15,9 @@ use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen
 /// Endpoints: POST /token, POST /introspect (RFC 7662), POST /revoke (RFC 7009), GET /auth
 /// (forward auth for nginx auth_request, Traefik, Caddy), GET
 /// /.well-known/oauth-authorization-server (RFC 8414) and GET /healthz. Changes made with
-/// the CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request.
-/// Stops gracefully on Ctrl-C or SIGTERM. Logs go to stderr; set RUST_LOG (e.g.
+/// the CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request;
+/// on a PostgreSQL store, which several servers may share, within milliseconds, and a server
+/// that could not confirm its copy of the store for 1 s answers 503 until it can. Stops gracefully on Ctrl-C or SIGTERM. Logs go to stderr; set RUST_LOG (e.g.
 /// RUST_LOG=tokenauth=debug) for more.
 ///
 /// Slow and idle clients cannot hold connections: a request head must arrive within
