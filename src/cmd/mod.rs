@@ -148,12 +148,7 @@ impl Ctx {
     /// Opens the store, creating it with the default settings on first use. Changes made
     /// through it are audited as the OS user on this host.
     pub fn store(&self) -> anyhow::Result<Store> {
-        self.store_at(&self.location()?)
-    }
-
-    /// `store` for a store given some other way (`store copy --from/--to`).
-    pub fn store_at(&self, location: &Location) -> anyhow::Result<Store> {
-        let mut store = Store::connect(location)?;
+        let mut store = Store::connect(&self.location()?)?;
         store.set_actor(cli_actor(), self.clock);
         if store.setting("token_uri")?.is_none() {
             store.default_setting("token_uri", DEFAULT_TOKEN_URI)?;
