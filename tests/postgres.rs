@@ -147,6 +147,56 @@ fn bad_urls_unreachable_servers_and_failed_logins_are_one_line_errors_without_th
 }
 
 #[test]
+fn tls_modes_and_a_schema_of_its_own_work_as_in_libpq() {
+    let Some(env) = pg_env("tls_modes_and_schemas") else {
+        return;
+    };
+    let url = env.pg.as_ref().unwrap().url.clone();
+    pg_client(&env)
+        .batch_execute("CREATE SCHEMA tenant_a")
+        .unwrap();
+    let with = |query: &str| format!("{url}?{query}");
+    // A certificate for another name (or none at all) fails verify-full with the fix named.
+    let err = env.fails(&["--db", &with("sslmode=verify-full"), "user", "list"]);
+    assert!(
+        err.contains("TLS with PostgreSQL") && err.contains("sslrootcert"),
+        "{err}"
+    );
+    // Encrypted where the server offers it: require is then the same as prefer.
+    let encrypted = pg_client(&env)
+        .query_one("SHOW ssl", &[])
+        .unwrap()
+        .get::<_, String>(0)
+        == "on";
+    if encrypted {
+        env.ok(&["--db", &with("sslmode=require"), "user", "add", "alice"]);
+    }
+    env.ok(&[
+        "--db",
+        &with("sslmode=disable&options=-csearch_path%3Dtenant_a"),
+        "user",
+        "add",
+        "bob",
+    ]);
+    let in_schema: i64 = pg_client(&env)
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_a' AND tablename = 'users'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(in_schema, 1);
+    let users = env.json(&[
+        "--db",
+        &with("options=-csearch_path%3Dtenant_a"),
+        "user",
+        "list",
+        "--json",
+    ]);
+    assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
+}
+
+#[test]
 fn a_connect_timeout_bounds_an_unanswering_server() {
     // A listener that accepts and never speaks: the handshake times out.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

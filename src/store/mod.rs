@@ -82,6 +82,10 @@ pub enum StoreError {
     )]
     Unavailable { url: String, reason: String },
     #[error(
+        "TLS with PostgreSQL at {url} failed: {reason}; connect by the name its certificate carries, pass the certificate's CA as sslrootcert=PATH, or use sslmode=require"
+    )]
+    Tls { url: String, reason: String },
+    #[error(
         "PostgreSQL at {url} refused user '{user}': {reason}; check the user and password in the URL (postgres://USER:PASSWORD@HOST/DB) and pg_hba.conf"
     )]
     Login {

@@ -269,10 +269,11 @@ impl PgUrl {
                 };
             }
         }
-        StoreError::Unavailable {
-            url,
-            reason: describe(&e),
+        let reason = describe(&e);
+        if reason.contains("TLS handshake") {
+            return StoreError::Tls { url, reason };
         }
+        StoreError::Unavailable { url, reason }
     }
 }
 
