@@ -16,6 +16,9 @@ _tokenauth() {
             ",$1")
                 cmd="tokenauth"
                 ;;
+            tokenauth,audit)
+                cmd="tokenauth__subcmd__audit"
+                ;;
             tokenauth,edit-key)
                 cmd="tokenauth__subcmd__edit__subcmd__key"
                 ;;
@@ -39,6 +42,9 @@ _tokenauth() {
                 ;;
             tokenauth,list-keys)
                 cmd="tokenauth__subcmd__list__subcmd__keys"
+                ;;
+            tokenauth,report)
+                cmd="tokenauth__subcmd__report"
                 ;;
             tokenauth,request)
                 cmd="tokenauth__subcmd__request"
@@ -67,6 +73,21 @@ _tokenauth() {
             tokenauth,verify)
                 cmd="tokenauth__subcmd__verify"
                 ;;
+            tokenauth__subcmd__audit,help)
+                cmd="tokenauth__subcmd__audit__subcmd__help"
+                ;;
+            tokenauth__subcmd__audit,verify)
+                cmd="tokenauth__subcmd__audit__subcmd__verify"
+                ;;
+            tokenauth__subcmd__audit__subcmd__help,help)
+                cmd="tokenauth__subcmd__audit__subcmd__help__subcmd__help"
+                ;;
+            tokenauth__subcmd__audit__subcmd__help,verify)
+                cmd="tokenauth__subcmd__audit__subcmd__help__subcmd__verify"
+                ;;
+            tokenauth__subcmd__help,audit)
+                cmd="tokenauth__subcmd__help__subcmd__audit"
+                ;;
             tokenauth__subcmd__help,edit-key)
                 cmd="tokenauth__subcmd__help__subcmd__edit__subcmd__key"
                 ;;
@@ -90,6 +111,9 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help,list-keys)
                 cmd="tokenauth__subcmd__help__subcmd__list__subcmd__keys"
+                ;;
+            tokenauth__subcmd__help,report)
+                cmd="tokenauth__subcmd__help__subcmd__report"
                 ;;
             tokenauth__subcmd__help,request)
                 cmd="tokenauth__subcmd__help__subcmd__request"
@@ -117,6 +141,9 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help,verify)
                 cmd="tokenauth__subcmd__help__subcmd__verify"
+                ;;
+            tokenauth__subcmd__help__subcmd__audit,verify)
+                cmd="tokenauth__subcmd__help__subcmd__audit__subcmd__verify"
                 ;;
             tokenauth__subcmd__help__subcmd__token,create)
                 cmd="tokenauth__subcmd__help__subcmd__token__subcmd__create"
@@ -236,8 +263,134 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-h -V --db --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
+            opts="-k -h -V --db --server --key --sub --scope --private-key --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -k)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sub)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__audit)
+            opts="-h -V --since --actor --target --action --limit --json --db --help --version verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --action)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__audit__subcmd__help)
+            opts="verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__audit__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__audit__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__audit__subcmd__verify)
+            opts="-h -V --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -352,8 +505,36 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help)
-            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help"
+            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__audit)
+            opts="verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__audit__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -464,6 +645,20 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help__subcmd__list__subcmd__keys)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__report)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -758,7 +953,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__init)
-            opts="-h -V --token-uri --issuer --service-documentation --json --db --help --version"
+            opts="-h -V --token-uri --issuer --service-documentation --audit-retention --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -773,6 +968,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --service-documentation)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audit-retention)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -888,13 +1087,59 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__list__subcmd__keys)
-            opts="-h -V --user --all --json --db --help --version"
+            opts="-h -V --user --all --expiring-within --unused-for --scope --state --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expiring-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unused-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "read write" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -W "active revoked expired" -- "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__report)
+            opts="-h -V --fail-on --expiring-within --unused-for --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --fail-on)
+                    COMPREPLY=($(compgen -W "expiring unused write-without-ip-range impersonate disabled-with-keys" -- "${cur}"))
+                    return 0
+                    ;;
+                --expiring-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unused-for)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1012,7 +1257,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --max-connections --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1342,7 +1587,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__usage__subcmd__log)
-            opts="-h -V --user --since --failures --no-jti --limit --json --db --help --version"
+            opts="-h -V --user --since --failures --no-jti --summary --limit --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1444,7 +1689,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__user__subcmd__grant)
-            opts="-h -V --db --help --version impersonate introspect"
+            opts="-h -V --db --help --version impersonate introspect admin manage-own-keys"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1624,7 +1869,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__user__subcmd__revoke)
-            opts="-h -V --db --help --version impersonate introspect"
+            opts="-h -V --db --help --version impersonate introspect admin manage-own-keys"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

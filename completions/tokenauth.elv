@@ -19,6 +19,13 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
     var completions = [
         &'tokenauth'= {
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --server 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, audit, usage-log, report) on this server''s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller'
+            cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
+            cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
+            cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
+            cand --scope 'Scopes to ask for, space-separated (read, write) [default: the key''s scope]'
+            cand --private-key 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)'
+            cand --token 'With --server: a bearer token to call the admin API with (a personal access token or an access token) instead of a key file'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -38,6 +45,8 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand request 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
             cand verify 'Check an access token or a personal access token against the store, without a server'
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
+            cand audit 'Show who changed what: the admin audit trail, newest first'
+            cand report 'Report keys and personal access tokens that need attention'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -45,6 +54,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --token-uri 'The token endpoint''s URL, written into every key file [default: http://127.0.0.1:8080/token]'
             cand --issuer 'The issuer named in access tokens and accepted as a grant audience [default: the token URI without its last path segment]'
             cand --service-documentation 'A page about this server for client developers, published in the RFC 8414 metadata'
+            cand --audit-retention 'How long admin audit rows are kept (e.g. 400d, 2y); older rows are pruned as new ones are written, and `audit verify` checks from where pruning stopped [default: 1y]'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the settings as JSON'
             cand -h 'Print help (see more with ''--help'')'
@@ -180,6 +190,10 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;list-keys'= {
             cand --user 'Only this user''s keys'
+            cand --expiring-within 'Only keys that expire within this long from now (e.g. 30d), and have not yet'
+            cand --unused-for 'Only keys unused for at least this long (e.g. 90d); a key never used counts from its issue'
+            cand --scope 'Only keys of this scope'
+            cand --state 'Only keys in this state'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --all 'Include revoked keys'
             cand --json 'Print JSON instead of a table'
@@ -324,6 +338,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --max-connections 'Connections open at once; further ones wait in the listen backlog until one closes'
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --require-jti 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
+            cand --admin-api 'Serve the remote admin API under /admin/v1 (JSON), for callers whose user holds the admin permission (write scope for changes) or, for their own keys and tokens, manage-own-keys; the CLI drives it with `tokenauth --server URL`'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -383,7 +398,50 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --failures 'Only refused attempts'
             cand --no-jti 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
+            cand --summary 'Per key or token: issuances, refusals by reason, first and last use, and a bar per day (UTC) over --since [default: 7d]; with --json the numbers'
             cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;audit'= {
+            cand --since 'Only rows newer than this (e.g. 1h, 7d)'
+            cand --actor 'Only changes by this actor: as shown, or its user part (alice for alice@build-host)'
+            cand --target 'Only changes to this user, key id, token id or setting'
+            cand --action 'Only this action (key.issue) or family of actions (key, user, token, settings)'
+            cand --limit 'At most this many rows'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand verify 'Check the audit trail''s hash chain; exit 1 naming the first edited or deleted row'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;audit;verify'= {
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print the verdict as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;audit;help'= {
+            cand verify 'Check the audit trail''s hash chain; exit 1 naming the first edited or deleted row'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;audit;help;verify'= {
+        }
+        &'tokenauth;audit;help;help'= {
+        }
+        &'tokenauth;report'= {
+            cand --fail-on 'Exit 1 when findings of these kinds exist (comma-separated): expiring, unused, write-without-ip-range, impersonate, disabled-with-keys'
+            cand --expiring-within 'What counts as expiring soon'
+            cand --unused-for 'What counts as unused'
+            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print JSON instead of tables'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -413,6 +471,8 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand request 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
             cand verify 'Check an access token or a personal access token against the store, without a server'
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
+            cand audit 'Show who changed what: the admin audit trail, newest first'
+            cand report 'Report keys and personal access tokens that need attention'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -478,6 +538,13 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;help;verify'= {
         }
         &'tokenauth;help;usage-log'= {
+        }
+        &'tokenauth;help;audit'= {
+            cand verify 'Check the audit trail''s hash chain; exit 1 naming the first edited or deleted row'
+        }
+        &'tokenauth;help;audit;verify'= {
+        }
+        &'tokenauth;help;report'= {
         }
         &'tokenauth;help;generate'= {
         }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tokenauth_global_optspecs
-    string join \n db= h/help V/version
+    string join \n db= server= k/key= sub= scope= private-key= token= h/help V/version
 end
 
 function __fish_tokenauth_needs_command
@@ -25,6 +25,12 @@ function __fish_tokenauth_using_subcommand
 end
 
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l server -d 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, audit, usage-log, report) on this server\'s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller' -r
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l private-key -d 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)' -r -F
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l token -d 'With --server: a bearer token to call the admin API with (a personal access token or an access token) instead of a key file' -r
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
@@ -42,11 +48,14 @@ complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "get-token" -d '
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "verify" -d 'Check an access token or a personal access token against the store, without a server'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "audit" -d 'Show who changed what: the admin audit trail, newest first'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "report" -d 'Report keys and personal access tokens that need attention'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l token-uri -d 'The token endpoint\'s URL, written into every key file [default: http://127.0.0.1:8080/token]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l issuer -d 'The issuer named in access tokens and accepted as a grant audience [default: the token URI without its last path segment]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l service-documentation -d 'A page about this server for client developers, published in the RFC 8414 metadata' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l audit-retention -d 'How long admin audit rows are kept (e.g. 400d, 2y); older rows are pruned as new ones are written, and `audit verify` checks from where pruning stopped [default: 1y]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l json -d 'Print the settings as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -121,6 +130,13 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l json -d '
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l user -d 'Only this user\'s keys' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l expiring-within -d 'Only keys that expire within this long from now (e.g. 30d), and have not yet' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l unused-for -d 'Only keys unused for at least this long (e.g. 90d); a key never used counts from its issue' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l scope -d 'Only keys of this scope' -r -f -a "read\t'Read-only access'
+write\t'Read and write access'"
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l state -d 'Only keys in this state' -r -f -a "active\t''
+revoked\t''
+expired\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l all -d 'Include revoked keys'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l json -d 'Print JSON instead of a table'
@@ -211,6 +227,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l request-ti
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l max-connections -d 'Connections open at once; further ones wait in the listen backlog until one closes' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l require-jti -d 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l admin-api -d 'Serve the remote admin API under /admin/v1 (JSON), for callers whose user holds the admin permission (write scope for changes) or, for their own keys and tokens, manage-own-keys; the CLI drives it with `tokenauth --server URL`'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
@@ -251,30 +268,61 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l limit 
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l failures -d 'Only refused attempts'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l no-jti -d 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l summary -d 'Per key or token: issuances, refusals by reason, first and last use, and a bar per day (UTC) over --since [default: 7d]; with --json the numbers'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l since -d 'Only rows newer than this (e.g. 1h, 7d)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l actor -d 'Only changes by this actor: as shown, or its user part (alice for alice@build-host)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l target -d 'Only changes to this user, key id, token id or setting' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l action -d 'Only this action (key.issue) or family of actions (key, user, token, settings)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l limit -d 'At most this many rows' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "verify" -d 'Check the audit trail\'s hash chain; exit 1 naming the first edited or deleted row'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -l json -d 'Print the verdict as JSON'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Check the audit trail\'s hash chain; exit 1 naming the first edited or deleted row'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l fail-on -d 'Exit 1 when findings of these kinds exist (comma-separated): expiring, unused, write-without-ip-range, impersonate, disabled-with-keys' -r -f -a "expiring\t''
+unused\t''
+write-without-ip-range\t''
+impersonate\t''
+disabled-with-keys\t''"
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l expiring-within -d 'What counts as expiring soon' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l unused-for -d 'What counts as unused' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l json -d 'Print JSON instead of tables'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l out-dir -d 'The folder to write completions/ and man/ into' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "user" -d 'Manage users: the accounts service keys act for'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "keygen" -d 'Make a key pair where the client runs: the private key never leaves this machine'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "list-keys" -d 'List service keys'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "edit-key" -d 'Change a key\'s title, IP ranges or allowed browser origins'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "revoke-key" -d 'Revoke a service key'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "token" -d 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "verify" -d 'Check an access token or a personal access token against the store, without a server'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "user" -d 'Manage users: the accounts service keys act for'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "keygen" -d 'Make a key pair where the client runs: the private key never leaves this machine'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "list-keys" -d 'List service keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "edit-key" -d 'Change a key\'s title, IP ranges or allowed browser origins'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "revoke-key" -d 'Revoke a service key'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "token" -d 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "verify" -d 'Check an access token or a personal access token against the store, without a server'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "audit" -d 'Show who changed what: the admin audit trail, newest first'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "report" -d 'Report keys and personal access tokens that need attention'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user with a fresh random secret'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users, their permissions and state'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "remove" -d 'Remove a user that has no active keys'
@@ -286,3 +334,4 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_see
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "list" -d 'List personal access tokens, never the tokens themselves'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "edit" -d 'Change a token\'s description, scope, IP ranges or allowed origins'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a personal access token: it stops working at once'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check the audit trail\'s hash chain; exit 1 naming the first edited or deleted row'

@@ -23,11 +23,33 @@ use crate::cmd;
   tokenauth init --token-uri https://auth.example.com/token
   tokenauth issue-key --user ci-bot --ip-range 10.0.0.0/8 --out ci-bot.json
   tokenauth serve --listen 127.0.0.1:8080
-  TOKEN=$(tokenauth get-token --key ci-bot.json)")]
+  TOKEN=$(tokenauth get-token --key ci-bot.json)
+  tokenauth --server https://auth.example.com --key admin.json issue-key --user ci")]
 pub struct Cli {
     /// The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]
     #[arg(long, global = true, env = "TOKENAUTH_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
+
+    /// Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key,
+    /// rotate-secret, token, audit, usage-log, report) on this server's admin API
+    /// (`serve --admin-api`) instead of a local store, with --key or --token as the caller
+    #[arg(
+        long,
+        env = "TOKENAUTH_SERVER",
+        value_name = "URL",
+        help_heading = "Remote administration"
+    )]
+    pub server: Option<String>,
+
+    #[command(flatten, next_help_heading = "Remote administration")]
+    pub remote: cmd::GrantArgs,
+
+    /// With --server: a bearer token to call the admin API with (a personal access token
+    /// or an access token) instead of a key file
+    #[arg(long, env = "TOKENAUTH_TOKEN", hide_env_values = true, value_name = "TOKEN",
+          help_heading = "Remote administration",
+          value_parser = |s: &str| Ok::<_, String>(crate::secret::SecretString::new(s.to_owned())))]
+    pub token: Option<crate::secret::SecretString>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -50,6 +72,8 @@ pub enum Command {
     Request(cmd::request::Args),
     Verify(cmd::verify::Args),
     UsageLog(cmd::usage_log::Args),
+    Audit(cmd::audit::Args),
+    Report(cmd::report::Args),
     #[command(hide = true)]
     Generate(cmd::generate::Args),
 }
@@ -66,6 +90,7 @@ impl Cli {
         {
             grant.key_from_env = sub.value_source("key") == Some(ValueSource::EnvVariable);
         }
+        cli.remote.key_from_env = matches.value_source("key") == Some(ValueSource::EnvVariable);
         // Freeing every command and argument definition took a sixth of a cache-hit
         // `get-token`'s instructions; the process ends soon and the OS takes the memory back.
         std::mem::forget(command);

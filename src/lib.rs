@@ -2,6 +2,7 @@
 //! benchmarks can reach the parsers and validators directly.
 
 pub mod access_token;
+pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -20,3 +21,4 @@ pub mod server;
 pub mod service_key;
 pub mod store;
 pub mod text;
+pub mod validate;

@@ -17,7 +17,9 @@ use crate::secret::SecretString;
 pub const GOOGLE_AUDIENCE: &str = "https://oauth2.googleapis.com/token";
 
 /// How a key file is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// tokenauth's (and ftw.tokenauth's) JSON: key_id, client_id, user_id, issued,

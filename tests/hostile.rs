@@ -1561,7 +1561,11 @@ const METHODS: [&str; 13] = [
     "M-SEARCH", "PROPFIND",
 ];
 
-const PATHS: [&str; 20] = [
+const PATHS: [&str; 23] = [
+    // Without --admin-api these are unknown.
+    "/admin/v1/users",
+    "/admin/v1/keys/x/revoke",
+    "/admin/v1",
     "/token",
     "/introspect",
     "/revoke",
@@ -1583,6 +1587,84 @@ const PATHS: [&str; 20] = [
     "/token/..",
     "/auth/../token",
 ];
+
+/// The admin API's paths (`serve --admin-api`) with the methods each answers, and some that
+/// it does not know.
+const ADMIN_ROUTES: [(&str, &str); 22] = [
+    ("/admin/v1/users", "GET, HEAD, POST"),
+    ("/admin/v1/users/victim", "GET, HEAD, DELETE"),
+    ("/admin/v1/users/nobody%20here", "GET, HEAD, DELETE"),
+    ("/admin/v1/users/victim/grant", "POST"),
+    ("/admin/v1/users/victim/disable", "POST"),
+    ("/admin/v1/rotate-secret", "POST"),
+    ("/admin/v1/keys", "GET, HEAD, POST"),
+    ("/admin/v1/keys?state=odd&user=%00", "GET, HEAD, POST"),
+    ("/admin/v1/keys/zzzz", "GET, HEAD, PATCH"),
+    ("/admin/v1/keys/zzzz/revoke", "POST"),
+    ("/admin/v1/tokens", "GET, HEAD, POST"),
+    ("/admin/v1/tokens/zzzz", "GET, HEAD, PATCH"),
+    ("/admin/v1/tokens/zzzz/revoke", "POST"),
+    ("/admin/v1/audit", "GET, HEAD"),
+    ("/admin/v1/audit?since=forever", "GET, HEAD"),
+    ("/admin/v1/audit/verify", "GET, HEAD"),
+    ("/admin/v1/usage", "GET, HEAD"),
+    ("/admin/v1/usage/summary?since=-5", "GET, HEAD"),
+    ("/admin/v1/report", "GET, HEAD"),
+    ("/admin/v1/nope", ""),
+    ("/admin/v1/keys/a/b/c", ""),
+    ("/admin/v1/users/%ff", ""),
+];
+
+#[test]
+fn admin_api_answers_every_method_on_every_path_with_json() {
+    let f = Fixture::new("admin API methods and paths", &["--admin-api"]);
+    // The caller may administer (but its read scope changes nothing).
+    f.env.ok(&["user", "grant", "auditor", "admin"]);
+    let auditor = format!("Bearer {}", f.auditor_token);
+    let victim = format!("Bearer {}", f.victim_token);
+    for method in METHODS {
+        for (path, allow) in ADMIN_ROUTES {
+            let expect = match allow {
+                "" => Expect::Refused(None),
+                _ if allow.split(", ").any(|m| m == method) => Expect::Allowed,
+                _ => Expect::NotAllowed(allow),
+            };
+            for (who, token) in [
+                ("none", None),
+                ("admin", Some(&auditor)),
+                ("user", Some(&victim)),
+            ] {
+                for body in [
+                    &b""[..],
+                    b"grant_type=x",
+                    b"{\"name\": 5}",
+                    b"{\"user\": \"\\u0000\"}",
+                ] {
+                    let mut headers: Vec<(&str, &[u8])> =
+                        vec![("content-type", b"application/json")];
+                    if let Some(t) = token {
+                        headers.push(("authorization", t.as_bytes()));
+                    }
+                    let name = format!(
+                        "{method} {path} ({who}, body {})",
+                        String::from_utf8_lossy(body)
+                    );
+                    let a = f.raw(method.as_bytes(), path.as_bytes(), &headers, body);
+                    f.case(&name, method, a, expect);
+                }
+            }
+        }
+    }
+    // The victim is untouched, and its token still works.
+    let a = f.request("GET", "/auth", &[("authorization", victim.as_bytes())], b"");
+    f.case(
+        "control: the victim's token still works",
+        "GET",
+        a,
+        Expect::Ok,
+    );
+    f.finish(3000);
+}
 
 /// Whether `request::form` takes this Content-Type as a form.
 fn is_form(ctype: Option<&[u8]>) -> bool {

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 
+use crate::admin::EditKey;
 use crate::cmd::Ctx;
 use crate::iprange;
 use crate::output::terminal_safe;
@@ -69,18 +70,17 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         (None, true) => Some(Vec::new()),
         (None, false) => None,
     };
-    let mut store = ctx.store()?;
-    let key = store.key(&args.key_id)?;
-    if let Some(title) = &args.title {
-        store.set_key_title(&key.key_id, title)?;
-    }
-    if let Some(ranges) = &ranges {
-        store.set_key_ip_ranges(&key.key_id, ranges)?;
-    }
-    if let Some(origins) = &origins {
-        store.set_key_origins(&key.key_id, origins)?;
-    }
-    let key = store.key(&key.key_id)?;
+    let key = ctx
+        .admin()?
+        .edit_key(
+            &args.key_id,
+            &EditKey {
+                title: args.title.clone(),
+                ip_range: ranges.map(|r| iprange::format(&r)),
+                origins,
+            },
+        )?
+        .key;
     eprintln!(
         "Updated key {}: title '{}', IP ranges {}, origins {}.",
         terminal_safe(&key.key_id),

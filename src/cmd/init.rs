@@ -5,6 +5,7 @@ use anyhow::bail;
 use crate::cmd::Ctx;
 use crate::output::{self, terminal_safe};
 use crate::registry::{DEFAULT_TOKEN_URI, default_issuer};
+use crate::store::audit::DEFAULT_AUDIT_RETENTION;
 
 /// Create the store and record the token URI that key files will carry.
 ///
@@ -14,7 +15,8 @@ use crate::registry::{DEFAULT_TOKEN_URI, default_issuer};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth init
-  tokenauth --db /var/lib/tokenauth.db init --token-uri https://auth.example.com/token")]
+  tokenauth --db /var/lib/tokenauth.db init --token-uri https://auth.example.com/token
+  tokenauth init --audit-retention 2y")]
 pub struct Args {
     /// The token endpoint's URL, written into every key file [default: http://127.0.0.1:8080/token]
     #[arg(long, value_name = "URL")]
@@ -29,6 +31,11 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub service_documentation: Option<String>,
 
+    /// How long admin audit rows are kept (e.g. 400d, 2y); older rows are pruned as new ones
+    /// are written, and `audit verify` checks from where pruning stopped [default: 1y]
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub audit_retention: Option<i64>,
+
     /// Print the settings as JSON
     #[arg(long)]
     pub json: bool,
@@ -41,7 +48,15 @@ fn check_url(flag: &str, value: &str) -> anyhow::Result<()> {
     }
 }
 
+fn parse_retention(s: &str) -> Result<i64, String> {
+    match crate::clock::parse_duration(s)? {
+        d if d >= 86_400 => Ok(d),
+        _ => Err(format!("'{s}' is too short; keep audit rows at least 1d")),
+    }
+}
+
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    ctx.local_only("init")?;
     if let Some(u) = &args.token_uri {
         check_url("--token-uri", u)?;
     }
@@ -61,6 +76,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if let Some(u) = &args.service_documentation {
         store.set_setting("service_documentation", u)?;
     }
+    if let Some(r) = args.audit_retention {
+        store.set_setting("audit_retention", &r.to_string())?;
+    }
+    let audit_retention = store
+        .setting("audit_retention")?
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(DEFAULT_AUDIT_RETENTION);
     let documentation = store.setting("service_documentation")?;
     let token_uri = store
         .setting("token_uri")?
@@ -74,6 +96,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             "token_uri": token_uri,
             "issuer": issuer,
             "service_documentation": documentation,
+            "audit_retention": audit_retention,
             "schema_version": store.user_version()?,
         }));
     }
@@ -87,5 +110,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if let Some(d) = &documentation {
         println!("documentation: {}", terminal_safe(d));
     }
+    println!(
+        "audit rows kept: {}",
+        humantime::format_duration(std::time::Duration::from_secs(audit_retention.max(0) as u64))
+    );
     Ok(())
 }

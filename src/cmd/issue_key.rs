@@ -4,17 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::builder::TypedValueParser;
-use rand::rngs::OsRng;
 
-use crate::clock;
+use crate::admin::{AdminError, IssueKey};
 use crate::cmd::{Ctx, ScopeArg, check_user_name, parse_expires, parse_origins};
 use crate::iprange;
 use crate::output::{self, terminal_safe};
 use crate::public_key::{Alg, PublicKey};
-use crate::registry::DEFAULT_TOKEN_URI;
-use crate::secret::Secret;
-use crate::service_key::{self, Format, KeyFile};
-use crate::store::Key;
+use crate::service_key::{self, Format};
 
 /// Issue a service key for a user and write its key file.
 ///
@@ -31,7 +27,8 @@ use crate::store::Key;
   tokenauth issue-key --user ci-bot --alg ES256 --out ci-bot.json
   tokenauth issue-key --user ci-bot --public-key ci-bot.pub --out ci-bot.json
   tokenauth issue-key --user etl --format google --out etl-service-account.json
-  tokenauth issue-key --user ci-bot --out - | vault kv put secret/ci-bot key=-")]
+  tokenauth issue-key --user ci-bot --out - | vault kv put secret/ci-bot key=-
+  tokenauth --server https://auth.example.com --key admin.json issue-key --user ci --out ci.json")]
 pub struct Args {
     /// The user the key acts for (created if absent)
     #[arg(long, value_name = "NAME")]
@@ -102,20 +99,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
              drop --public-key, or use --format tokenauth"
         );
     }
-    if args.format == Format::Google && args.alg.is_some_and(|a| a != Alg::RS256) {
-        bail!(
-            "--format google keys are RS256: Google's libraries sign service-account grants with RSA"
-        );
-    }
     let to_stdout = args.out.as_deref() == Some(std::path::Path::new("-"));
     if to_stdout && args.json {
         bail!("--json cannot be combined with --out -, which prints the key file itself");
     }
-    let ip_ranges =
-        iprange::parse(args.ip_range.as_deref().unwrap_or("")).context("invalid --ip-range")?;
-    let now = ctx.now();
-    let expires = parse_expires(args.expires.as_deref(), now)?;
-    let origins = parse_origins(&args.origin)?;
+    // Checked here too, so that nothing is generated for a request that will be refused.
+    iprange::parse(args.ip_range.as_deref().unwrap_or("")).context("invalid --ip-range")?;
+    parse_expires(args.expires.as_deref(), ctx.now())?;
+    parse_origins(&args.origin)?;
     if let Some(out) = args.out.as_ref().filter(|_| !to_stdout) {
         if out.exists() {
             bail!(
@@ -135,88 +126,52 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             );
         }
     }
-
-    let mut store = ctx.store()?;
-    let token_uri = store
-        .setting("token_uri")?
-        .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
-    // The public key (and, unless the client brought its own, the private one) first: a
-    // key that cannot be used must not reach the store.
-    let (public, private_pem) = match &args.public_key {
-        Some(path) => {
-            let public = read_public_key(path)?;
-            if let Some(alg) = args.alg.filter(|a| *a != public.alg) {
-                bail!(
-                    "--alg {alg} does not match the public key in {}, which is {}",
-                    path.display(),
-                    public.alg
-                );
-            }
-            (public, None)
-        }
-        None => {
-            let alg = args.alg.unwrap_or(Alg::RS256);
-            // Google's libraries read PKCS#8 only.
-            let pkcs8 = args.pkcs8 || args.format == Format::Google;
-            let generated = service_key::generate(alg, args.bits, pkcs8, &mut OsRng)?;
-            (generated.key, Some(generated.private_pem))
-        }
+    let public_key = match &args.public_key {
+        Some(path) => Some(read_public_key(path)?),
+        None => None,
     };
-    if let Ok(existing) = store.key(&public.key_id()) {
-        bail!(
-            "this public key is already key {} of user {}; each key pair is registered once",
-            existing.key_id,
-            terminal_safe(&existing.user)
-        );
-    }
-    // Only now, when the key is known to be good: a refused key leaves no user behind.
-    if store.ensure_user(&args.user, &Secret::generate(&mut OsRng), now)? {
-        eprintln!("Created user {}.", terminal_safe(&args.user));
-    }
-    let client_id = service_key::new_client_id(&mut OsRng);
-    let client_email = (args.format == Format::Google).then(|| {
-        let issuer = store
-            .setting("issuer")
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| crate::registry::default_issuer(&token_uri));
-        let host = url::Url::parse(&issuer)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| "tokenauth".to_owned());
-        format!("{}.{}@{host}", safe_name(&args.user), &client_id[..8])
-    });
-    let key = Key {
-        key_id: public.key_id(),
-        client_id,
+    let req = IssueKey {
         user: args.user.clone(),
         title: args.title.clone(),
-        alg: public.alg.as_str().to_owned(),
-        public_key: public.pem(),
-        ip_ranges,
-        origins,
-        format: args.format.as_str().to_owned(),
-        client_email,
-        scope: args.scope.into(),
-        issued: now,
-        expires,
-        revoked: None,
-        last_used: None,
+        ip_range: args.ip_range.clone(),
+        scope: Some(args.scope.into()),
+        expires: args.expires.clone(),
+        origins: args.origin.clone(),
+        alg: args.alg,
+        // Only what was asked for: a brought public key takes neither.
+        bits: (args.public_key.is_none() && args.bits != 2048).then_some(args.bits),
+        public_key: public_key.map(|(text, _)| text),
+        format: Some(args.format),
+        pkcs8: args.pkcs8,
     };
-    let file = KeyFile {
-        key_id: key.key_id.clone(),
-        client_id: key.client_id.clone(),
-        user_id: Some(key.user.clone()),
-        issued: clock::rfc3339(now),
-        token_uri,
-        private_key: private_pem,
-        private_key_file: None,
-        private_key_from: None,
-        alg: public.alg,
-        format: args.format,
-        name: String::new(),
-    };
-    let file = file.to_json(key.client_email.as_deref());
+    let mut admin = ctx.admin()?;
+    let issued = admin
+        .issue_key(&req)
+        .map_err(|e| match (&e, &args.public_key) {
+            // Name the file the key came from.
+            (AdminError::Invalid(m), Some(path))
+                if m.starts_with("--public-key") || m.starts_with("--alg") =>
+            {
+                anyhow::anyhow!(
+                    "{}",
+                    m.replacen(
+                        "--public-key",
+                        &format!("--public-key {}", path.display()),
+                        1
+                    )
+                    .replacen(
+                        "the public key,",
+                        &format!("the public key in {},", path.display()),
+                        1
+                    )
+                )
+            }
+            _ => anyhow::Error::from(e),
+        })?;
+    let key = &issued.key.key;
+    if issued.user_created {
+        eprintln!("Created user {}.", terminal_safe(&key.user));
+    }
     let holds = if args.public_key.is_some() {
         "It holds no private key: sign with yours (get-token --private-key FILE)."
     } else {
@@ -224,8 +179,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     };
 
     if to_stdout {
-        store.add_key(&key)?;
-        println!("{}", serde_json::to_string_pretty(&file)?);
+        println!("{}", serde_json::to_string_pretty(&issued.key_file)?);
         eprintln!(
             "Issued key {} for {}. The key file is above. {holds}",
             terminal_safe(&key.key_id),
@@ -236,11 +190,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let path = args
         .out
         .unwrap_or_else(|| default_file_name(&key.user, &key.key_id));
-    // The file first: a key in the store whose private half was never written is useless.
-    service_key::write_key_file(&path, &file)?;
-    if let Err(e) = store.add_key(&key) {
-        let _ = std::fs::remove_file(&path);
-        return Err(e.into());
+    if let Err(e) = service_key::write_key_file(&path, &issued.key_file) {
+        // A key whose private half was never written is useless: take it back.
+        let undone = admin.revoke_key(&key.key_id).is_ok();
+        return Err(e.context(if undone {
+            format!("key {} was revoked again", key.key_id)
+        } else {
+            format!("key {} is in the store; revoke it", key.key_id)
+        }));
     }
     if args.json {
         output::print_json(&serde_json::json!({
@@ -267,8 +224,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A public key from a file (or standard input for `-`), refused with the reason.
-fn read_public_key(path: &std::path::Path) -> anyhow::Result<PublicKey> {
+/// A public key from a file (or standard input for `-`): its text, refused with the reason
+/// when it does not parse.
+fn read_public_key(path: &std::path::Path) -> anyhow::Result<(String, PublicKey)> {
     let text = if path == std::path::Path::new("-") {
         std::io::read_to_string(std::io::stdin())
             .context("reading the public key from standard input")?
@@ -281,20 +239,9 @@ fn read_public_key(path: &std::path::Path) -> anyhow::Result<PublicKey> {
             )
         })?
     };
-    PublicKey::parse(&text).map_err(|e| anyhow::anyhow!("--public-key {}: {e}", path.display()))
-}
-
-/// A user name as it may stand in a file name or an address.
-fn safe_name(user: &str) -> String {
-    user.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let key = PublicKey::parse(&text)
+        .map_err(|e| anyhow::anyhow!("--public-key {}: {e}", path.display()))?;
+    Ok((text, key))
 }
 
 fn default_file_name(user: &str, key_id: &str) -> PathBuf {
@@ -303,5 +250,8 @@ fn default_file_name(user: &str, key_id: &str) -> PathBuf {
         .filter(|c| c.is_ascii_alphanumeric())
         .take(8)
         .collect();
-    PathBuf::from(format!("{}-{short}.json", safe_name(user)))
+    PathBuf::from(format!(
+        "{}-{short}.json",
+        crate::admin::local::safe_name(user)
+    ))
 }

@@ -1,18 +1,24 @@
-//! `tokenauth list-keys`: the keys, as a table or JSON.
+//! `tokenauth list-keys`: the keys, as a table or JSON, with filters for key hygiene.
 
-use crate::clock::rfc3339;
-use crate::cmd::Ctx;
+use crate::admin::{KeyFilter, KeyState, KeyView};
+use crate::clock::{self, rfc3339};
+use crate::cmd::{Ctx, ScopeArg};
 use crate::iprange;
 use crate::output::{self, or_dash};
 
 /// List service keys.
 ///
 /// Shows each key's id, user, title, IP ranges, allowed origins, scope, algorithm (and
-/// Google format), issue and expiry times, last use and state. Revoked keys are hidden unless --all is given.
+/// Google format), issue and expiry times, last use and state. Revoked keys are hidden unless
+/// --all (or --state revoked) is given. The filters find keys that need attention: soon
+/// expiring, unused (a key never used counts from its issue), write-scoped, of one state.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth list-keys
-  tokenauth list-keys --user ci-bot --all --json")]
+  tokenauth list-keys --user ci-bot --all --json
+  tokenauth list-keys --expiring-within 30d
+  tokenauth list-keys --unused-for 90d --scope write
+  tokenauth list-keys --state expired")]
 pub struct Args {
     /// Only this user's keys
     #[arg(long, value_name = "NAME")]
@@ -22,29 +28,50 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
 
+    /// Only keys that expire within this long from now (e.g. 30d), and have not yet
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub expiring_within: Option<i64>,
+
+    /// Only keys unused for at least this long (e.g. 90d); a key never used counts from its
+    /// issue
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unused_for: Option<i64>,
+
+    /// Only keys of this scope
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
+
+    /// Only keys in this state
+    #[arg(long, value_enum)]
+    pub state: Option<KeyState>,
+
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
 }
 
+/// A duration on the command line, in seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    clock::parse_duration(s)
+}
+
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let store = ctx.store()?;
-    if let Some(u) = &args.user {
-        store.user(u)?;
-    }
-    let keys = store.keys(args.user.as_deref(), args.all)?;
-    let now = ctx.now();
+    let keys = ctx.admin()?.keys(&KeyFilter {
+        user: args.user,
+        all: args.all,
+        expiring_within: args.expiring_within,
+        unused_for: args.unused_for,
+        scope: args.scope.map(Into::into),
+        state: args.state,
+    })?;
     if args.json {
-        let rows: Vec<_> = keys
-            .iter()
-            .map(|k| {
-                let mut v = serde_json::to_value(k).unwrap_or_default();
-                v["state"] = k.state(now).into();
-                v
-            })
-            .collect();
-        return output::print_json(&rows);
+        return output::print_json(&keys);
     }
+    print_keys(&keys);
+    Ok(())
+}
+
+fn print_keys(keys: &[KeyView]) {
     let mut t = output::table(&[
         "KEY ID",
         "USER",
@@ -58,7 +85,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         "LAST USED",
         "STATE",
     ]);
-    for k in &keys {
+    for v in keys {
+        let k = &v.key;
         t.add_row(vec![
             k.key_id.clone(),
             k.user.clone(),
@@ -74,9 +102,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             rfc3339(k.issued),
             or_dash(k.expires.map(rfc3339)),
             or_dash(k.last_used.map(rfc3339)),
-            k.state(now).to_owned(),
+            v.state.clone(),
         ]);
     }
     output::print_table(&t);
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; this one holds what they share (the store location, the
 //! clock, confirmation prompts).
 
+pub mod audit;
 pub mod edit_key;
 pub mod generate;
 pub mod get_token;
@@ -8,6 +9,7 @@ pub mod init;
 pub mod issue_key;
 pub mod keygen;
 pub mod list_keys;
+pub mod report;
 pub mod request;
 pub mod revoke_key;
 pub mod rotate_secret;
@@ -26,6 +28,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::builder::{OsStringValueParser, TypedValueParser};
 
+use crate::admin::{self, Admin, remote::Credential};
 use crate::cli::{Cli, Command};
 use crate::clock::Clock;
 use crate::output::terminal_safe;
@@ -118,6 +121,10 @@ impl std::error::Error for Quiet {}
 pub struct Ctx {
     db: Option<PathBuf>,
     pub clock: Clock,
+    /// `--server`, and who to call it as.
+    server: Option<String>,
+    remote: Option<GrantArgs>,
+    token: Option<crate::secret::SecretString>,
 }
 
 impl Ctx {
@@ -133,9 +140,11 @@ impl Ctx {
         }
     }
 
-    /// Opens the store, creating it with the default settings on first use.
+    /// Opens the store, creating it with the default settings on first use. Changes made
+    /// through it are audited as the OS user on this host.
     pub fn store(&self) -> anyhow::Result<Store> {
         let mut store = Store::open(&self.db_path()?)?;
+        store.set_actor(cli_actor(), self.clock);
         if store.setting("token_uri")?.is_none() {
             store.default_setting("token_uri", DEFAULT_TOKEN_URI)?;
         }
@@ -145,12 +154,64 @@ impl Ctx {
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
+
+    /// Whether --server (or TOKENAUTH_SERVER) sends the admin commands to a server.
+    pub fn remote(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Refuses --server for a command that works on this machine only.
+    pub fn local_only(&self, command: &str) -> anyhow::Result<()> {
+        if self.server.is_some() {
+            bail!(
+                "`{command}` works on a local store only; drop --server (or unset TOKENAUTH_SERVER)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Where the admin commands act: the local store, or with --server the server's admin
+    /// API.
+    pub fn admin(&self) -> anyhow::Result<Box<dyn Admin>> {
+        let Some(server) = &self.server else {
+            return Ok(Box::new(admin::Local::new(self.store()?, self.clock)));
+        };
+        let credential = match (&self.token, &self.remote) {
+            (Some(t), _) => Credential::Token(t.clone()),
+            (None, Some(grant))
+                if grant.key.is_some() || std::env::var_os(KEY_BASE64_VAR).is_some() =>
+            {
+                Credential::Key {
+                    key: Box::new(grant.key_file()?),
+                    sub: grant.sub.clone(),
+                    scope: grant.scope.clone(),
+                }
+            }
+            _ => bail!(
+                "--server needs a credential: --key FILE (a key of a user with the admin or \
+                 manage-own-keys permission) or --token TOKEN"
+            ),
+        };
+        Ok(Box::new(admin::Remote::new(
+            server, credential, self.clock,
+        )?))
+    }
+}
+
+/// Who the CLI's changes are audited as: the OS user and the host.
+pub fn cli_actor() -> String {
+    let user = whoami::username().unwrap_or_else(|_| "unknown".to_owned());
+    let host = whoami::hostname().unwrap_or_else(|_| "unknown-host".to_owned());
+    format!("{user}@{host}")
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Ctx {
         db: cli.db,
         clock: Clock::from_env(),
+        server: cli.server,
+        remote: Some(cli.remote),
+        token: cli.token,
     };
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
@@ -167,6 +228,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(&ctx, a),
         Command::UsageLog(a) => usage_log::run(&ctx, a),
         Command::Token(a) => token::run(&ctx, a),
+        Command::Audit(a) => audit::run(&ctx, a),
+        Command::Report(a) => report::run(&ctx, a),
         Command::Keygen(a) => keygen::run(a),
         Command::Generate(a) => generate::run(a),
     }?;
@@ -213,60 +276,7 @@ impl From<ScopeArg> for crate::scope::Scope {
     }
 }
 
-/// `--expires` as a time after `now`: a duration (90d) or a date.
-pub fn parse_expires(text: Option<&str>, now: i64) -> anyhow::Result<Option<i64>> {
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let at = crate::clock::parse_expiry(text, now)
-        .map_err(|e| anyhow::anyhow!("invalid --expires: {e}"))?;
-    if at <= now {
-        bail!("--expires {text} is in the past; give a later date or a duration like 90d");
-    }
-    Ok(Some(at))
-}
-
-/// `--origin` values, normalised.
-pub fn parse_origins(values: &[String]) -> anyhow::Result<Vec<String>> {
-    crate::origin::parse_list(values).map_err(|e| anyhow::anyhow!("invalid --origin: {e}"))
-}
-
-/// User names: printable, no whitespace, no invisible formatting characters, at most 128
-/// characters.
-pub fn check_user_name(name: &str) -> anyhow::Result<()> {
-    // Format characters (bidi controls, zero-width joiners) make one name look like
-    // another, or reorder what is printed around it.
-    if let Some(c) = name.chars().find(|&c| is_format(c)) {
-        let shown: String = name
-            .chars()
-            .map(|c| {
-                if is_format(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect();
-        bail!(
-            "invalid user name '{}': {} is an invisible formatting character; use 1 to 128 printable characters without spaces",
-            terminal_safe(&shown),
-            c.escape_unicode()
-        );
-    }
-    if name.is_empty()
-        || name.len() > 128
-        || name.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        bail!("invalid user name '{name}': use 1 to 128 printable characters without spaces");
-    }
-    Ok(())
-}
-
-/// Unicode general category Cf: format characters.
-fn is_format(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    c.general_category() == GeneralCategory::Format
-}
+pub use crate::validate::{check_user_name, parse_expires, parse_origins};
 
 #[cfg(test)]
 mod tests {

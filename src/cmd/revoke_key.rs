@@ -8,8 +8,9 @@ use crate::output::terminal_safe;
 /// The key can no longer get tokens and every access token issued with it stops working at
 /// once. The key stays listed (with --all) and its usage log is kept.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:
-  tokenauth revoke-key 6dQx1b0z --yes")]
+#[command(after_help = "Examples:
+  tokenauth revoke-key 6dQx1b0z --yes
+  tokenauth --server https://auth.example.com --key admin.json revoke-key 6dQx1b0z --yes")]
 pub struct Args {
     /// The key's id (or a unique prefix of at least 4 characters)
     #[arg(allow_hyphen_values = true)]
@@ -21,8 +22,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let mut store = ctx.store()?;
-    let key = store.key(&args.key_id)?;
+    let mut admin = ctx.admin()?;
+    let key = admin.key(&args.key_id)?.key;
     if key.revoked.is_some() {
         eprintln!("Key {} was already revoked.", terminal_safe(&key.key_id));
         return Ok(());
@@ -34,7 +35,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         ),
         args.yes,
     )?;
-    store.revoke_key(&key.key_id, ctx.now())?;
+    let done = admin.revoke_key(&key.key_id)?;
+    if !done.revoked_now {
+        eprintln!("Key {} was already revoked.", terminal_safe(&key.key_id));
+        return Ok(());
+    }
     eprintln!(
         "Revoked key {} of user {}; tokens issued with it stop working now.",
         terminal_safe(&key.key_id),

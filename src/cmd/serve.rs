@@ -28,6 +28,7 @@ use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen
 #[command(after_help = "Examples:
   tokenauth serve
   tokenauth serve --listen 0.0.0.0:8080 --trusted-proxy 10.0.0.0/8 --token-lifetime 900
+  tokenauth serve --admin-api
   tokenauth serve --listen unix:/run/tokenauth/tokenauth.sock --socket-mode 0660")]
 pub struct Args {
     /// The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a
@@ -86,6 +87,12 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_timeout)]
     pub request_timeout: Duration,
 
+    /// Serve the remote admin API under /admin/v1 (JSON), for callers whose user holds the
+    /// admin permission (write scope for changes) or, for their own keys and tokens,
+    /// manage-own-keys; the CLI drives it with `tokenauth --server URL`
+    #[arg(long)]
+    pub admin_api: bool,
+
     /// Connections open at once; further ones wait in the listen backlog until one closes
     #[arg(long, default_value_t = 10_000, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -127,6 +134,7 @@ fn parse_proxy(s: &str) -> Result<IpNet, String> {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    ctx.local_only("serve")?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -155,6 +163,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         require_jti: args.require_jti,
         limits,
         public_origins: args.public_origin,
+        admin_api: args.admin_api,
     };
     let (state, writer) = AppState::open(&db, config, ctx.clock)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,15 +1,12 @@
 //! `tokenauth token …`: personal access tokens: create (shown once), list, edit, revoke.
 
 use anyhow::{Context, bail};
-use rand::rngs::OsRng;
 
+use crate::admin::{CreatePat, EditPat, PatFilter};
 use crate::clock::rfc3339;
 use crate::cmd::{Ctx, ScopeArg, check_user_name, confirm, parse_expires, parse_origins};
 use crate::iprange;
 use crate::output::{self, or_dash, terminal_safe};
-use crate::pat;
-use crate::secret::Secret;
-use crate::store::{Pat, PatChange};
 
 /// Manage personal access tokens: static bearer tokens for callers that cannot sign grants.
 ///
@@ -21,7 +18,8 @@ use crate::store::{Pat, PatChange};
 #[command(after_help = "Examples:
   tokenauth token create --user webhook --description 'GitHub webhook' --expires 90d
   tokenauth token list --user webhook
-  tokenauth token revoke 3f9a1c2b --yes")]
+  tokenauth token revoke 3f9a1c2b --yes
+  tokenauth --server https://auth.example.com --token \"$PAT\" token list")]
 pub struct Args {
     #[command(subcommand)]
     pub command: TokenCommand,
@@ -146,11 +144,11 @@ pub struct EditArgs {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     match args.command {
         TokenCommand::Create(a) => create(ctx, a),
-        TokenCommand::List { user, all, json } => list(ctx, user.as_deref(), all, json),
+        TokenCommand::List { user, all, json } => list(ctx, user, all, json),
         TokenCommand::Edit(a) => edit(ctx, a),
         TokenCommand::Revoke { id, yes } => {
-            let mut store = ctx.store()?;
-            let pat = store.pat(&id)?;
+            let mut admin = ctx.admin()?;
+            let pat = admin.pat(&id)?.pat;
             if pat.revoked.is_some() {
                 eprintln!("Token {} was already revoked.", terminal_safe(&pat.id));
                 return Ok(());
@@ -162,7 +160,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 ),
                 yes,
             )?;
-            store.revoke_pat(&pat.id, ctx.now())?;
+            admin.revoke_pat(&pat.id)?;
             eprintln!(
                 "Revoked token {} of user {}; it stops working now.",
                 terminal_safe(&pat.id),
@@ -175,38 +173,28 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
 
 fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<()> {
     check_user_name(&args.user)?;
-    let now = ctx.now();
-    let expires = parse_expires(args.expires.as_deref(), now)?;
-    let ip_ranges =
-        iprange::parse(args.ip_range.as_deref().unwrap_or("")).context("invalid --ip-range")?;
-    let origins = parse_origins(&args.origin)?;
-    let mut store = ctx.store()?;
-    if store.ensure_user(&args.user, &Secret::generate(&mut OsRng), now)? {
-        eprintln!("Created user {}.", terminal_safe(&args.user));
-    }
-    let token = pat::generate(&mut OsRng);
-    let pat = Pat {
-        id: new_id(),
+    // Checked before anything is made.
+    parse_expires(args.expires.as_deref(), ctx.now())?;
+    iprange::parse(args.ip_range.as_deref().unwrap_or("")).context("invalid --ip-range")?;
+    parse_origins(&args.origin)?;
+    let created = ctx.admin()?.create_pat(&CreatePat {
         user: args.user,
-        hash: pat::hash(token.expose()),
-        last4: pat::last4(token.expose()),
+        scope: Some(args.scope.into()),
         description: args.description,
-        scope: args.scope.into(),
-        ip_ranges,
-        origins,
-        created: now,
-        expires,
-        revoked: None,
-        secret_epoch: 0,
-        last_used: None,
-    };
-    store.add_pat(&pat)?;
+        expires: args.expires,
+        ip_range: args.ip_range,
+        origins: args.origin,
+    })?;
+    let pat = &created.pat;
+    if created.user_created {
+        eprintln!("Created user {}.", terminal_safe(&pat.user));
+    }
     if args.json {
-        let mut v = serde_json::to_value(&pat)?;
-        v["token"] = token.expose().into();
+        let mut v = serde_json::to_value(pat)?;
+        v["token"] = created.token.expose().into();
         output::print_json(&v)?;
     } else {
-        println!("{}", token.expose());
+        println!("{}", created.token.expose());
     }
     eprintln!(
         "Created personal access token {} for {} (scope {}). It is shown this once: tokenauth keeps only its hash.",
@@ -217,31 +205,10 @@ fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// 64 random bits, hex: what commands name a token by.
-fn new_id() -> String {
-    let mut bytes = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut OsRng, &mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn list(ctx: &Ctx, user: Option<&str>, all: bool, json: bool) -> anyhow::Result<()> {
-    let store = ctx.store()?;
-    if let Some(u) = user {
-        store.user(u)?;
-    }
-    let pats = store.pats(user, all)?;
-    let now = ctx.now();
+fn list(ctx: &Ctx, user: Option<String>, all: bool, json: bool) -> anyhow::Result<()> {
+    let pats = ctx.admin()?.pats(&PatFilter { user, all })?;
     if json {
-        let rows: Vec<_> = pats
-            .iter()
-            .map(|p| {
-                let mut v = serde_json::to_value(p).unwrap_or_default();
-                v["state"] = p.state(now).into();
-                v["token"] = shown(p).into();
-                v
-            })
-            .collect();
-        return output::print_json(&rows);
+        return output::print_json(&pats);
     }
     let mut t = output::table(&[
         "ID",
@@ -256,7 +223,8 @@ fn list(ctx: &Ctx, user: Option<&str>, all: bool, json: bool) -> anyhow::Result<
         "STATE",
         "TOKEN",
     ]);
-    for p in &pats {
+    for v in &pats {
+        let p = &v.pat;
         t.add_row(vec![
             p.id.clone(),
             p.user.clone(),
@@ -267,29 +235,24 @@ fn list(ctx: &Ctx, user: Option<&str>, all: bool, json: bool) -> anyhow::Result<
             rfc3339(p.created),
             or_dash(p.expires.map(rfc3339)),
             or_dash(p.last_used.map(rfc3339)),
-            p.state(now).to_owned(),
-            shown(p),
+            v.state.clone(),
+            v.token.clone(),
         ]);
     }
     output::print_table(&t);
     Ok(())
 }
 
-/// How listings name a token: its prefix and last four characters, never more.
-fn shown(p: &Pat) -> String {
-    format!("{}…{}", pat::PREFIX, p.last4)
-}
-
 fn edit(ctx: &Ctx, args: EditArgs) -> anyhow::Result<()> {
-    let ip_ranges = match (&args.ip_range, args.no_ip_range) {
+    let ip_range = match (&args.ip_range, args.no_ip_range) {
         (Some(r), _) => {
             let parsed = iprange::parse(r).context("invalid --ip-range")?;
             if parsed.is_empty() {
                 bail!("--ip-range is empty; to allow every address pass --no-ip-range");
             }
-            Some(parsed)
+            Some(iprange::format(&parsed))
         }
-        (None, true) => Some(Vec::new()),
+        (None, true) => Some(String::new()),
         (None, false) => None,
     };
     let origins = match (args.origin.is_empty(), args.no_origin) {
@@ -297,25 +260,22 @@ fn edit(ctx: &Ctx, args: EditArgs) -> anyhow::Result<()> {
         (true, true) => Some(Vec::new()),
         (true, false) => None,
     };
-    let change = PatChange {
+    let change = EditPat {
         description: args.description,
         scope: args.scope.map(Into::into),
-        ip_ranges,
+        ip_range,
         origins,
     };
     if change.description.is_none()
         && change.scope.is_none()
-        && change.ip_ranges.is_none()
+        && change.ip_range.is_none()
         && change.origins.is_none()
     {
         bail!(
             "nothing to change; pass --description, --scope, --ip-range, --no-ip-range, --origin or --no-origin"
         );
     }
-    let mut store = ctx.store()?;
-    let id = store.pat(&args.id)?.id;
-    store.edit_pat(&id, &change)?;
-    let p = store.pat(&id)?;
+    let p = ctx.admin()?.edit_pat(&args.id, &change)?.pat;
     eprintln!(
         "Updated token {}: description '{}', scope {}, IP ranges {}, origins {}.",
         terminal_safe(&p.id),

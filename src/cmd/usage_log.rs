@@ -1,9 +1,9 @@
 //! `tokenauth usage-log`: token issuances and refused attempts, newest first.
 
+use crate::admin::{UsageQuery, UsageSummary};
 use crate::clock::{self, rfc3339};
 use crate::cmd::Ctx;
 use crate::output::{self, or_dash};
-use crate::store::{StoreError, UsageFilter};
 
 /// Show the usage log: every token issuance and refused attempt, newest first.
 ///
@@ -16,7 +16,9 @@ use crate::store::{StoreError, UsageFilter};
   tokenauth usage-log
   tokenauth usage-log 6dQx1b0z --since 1d --failures
   tokenauth usage-log --user ci-bot --limit 20 --json
-  tokenauth usage-log --no-jti --since 7d")]
+  tokenauth usage-log --no-jti --since 7d
+  tokenauth usage-log --summary --since 14d
+  tokenauth usage-log --summary --json")]
 pub struct Args {
     /// Only this key's or personal access token's rows (its id or a unique prefix)
     #[arg(allow_hyphen_values = true)]
@@ -39,6 +41,11 @@ pub struct Args {
     #[arg(long)]
     pub no_jti: bool,
 
+    /// Per key or token: issuances, refusals by reason, first and last use, and a bar per
+    /// day (UTC) over --since [default: 7d]; with --json the numbers
+    #[arg(long)]
+    pub summary: bool,
+
     /// At most this many rows
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub limit: u32,
@@ -49,33 +56,30 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let store = ctx.store()?;
-    let key_id = match args.key_id.as_deref() {
-        None => None,
-        Some(id) => Some(match store.key(id) {
-            Ok(k) => k.key_id,
-            Err(StoreError::UnknownKey(_)) => store
-                .pat(id)
-                .map_err(|_| anyhow::anyhow!("no key or personal access token with id '{id}'; see `tokenauth list-keys --all` and `tokenauth token list --all`"))?
-                .id,
-            Err(e) => return Err(e.into()),
-        }),
-    };
     let since = match &args.since {
-        Some(s) => Some(
-            ctx.now()
-                - clock::parse_duration(s).map_err(|e| anyhow::anyhow!("invalid --since: {e}"))?,
-        ),
+        Some(s) => {
+            Some(clock::parse_duration(s).map_err(|e| anyhow::anyhow!("invalid --since: {e}"))?)
+        }
         None => None,
     };
-    let rows = store.usage(&UsageFilter {
-        key_id,
+    let query = UsageQuery {
+        key: args.key_id,
         user: args.user,
         since,
-        failures_only: args.failures,
-        no_jti_only: args.no_jti,
-        limit: i64::from(args.limit),
-    })?;
+        failures: args.failures,
+        no_jti: args.no_jti,
+        limit: Some(args.limit),
+    };
+    let mut admin = ctx.admin()?;
+    if args.summary {
+        let summary = admin.usage_summary(&query)?;
+        if args.json {
+            return output::print_json(&summary);
+        }
+        print_summary(&summary);
+        return Ok(());
+    }
+    let rows = admin.usage(&query)?;
     if args.json {
         return output::print_json(&rows);
     }
@@ -111,4 +115,76 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
     output::print_table(&t);
     Ok(())
+}
+
+/// Eight heights of bar: plain text that survives CI logs.
+const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// One character per day, scaled to the busiest day of the period; a day with any use shows
+/// at least the lowest bar.
+pub fn bar_chart(counts: &[i64]) -> String {
+    let max = counts.iter().copied().max().unwrap_or(0);
+    counts
+        .iter()
+        .map(|&c| {
+            if c <= 0 || max <= 0 {
+                '·'
+            } else {
+                let h = ((c * 8 + max - 1) / max).clamp(1, 8);
+                BARS[h as usize]
+            }
+        })
+        .collect()
+}
+
+fn print_summary(s: &UsageSummary) {
+    println!(
+        "Usage from {} to {}, per key; the chart has a column per day (UTC), oldest first.",
+        &rfc3339(s.from)[..10],
+        rfc3339(s.to)
+    );
+    let mut t = output::table(&[
+        "KEY",
+        "USER",
+        "ISSUED",
+        "REFUSED",
+        "FIRST USE",
+        "LAST USE",
+        "PER DAY",
+        "REFUSALS BY REASON",
+    ]);
+    for k in &s.keys {
+        let per_day: Vec<i64> = k.per_day.iter().map(|d| d.issuances + d.refusals).collect();
+        t.add_row(vec![
+            match (&k.key_id, &k.token_id) {
+                (Some(id), _) => id.chars().take(12).collect(),
+                (None, Some(p)) => format!("token {p}"),
+                (None, None) => "-".to_owned(),
+            },
+            or_dash(k.user.clone()),
+            k.issuances.to_string(),
+            k.refusals.to_string(),
+            or_dash(k.first_use.map(rfc3339)),
+            or_dash(k.last_use.map(rfc3339)),
+            format!("|{}|", bar_chart(&per_day)),
+            or_dash(Some(
+                k.refusals_by_reason
+                    .iter()
+                    .map(|(r, n)| format!("{n}× {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+        ]);
+    }
+    output::print_table(&t);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bars_scale_to_the_busiest_day_and_show_any_use() {
+        assert_eq!(super::bar_chart(&[0, 1, 4, 8, 100]), "·▁▁▁█");
+        assert_eq!(super::bar_chart(&[2, 4, 0]), "▄█·");
+        assert_eq!(super::bar_chart(&[0, 0]), "··");
+    }
 }

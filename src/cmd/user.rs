@@ -1,10 +1,7 @@
 //! `tokenauth user …`: add, list, remove, enable and disable users, and their permissions.
 
-use rand::rngs::OsRng;
-
 use crate::cmd::{Ctx, check_user_name, confirm};
 use crate::output::{self, terminal_safe};
-use crate::secret::Secret;
 use crate::store::User;
 
 /// Manage users: the accounts service keys act for.
@@ -15,7 +12,9 @@ use crate::store::User;
 #[command(after_help = "Examples:
   tokenauth user add ci-bot
   tokenauth user grant deployer impersonate
-  tokenauth user list --json")]
+  tokenauth user grant ops admin
+  tokenauth user list --json
+  tokenauth --server https://auth.example.com --key ops.json user list")]
 pub struct Args {
     #[command(subcommand)]
     pub command: UserCommand,
@@ -56,7 +55,10 @@ pub enum UserCommand {
     /// Give a user a permission
     ///
     /// `impersonate` lets the user's keys sign grants for other users (`sub`); `introspect`
-    /// lets the user's access tokens call the server's /introspect endpoint.
+    /// lets the user's access tokens call the server's /introspect endpoint; `admin` lets the
+    /// user's tokens drive the admin API (`serve --admin-api`), with write scope for changes;
+    /// `manage-own-keys` lets them issue, list, edit and revoke the user's own keys and
+    /// personal access tokens there, and read its own usage log.
     #[command(after_help = "Example:\n  tokenauth user grant deployer impersonate")]
     Grant {
         /// The user's name
@@ -98,6 +100,10 @@ pub enum Permission {
     Impersonate,
     /// Call /introspect with one's access tokens
     Introspect,
+    /// Manage everything through the admin API
+    Admin,
+    /// Manage one's own keys and tokens through the admin API
+    ManageOwnKeys,
 }
 
 impl Permission {
@@ -105,34 +111,36 @@ impl Permission {
         match self {
             Permission::Impersonate => "impersonate",
             Permission::Introspect => "introspect",
+            Permission::Admin => "admin",
+            Permission::ManageOwnKeys => "manage-own-keys",
         }
     }
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let mut store = ctx.store()?;
+    let mut admin = ctx.admin()?;
     // Names reach messages as typed or as stored; either may hold escape sequences.
     match args.command {
         UserCommand::Add { name } => {
             check_user_name(&name)?;
-            store.add_user(&name, &Secret::generate(&mut OsRng), ctx.now())?;
+            admin.add_user(&name)?;
             eprintln!("Created user {}.", terminal_safe(&name));
         }
         UserCommand::List { json } => {
-            let users = store.users()?;
+            let users = admin.users()?;
             if json {
                 return output::print_json(&users);
             }
             print_users(&users);
         }
         UserCommand::Remove { name, yes } => {
-            store.user(&name)?;
+            admin.user(&name)?;
             confirm(&format!("Remove user {name}?"), yes)?;
-            store.remove_user(&name)?;
+            admin.remove_user(&name)?;
             eprintln!("Removed user {}.", terminal_safe(&name));
         }
         UserCommand::Grant { name, permission } => {
-            store.set_permission(&name, permission.as_str(), true)?;
+            admin.set_permission(&name, permission.as_str(), true)?;
             eprintln!(
                 "User {} may now {}.",
                 terminal_safe(&name),
@@ -140,7 +148,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             );
         }
         UserCommand::Revoke { name, permission } => {
-            store.set_permission(&name, permission.as_str(), false)?;
+            admin.set_permission(&name, permission.as_str(), false)?;
             eprintln!(
                 "User {} may no longer {}.",
                 terminal_safe(&name),
@@ -148,14 +156,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             );
         }
         UserCommand::Disable { name } => {
-            store.set_disabled(&name, true)?;
+            admin.set_disabled(&name, true)?;
             eprintln!(
                 "Disabled user {}; its grants are refused and its tokens stop working now.",
                 terminal_safe(&name)
             );
         }
         UserCommand::Enable { name } => {
-            store.set_disabled(&name, false)?;
+            admin.set_disabled(&name, false)?;
             eprintln!("Enabled user {}.", terminal_safe(&name));
         }
     }

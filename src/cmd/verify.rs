@@ -40,6 +40,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
+    ctx.local_only("verify")?;
     let token = if args.token == "-" {
         std::io::read_to_string(std::io::stdin())?.trim().to_owned()
     } else {

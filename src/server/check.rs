@@ -82,7 +82,7 @@ pub async fn forward_auth(
 /// Checks the request's own bearer credential (an access token or a personal access token)
 /// against `snap`. A known personal access token that is refused is logged, with its reason;
 /// a good one is noted as used, at most once a minute.
-async fn check_bearer(
+pub(super) async fn check_bearer(
     state: &SharedState,
     snap: &Snapshot,
     headers: &HeaderMap,

@@ -1,5 +1,6 @@
 //! The token plane: the axum app (`app(state) -> Router`) and `serve(listener, shutdown)`.
 
+pub mod admin;
 mod check;
 pub mod cors;
 pub mod error;
@@ -43,6 +44,8 @@ pub struct Config {
     pub limits: Limits,
     /// The site's own origins (normalised); empty: the issuer's origin.
     pub public_origins: Vec<String>,
+    /// Serve the remote admin API under /admin/v1.
+    pub admin_api: bool,
 }
 
 struct Reader {
@@ -66,6 +69,8 @@ pub struct AppState {
     /// Replay key -> grant expiry: a fast first check for replays; the store's `used_grants`
     /// decides, across processes.
     replay: Mutex<HashMap<[u8; 16], i64>>,
+    /// The admin API's store connection, when it is on.
+    admin: Option<admin::AdminApi>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -89,10 +94,12 @@ impl AppState {
         let mut readers = Vec::with_capacity(count);
         let mut first = Some(store);
         for _ in 0..count {
-            let store = match first.take() {
+            let mut store = match first.take() {
                 Some(s) => s,
                 None => Store::open(path)?,
             };
+            // What these connections change: tokens revoked by whoever holds them.
+            store.set_actor("token holder (POST /revoke)", clock);
             // Unknown yet: the first check on each compares generations.
             readers.push(Mutex::new(Reader {
                 store,
@@ -102,6 +109,14 @@ impl AppState {
             }));
         }
         let (usage, writer) = UsageWriter::start(Store::open(path)?, clock, config.usage_retention);
+        let admin = if config.admin_api {
+            Some(admin::AdminApi::new(crate::admin::Local::new(
+                Store::open(path)?,
+                clock,
+            )))
+        } else {
+            None
+        };
         let state = AppState {
             config,
             clock,
@@ -109,6 +124,7 @@ impl AppState {
             snapshot: RwLock::new(Arc::new(snapshot)),
             usage,
             replay: Mutex::new(replay),
+            admin,
         };
         Ok((Arc::new(state), writer))
     }
@@ -222,7 +238,17 @@ impl AppState {
 /// The router: the token endpoint, the resource-server checks, metadata and health.
 pub fn app(state: SharedState) -> Router {
     let cors = || axum::middleware::from_fn_with_state(state.clone(), cors::layer);
-    Router::new()
+    let router = if state.admin.is_some() {
+        Router::new()
+            .route(admin::PREFIX, axum::routing::any(admin::dispatch))
+            .route(
+                &format!("{}/{{*rest}}", admin::PREFIX),
+                axum::routing::any(admin::dispatch),
+            )
+    } else {
+        Router::new()
+    };
+    router
         .route(
             "/token",
             post(token::token)

@@ -119,4 +119,30 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE keys ADD COLUMN client_email TEXT;
     CREATE UNIQUE INDEX keys_client_email ON keys(client_email) WHERE client_email IS NOT NULL;
     "#,
+    // 5: the admin audit trail: a row per change, hash-chained (see store/audit.rs). Rows are
+    // numbered by the chain, not by SQLite, so that a deleted newest row leaves a gap the head
+    // in audit_state points past. Pruning moves the checkpoint: verification starts there.
+    r#"
+    CREATE TABLE audit (
+        id        INTEGER PRIMARY KEY,
+        time      INTEGER NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        target    TEXT NOT NULL,
+        changes   TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_time ON audit(time);
+    CREATE TABLE audit_state (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id         INTEGER NOT NULL,
+        last_hash       TEXT NOT NULL,
+        checkpoint_id   INTEGER NOT NULL,
+        checkpoint_hash TEXT NOT NULL
+    );
+    INSERT INTO audit_state VALUES (1, 0,
+        '0000000000000000000000000000000000000000000000000000000000000000', 0,
+        '0000000000000000000000000000000000000000000000000000000000000000');
+    "#,
 ];

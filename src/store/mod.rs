@@ -1,5 +1,6 @@
 //! The SQLite store: the only module that speaks SQL.
 
+pub mod audit;
 mod migrations;
 mod pats;
 mod probe;
@@ -12,11 +13,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
+use crate::clock::Clock;
 use crate::iprange;
 use crate::origin;
 use crate::scope::Scope;
 use crate::secret::Secret;
 
+use audit::Changes;
+pub use audit::{AuditFilter, AuditRow, AuditVerdict};
 pub use migrations::MIGRATIONS;
 pub use pats::{Pat, PatChange};
 pub use probe::ChangeProbe;
@@ -71,7 +75,7 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub name: String,
     pub permissions: Vec<String>,
@@ -86,7 +90,7 @@ impl User {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Key {
     pub key_id: String,
     pub client_id: String,
@@ -122,7 +126,7 @@ impl Key {
 }
 
 /// One row of the usage log: an issuance or a refused attempt.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct UsageRow {
     pub time: i64,
     pub key_id: Option<String>,
@@ -203,9 +207,52 @@ pub struct UserAuth {
     pub epoch: i64,
 }
 
+/// What `edit-key` changes; `None` leaves a field alone.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct KeyChange {
+    pub title: Option<String>,
+    pub ip_ranges: Option<Vec<IpNet>>,
+    pub origins: Option<Vec<String>>,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Who audit rows name as making the changes written through this connection.
+    actor: String,
+    /// The time audit rows carry.
+    clock: Clock,
+}
+
+/// Who and when, for the audit row of a change being written.
+struct AuditCtx {
+    actor: String,
+    now: i64,
+    path: PathBuf,
+}
+
+impl AuditCtx {
+    fn record(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        action: &str,
+        target: &str,
+        changes: Changes,
+    ) -> Result<()> {
+        audit::record(
+            &self.actor,
+            self.now,
+            tx,
+            &self.path,
+            action,
+            target,
+            changes,
+        )
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        map_err(e, &self.path)
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -243,6 +290,8 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_owned(),
+            actor: "unknown".to_owned(),
+            clock: Clock::System,
         };
         store.configure().map_err(|e| store.err(e))?;
         store.migrate()?;
@@ -251,6 +300,25 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Names who makes the changes written through this connection, and the clock their
+    /// audit rows read.
+    pub fn set_actor(&mut self, actor: impl Into<String>, clock: Clock) {
+        self.actor = actor.into();
+        self.clock = clock;
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    fn audit_ctx(&self) -> AuditCtx {
+        AuditCtx {
+            actor: self.actor.clone(),
+            now: self.clock.now(),
+            path: self.path.clone(),
+        }
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
@@ -356,25 +424,51 @@ impl Store {
     }
 
     pub fn set_setting(&mut self, name: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO settings(name, value) VALUES (?1, ?2)
-                 ON CONFLICT(name) DO UPDATE SET value = excluded.value WHERE value <> excluded.value",
-                params![name, value],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        let old: Option<String> = tx
+            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| a.err(e))?;
+        if old.as_deref() == Some(value) {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO settings(name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )
+        .map_err(|e| a.err(e))?;
+        a.record(
+            &tx,
+            "settings.set",
+            name,
+            Changes::new().from_to("value", old, value),
+        )?;
+        tx.commit().map_err(|e| a.err(e))
     }
 
     /// Sets a setting only when it has no value yet.
     pub fn default_setting(&mut self, name: &str, value: &str) -> Result<()> {
-        self.conn
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        let n = tx
             .execute(
                 "INSERT OR IGNORE INTO settings(name, value) VALUES (?1, ?2)",
                 params![name, value],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| a.err(e))?;
+        if n > 0 {
+            a.record(
+                &tx,
+                "settings.set",
+                name,
+                Changes::new().set("value", value),
+            )?;
+        }
+        tx.commit().map_err(|e| a.err(e))
     }
 
     // ---- change detection -----------------------------------------------------------------
@@ -400,6 +494,7 @@ impl Store {
 
     pub fn add_user(&mut self, name: &str, secret: &Secret, now: i64) -> Result<()> {
         let path = self.path.clone();
+        let a = self.audit_ctx();
         let tx = self.write_tx()?;
         let res = tx.execute(
             "INSERT INTO users(name, created) VALUES (?1, ?2)",
@@ -418,6 +513,7 @@ impl Store {
             params![name, secret.expose(), now],
         )
         .map_err(|e| map_err(e, &path))?;
+        a.record(&tx, "user.add", name, Changes::new())?;
         tx.commit().map_err(|e| map_err(e, &path))
     }
 
@@ -468,6 +564,7 @@ impl Store {
 
     pub fn remove_user(&mut self, name: &str) -> Result<()> {
         let path = self.path.clone();
+        let a = self.audit_ctx();
         let tx = self.write_tx()?;
         let active: i64 = tx
             .query_row(
@@ -483,17 +580,32 @@ impl Store {
                 count: active,
             });
         }
-        let n = tx
-            .execute("DELETE FROM users WHERE name = ?1", [name])
+        let (perms, disabled): (String, bool) = tx
+            .query_row(
+                "SELECT permissions, disabled FROM users WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| map_err(e, &path))?
+            .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?;
+        tx.execute("DELETE FROM users WHERE name = ?1", [name])
             .map_err(|e| map_err(e, &path))?;
-        if n == 0 {
-            return Err(StoreError::UnknownUser(name.to_owned()));
-        }
+        // What the user was, so that the row says what went.
+        a.record(
+            &tx,
+            "user.remove",
+            name,
+            Changes::new()
+                .from_to("permissions", perms, None::<String>)
+                .from_to("disabled", disabled, None::<bool>),
+        )?;
         tx.commit().map_err(|e| map_err(e, &path))
     }
 
     pub fn set_permission(&mut self, name: &str, permission: &str, granted: bool) -> Result<()> {
         let path = self.path.clone();
+        let a = self.audit_ctx();
         let tx = self.write_tx()?;
         let perms: String = tx
             .query_row(
@@ -512,40 +624,80 @@ impl Store {
             list.push(permission);
         }
         list.sort_unstable();
+        let new = list.join(" ");
+        if new == perms {
+            return Ok(());
+        }
         tx.execute(
             "UPDATE users SET permissions = ?2 WHERE name = ?1",
-            params![name, list.join(" ")],
+            params![name, new],
         )
         .map_err(|e| map_err(e, &path))?;
+        a.record(
+            &tx,
+            if granted { "user.grant" } else { "user.revoke" },
+            name,
+            Changes::new().from_to("permissions", perms, new),
+        )?;
         tx.commit().map_err(|e| map_err(e, &path))
     }
 
     pub fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<()> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE users SET disabled = ?2 WHERE name = ?1",
-                params![name, disabled],
-            )
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(StoreError::UnknownUser(name.to_owned()));
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        let was: bool = tx
+            .query_row("SELECT disabled FROM users WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| a.err(e))?
+            .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?;
+        if was == disabled {
+            return Ok(());
         }
-        Ok(())
+        tx.execute(
+            "UPDATE users SET disabled = ?2 WHERE name = ?1",
+            params![name, disabled],
+        )
+        .map_err(|e| a.err(e))?;
+        a.record(
+            &tx,
+            if disabled {
+                "user.disable"
+            } else {
+                "user.enable"
+            },
+            name,
+            Changes::new().from_to("disabled", was, disabled),
+        )?;
+        tx.commit().map_err(|e| a.err(e))
     }
 
     pub fn rotate_secret(&mut self, name: &str, secret: &Secret, now: i64) -> Result<()> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE secrets SET secret = ?2, rotated = ?3, epoch = epoch + 1 WHERE user_name = ?1",
-                params![name, secret.expose(), now],
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        let epoch: i64 = tx
+            .query_row(
+                "SELECT epoch FROM secrets WHERE user_name = ?1",
+                [name],
+                |r| r.get(0),
             )
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(StoreError::UnknownUser(name.to_owned()));
-        }
-        Ok(())
+            .optional()
+            .map_err(|e| a.err(e))?
+            .ok_or_else(|| StoreError::UnknownUser(name.to_owned()))?;
+        tx.execute(
+            "UPDATE secrets SET secret = ?2, rotated = ?3, epoch = epoch + 1 WHERE user_name = ?1",
+            params![name, secret.expose(), now],
+        )
+        .map_err(|e| a.err(e))?;
+        // The epoch, never the secret: it tells that a rotation happened and how many.
+        a.record(
+            &tx,
+            "user.rotate-secret",
+            name,
+            Changes::new().from_to("secret_epoch", epoch, epoch + 1),
+        )?;
+        tx.commit().map_err(|e| a.err(e))
     }
 
     /// Every user with its current secret (for the token plane's cache).
@@ -572,8 +724,9 @@ impl Store {
     // ---- keys -----------------------------------------------------------------------------
 
     pub fn add_key(&mut self, key: &Key) -> Result<()> {
-        self.conn
-            .execute(
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        tx.execute(
                 "INSERT INTO keys(key_id, client_id, user_name, title, alg, public_key, ip_ranges, scope, issued, expires,
                     origins, format, client_email)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -593,8 +746,23 @@ impl Store {
                     key.client_email
                 ],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| a.err(e))?;
+        let changes = Changes::new()
+            .set("user", key.user.as_str())
+            .set("client_id", key.client_id.as_str())
+            .set("title", key.title.as_str())
+            .set("alg", key.alg.as_str())
+            .set("format", key.format.as_str())
+            .set("scope", key.scope.as_str())
+            .set("ip_ranges", iprange::format(&key.ip_ranges))
+            .set("origins", key.origins.join(" "))
+            .set("expires", key.expires);
+        let changes = match &key.client_email {
+            Some(e) => changes.set("client_email", e.as_str()),
+            None => changes,
+        };
+        a.record(&tx, "key.issue", &key.key_id, changes)?;
+        tx.commit().map_err(|e| a.err(e))
     }
 
     const KEY_COLUMNS: &str =
@@ -665,54 +833,70 @@ impl Store {
         }
     }
 
-    pub fn set_key_title(&mut self, key_id: &str, title: &str) -> Result<()> {
-        self.update_key(
-            key_id,
-            "UPDATE keys SET title = ?2 WHERE key_id = ?1",
-            title,
-        )
-    }
-
-    pub fn set_key_origins(&mut self, key_id: &str, origins: &[String]) -> Result<()> {
-        self.update_key(
-            key_id,
-            "UPDATE keys SET origins = ?2 WHERE key_id = ?1",
-            &origin::format(origins),
-        )
-    }
-
-    pub fn set_key_ip_ranges(&mut self, key_id: &str, ranges: &[IpNet]) -> Result<()> {
-        self.update_key(
-            key_id,
-            "UPDATE keys SET ip_ranges = ?2 WHERE key_id = ?1",
-            &iprange::format(ranges),
-        )
+    /// Changes what `change` names, in one transaction with its audit row.
+    pub fn edit_key(&mut self, key_id: &str, change: &KeyChange) -> Result<()> {
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        let sql = format!(
+            "SELECT {} FROM keys k WHERE k.key_id = ?1",
+            Self::KEY_COLUMNS
+        );
+        let old = tx
+            .query_row(&sql, [key_id], Self::key_from_row)
+            .optional()
+            .map_err(|e| a.err(e))?
+            .ok_or_else(|| StoreError::UnknownKey(key_id.to_owned()))?;
+        let mut changes = Changes::new();
+        let set = |sql: &str, value: &str| {
+            tx.execute(sql, params![key_id, value])
+                .map(|_| ())
+                .map_err(|e| a.err(e))
+        };
+        if let Some(t) = &change.title {
+            set("UPDATE keys SET title = ?2 WHERE key_id = ?1", t)?;
+            changes = changes.from_to("title", old.title.as_str(), t.as_str());
+        }
+        if let Some(r) = &change.ip_ranges {
+            let new = iprange::format(r);
+            set("UPDATE keys SET ip_ranges = ?2 WHERE key_id = ?1", &new)?;
+            changes = changes.from_to("ip_ranges", iprange::format(&old.ip_ranges), new);
+        }
+        if let Some(o) = &change.origins {
+            set(
+                "UPDATE keys SET origins = ?2 WHERE key_id = ?1",
+                &origin::format(o),
+            )?;
+            changes = changes.from_to("origins", old.origins.join(" "), o.join(" "));
+        }
+        if !changes.is_empty() {
+            a.record(&tx, "key.edit", key_id, changes)?;
+        }
+        tx.commit().map_err(|e| a.err(e))
     }
 
     /// Marks the key revoked; returns false when it already was.
     pub fn revoke_key(&mut self, key_id: &str, now: i64) -> Result<bool> {
-        let n = self
-            .conn
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        let n = tx
             .execute(
                 "UPDATE keys SET revoked = ?2 WHERE key_id = ?1 AND revoked IS NULL",
                 params![key_id, now],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| a.err(e))?;
+        if n > 0 {
+            a.record(
+                &tx,
+                "key.revoke",
+                key_id,
+                Changes::new().from_to("revoked", None::<i64>, now),
+            )?;
+        }
+        tx.commit().map_err(|e| a.err(e))?;
         if n == 0 {
             self.key(key_id)?;
         }
         Ok(n > 0)
-    }
-
-    fn update_key(&mut self, key_id: &str, sql: &str, value: &str) -> Result<()> {
-        let n = self
-            .conn
-            .execute(sql, params![key_id, value])
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(StoreError::UnknownKey(key_id.to_owned()));
-        }
-        Ok(())
     }
 
     // ---- revoked access tokens ------------------------------------------------------------

@@ -4,12 +4,13 @@
 use ipnet::IpNet;
 use rusqlite::{OptionalExtension, params};
 
+use super::audit::Changes;
 use super::{Result, Store, StoreError, map_err};
 use crate::iprange;
 use crate::origin;
 use crate::scope::Scope;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pat {
     pub id: String,
     pub user: String,
@@ -43,7 +44,7 @@ impl Pat {
 }
 
 /// What `token edit` changes; `None` leaves a field alone.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PatChange {
     pub description: Option<String>,
     pub scope: Option<Scope>,
@@ -84,6 +85,7 @@ impl Store {
     /// the store, in the same transaction, so a rotation cannot slip in between).
     pub fn add_pat(&mut self, pat: &Pat) -> Result<()> {
         let path = self.path.clone();
+        let a = self.audit_ctx();
         let tx = self.write_tx()?;
         let epoch: i64 = tx
             .query_row(
@@ -112,6 +114,15 @@ impl Store {
             ],
         )
         .map_err(|e| map_err(e, &path))?;
+        // Never the token or its hash.
+        let changes = Changes::new()
+            .set("user", pat.user.as_str())
+            .set("description", pat.description.as_str())
+            .set("scope", pat.scope.as_str())
+            .set("ip_ranges", iprange::format(&pat.ip_ranges))
+            .set("origins", pat.origins.join(" "))
+            .set("expires", pat.expires);
+        a.record(&tx, "token.create", &pat.id, changes)?;
         tx.commit().map_err(|e| map_err(e, &path))
     }
 
@@ -152,14 +163,33 @@ impl Store {
     /// Changes what `change` names, in one transaction.
     pub fn edit_pat(&mut self, id: &str, change: &PatChange) -> Result<()> {
         let path = self.path.clone();
+        let a = self.audit_ctx();
         let tx = self.write_tx()?;
-        let exists: bool = tx
-            .query_row("SELECT count(*) FROM pats WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .map_err(|e| map_err(e, &path))?;
-        if !exists {
-            return Err(StoreError::UnknownPat(id.to_owned()));
+        let old = tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM pats p WHERE p.id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()
+            .map_err(|e| map_err(e, &path))?
+            .ok_or_else(|| StoreError::UnknownPat(id.to_owned()))?;
+        let mut changes = Changes::new();
+        if let Some(d) = &change.description {
+            changes = changes.from_to("description", old.description.as_str(), d.as_str());
+        }
+        if let Some(s) = change.scope {
+            changes = changes.from_to("scope", old.scope.as_str(), s.as_str());
+        }
+        if let Some(r) = &change.ip_ranges {
+            changes = changes.from_to(
+                "ip_ranges",
+                iprange::format(&old.ip_ranges),
+                iprange::format(r),
+            );
+        }
+        if let Some(o) = &change.origins {
+            changes = changes.from_to("origins", old.origins.join(" "), o.join(" "));
         }
         let set = |sql: &str, value: &dyn rusqlite::ToSql| {
             tx.execute(sql, params![id, value])
@@ -184,18 +214,31 @@ impl Store {
                 &origin::format(o),
             )?;
         }
+        if !changes.is_empty() {
+            a.record(&tx, "token.edit", id, changes)?;
+        }
         tx.commit().map_err(|e| map_err(e, &path))
     }
 
     /// Marks the token revoked; false when it already was.
     pub fn revoke_pat(&mut self, id: &str, now: i64) -> Result<bool> {
-        let n = self
-            .conn
+        let a = self.audit_ctx();
+        let tx = self.write_tx()?;
+        let n = tx
             .execute(
                 "UPDATE pats SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL",
                 params![id, now],
             )
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| a.err(e))?;
+        if n > 0 {
+            a.record(
+                &tx,
+                "token.revoke",
+                id,
+                Changes::new().from_to("revoked", None::<i64>, now),
+            )?;
+        }
+        tx.commit().map_err(|e| a.err(e))?;
         if n == 0 {
             self.pat(id)?;
         }

@@ -1,0 +1,682 @@
+//! Admin operations on a store this process opened: what the CLI does without --server and
+//! what the server's admin API does for its callers. Every change is audited by the store,
+//! under the actor set on it.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::OsRng;
+
+use super::*;
+use crate::clock::{self, Clock};
+use crate::iprange;
+use crate::pat;
+use crate::public_key::PublicKey;
+use crate::registry::DEFAULT_TOKEN_URI;
+use crate::secret::Secret;
+use crate::service_key::{self, KeyFile};
+use crate::store::{KeyChange, PatChange, Store, UsageFilter};
+
+pub struct Local {
+    pub store: Store,
+    pub clock: Clock,
+}
+
+fn invalid(e: impl std::fmt::Display) -> AdminError {
+    AdminError::Invalid(e.to_string())
+}
+
+fn parse_ranges(text: Option<&str>) -> Result<Vec<ipnet::IpNet>> {
+    iprange::parse(text.unwrap_or("")).map_err(|e| invalid(format!("invalid --ip-range: {e}")))
+}
+
+fn parse_expires(text: Option<&str>, now: i64) -> Result<Option<i64>> {
+    crate::validate::parse_expires(text, now).map_err(invalid)
+}
+
+fn parse_origins(values: &[String]) -> Result<Vec<String>> {
+    crate::validate::parse_origins(values).map_err(invalid)
+}
+
+fn check_user_name(name: &str) -> Result<()> {
+    crate::validate::check_user_name(name).map_err(invalid)
+}
+
+pub fn key_view(key: Key, now: i64) -> KeyView {
+    KeyView {
+        state: key.state(now).to_owned(),
+        key,
+    }
+}
+
+pub fn pat_view(pat: Pat, now: i64) -> PatView {
+    PatView {
+        state: pat.state(now).to_owned(),
+        token: format!("{}…{}", pat::PREFIX, pat.last4),
+        pat,
+    }
+}
+
+/// 64 random bits, hex: what commands name a token by.
+fn new_pat_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut OsRng, &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A user name as it may stand in a file name or an address.
+pub fn safe_name(user: &str) -> String {
+    user.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+const DAY: i64 = 86_400;
+
+impl Local {
+    pub fn new(store: Store, clock: Clock) -> Local {
+        Local { store, clock }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// A key by id or unique prefix, or a token by id or prefix: its exact id.
+    fn key_or_token_id(&self, id: &str) -> Result<String> {
+        match self.store.key(id) {
+            Ok(k) => Ok(k.key_id),
+            Err(StoreError::UnknownKey(_)) => Ok(self.store.pat(id).map_err(|_| {
+                AdminError::NotFound(format!(
+                    "no key or personal access token with id '{id}'; see `tokenauth list-keys --all` and `tokenauth token list --all`"
+                ))
+            })?.id),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn ensure_user(&mut self, name: &str, now: i64) -> Result<bool> {
+        Ok(self
+            .store
+            .ensure_user(name, &Secret::generate(&mut OsRng), now)?)
+    }
+}
+
+impl Admin for Local {
+    fn users(&mut self) -> Result<Vec<User>> {
+        Ok(self.store.users()?)
+    }
+
+    fn user(&mut self, name: &str) -> Result<User> {
+        Ok(self.store.user(name)?)
+    }
+
+    fn add_user(&mut self, name: &str) -> Result<User> {
+        check_user_name(name)?;
+        let now = self.now();
+        self.store
+            .add_user(name, &Secret::generate(&mut OsRng), now)?;
+        Ok(self.store.user(name)?)
+    }
+
+    fn remove_user(&mut self, name: &str) -> Result<()> {
+        Ok(self.store.remove_user(name)?)
+    }
+
+    fn set_permission(&mut self, name: &str, permission: &str, granted: bool) -> Result<User> {
+        if !PERMISSIONS.contains(&permission) {
+            return Err(invalid(format!(
+                "unknown permission '{permission}'; permissions are {}",
+                PERMISSIONS.join(", ")
+            )));
+        }
+        self.store.set_permission(name, permission, granted)?;
+        Ok(self.store.user(name)?)
+    }
+
+    fn set_disabled(&mut self, name: &str, disabled: bool) -> Result<User> {
+        self.store.set_disabled(name, disabled)?;
+        Ok(self.store.user(name)?)
+    }
+
+    fn rotate_secret(&mut self, user: Option<&str>) -> Result<Vec<String>> {
+        let users: Vec<String> = match user {
+            Some(u) => vec![self.store.user(u)?.name],
+            None => self.store.users()?.into_iter().map(|u| u.name).collect(),
+        };
+        let now = self.now();
+        for u in &users {
+            self.store
+                .rotate_secret(u, &Secret::generate(&mut OsRng), now)?;
+        }
+        Ok(users)
+    }
+
+    fn issue_key(&mut self, req: &IssueKey) -> Result<Issued> {
+        check_user_name(&req.user)?;
+        let format = req.format.unwrap_or(Format::Tokenauth);
+        if format == Format::Google && req.public_key.is_some() {
+            return Err(invalid(
+                "--format google needs the private key in the file (google-auth reads it there); \
+                 drop --public-key, or use --format tokenauth",
+            ));
+        }
+        if format == Format::Google && req.alg.is_some_and(|a| a != Alg::RS256) {
+            return Err(invalid(
+                "--format google keys are RS256: Google's libraries sign service-account grants with RSA",
+            ));
+        }
+        let bits = req.bits.unwrap_or(2048);
+        if ![2048, 3072, 4096].contains(&bits) {
+            return Err(invalid(format!(
+                "RSA key size {bits} is not offered; use 2048, 3072 or 4096"
+            )));
+        }
+        if req.public_key.is_some() && (req.bits.is_some() || req.pkcs8) {
+            return Err(invalid(
+                "bits and pkcs8 apply to generated keys, not to a public key the client brings",
+            ));
+        }
+        if req.title.chars().count() > 1024 {
+            return Err(invalid("the title is longer than 1024 characters"));
+        }
+        let ip_ranges = parse_ranges(req.ip_range.as_deref())?;
+        let now = self.now();
+        let expires = parse_expires(req.expires.as_deref(), now)?;
+        let origins = parse_origins(&req.origins)?;
+        let token_uri = self
+            .store
+            .setting("token_uri")?
+            .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        // The public key (and, unless the client brought its own, the private one) first: a
+        // key that cannot be used must not reach the store.
+        let (public, private_pem) = match &req.public_key {
+            Some(text) => {
+                let public =
+                    PublicKey::parse(text).map_err(|e| invalid(format!("--public-key: {e}")))?;
+                if let Some(alg) = req.alg.filter(|a| *a != public.alg) {
+                    return Err(invalid(format!(
+                        "--alg {alg} does not match the public key, which is {}",
+                        public.alg
+                    )));
+                }
+                (public, None)
+            }
+            None => {
+                let alg = req.alg.unwrap_or(Alg::RS256);
+                // Google's libraries read PKCS#8 only.
+                let pkcs8 = req.pkcs8 || format == Format::Google;
+                let generated = service_key::generate(alg, bits, pkcs8, &mut OsRng)?;
+                (generated.key, Some(generated.private_pem))
+            }
+        };
+        if let Ok(existing) = self.store.key(&public.key_id()) {
+            return Err(AdminError::Conflict(format!(
+                "this public key is already key {} of user {}; each key pair is registered once",
+                existing.key_id, existing.user
+            )));
+        }
+        // Only now, when the key is known to be good: a refused key leaves no user behind.
+        let user_created = self.ensure_user(&req.user, now)?;
+        let client_id = service_key::new_client_id(&mut OsRng);
+        let client_email = (format == Format::Google).then(|| {
+            let issuer = self
+                .store
+                .setting("issuer")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| crate::registry::default_issuer(&token_uri));
+            let host = url::Url::parse(&issuer)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "tokenauth".to_owned());
+            format!("{}.{}@{host}", safe_name(&req.user), &client_id[..8])
+        });
+        let key = Key {
+            key_id: public.key_id(),
+            client_id,
+            user: req.user.clone(),
+            title: req.title.clone(),
+            alg: public.alg.as_str().to_owned(),
+            public_key: public.pem(),
+            ip_ranges,
+            origins,
+            format: format.as_str().to_owned(),
+            client_email,
+            scope: req.scope.unwrap_or(Scope::Read),
+            issued: now,
+            expires,
+            revoked: None,
+            last_used: None,
+        };
+        let file = KeyFile {
+            key_id: key.key_id.clone(),
+            client_id: key.client_id.clone(),
+            user_id: Some(key.user.clone()),
+            issued: clock::rfc3339(now),
+            token_uri,
+            private_key: private_pem,
+            private_key_file: None,
+            private_key_from: None,
+            alg: public.alg,
+            format,
+            name: String::new(),
+        };
+        let key_file = file.to_json(key.client_email.as_deref());
+        self.store.add_key(&key)?;
+        Ok(Issued {
+            key: key_view(key, now),
+            key_file,
+            user_created,
+        })
+    }
+
+    fn keys(&mut self, f: &KeyFilter) -> Result<Vec<KeyView>> {
+        if let Some(u) = &f.user {
+            self.store.user(u)?;
+        }
+        let now = self.now();
+        let with_revoked = f.all || f.state == Some(KeyState::Revoked);
+        let keys = self.store.keys(f.user.as_deref(), with_revoked)?;
+        Ok(keys
+            .into_iter()
+            .map(|k| key_view(k, now))
+            .filter(|v| {
+                let k = &v.key;
+                f.state.is_none_or(|s| v.state == s.as_str())
+                    && f.scope.is_none_or(|s| k.scope == s)
+                    && f.expiring_within.is_none_or(|w| {
+                        k.expires
+                            .is_some_and(|e| e > now && e <= now.saturating_add(w))
+                    })
+                    && f.unused_for
+                        .is_none_or(|u| k.last_used.unwrap_or(k.issued) <= now.saturating_sub(u))
+            })
+            .collect())
+    }
+
+    fn key(&mut self, id: &str) -> Result<KeyView> {
+        let now = self.now();
+        Ok(key_view(self.store.key(id)?, now))
+    }
+
+    fn edit_key(&mut self, id: &str, change: &EditKey) -> Result<KeyView> {
+        if change.title.is_none() && change.ip_range.is_none() && change.origins.is_none() {
+            return Err(invalid(
+                "nothing to change; pass --title, --ip-range, --no-ip-range, --origin or --no-origin",
+            ));
+        }
+        if change
+            .title
+            .as_ref()
+            .is_some_and(|t| t.chars().count() > 1024)
+        {
+            return Err(invalid("the title is longer than 1024 characters"));
+        }
+        let ip_ranges = match &change.ip_range {
+            Some(r) => Some(parse_ranges(Some(r))?),
+            None => None,
+        };
+        let origins = match &change.origins {
+            Some(o) => Some(parse_origins(o)?),
+            None => None,
+        };
+        let key_id = self.store.key(id)?.key_id;
+        self.store.edit_key(
+            &key_id,
+            &KeyChange {
+                title: change.title.clone(),
+                ip_ranges,
+                origins,
+            },
+        )?;
+        self.key(&key_id)
+    }
+
+    fn revoke_key(&mut self, id: &str) -> Result<Revoked<KeyView>> {
+        let key_id = self.store.key(id)?.key_id;
+        let now = self.now();
+        let revoked = self.store.revoke_key(&key_id, now)?;
+        Ok(Revoked {
+            revoked_now: revoked,
+            item: self.key(&key_id)?,
+        })
+    }
+
+    fn create_pat(&mut self, req: &CreatePat) -> Result<CreatedPat> {
+        check_user_name(&req.user)?;
+        if req.description.chars().count() > 1024 {
+            return Err(invalid("the description is longer than 1024 characters"));
+        }
+        let now = self.now();
+        let expires = parse_expires(req.expires.as_deref(), now)?;
+        let ip_ranges = parse_ranges(req.ip_range.as_deref())?;
+        let origins = parse_origins(&req.origins)?;
+        let user_created = self.ensure_user(&req.user, now)?;
+        let token = pat::generate(&mut OsRng);
+        let pat = Pat {
+            id: new_pat_id(),
+            user: req.user.clone(),
+            hash: pat::hash(token.expose()),
+            last4: pat::last4(token.expose()),
+            description: req.description.clone(),
+            scope: req.scope.unwrap_or(Scope::Read),
+            ip_ranges,
+            origins,
+            created: now,
+            expires,
+            revoked: None,
+            secret_epoch: 0,
+            last_used: None,
+        };
+        self.store.add_pat(&pat)?;
+        Ok(CreatedPat {
+            pat,
+            token,
+            user_created,
+        })
+    }
+
+    fn pats(&mut self, f: &PatFilter) -> Result<Vec<PatView>> {
+        if let Some(u) = &f.user {
+            self.store.user(u)?;
+        }
+        let now = self.now();
+        Ok(self
+            .store
+            .pats(f.user.as_deref(), f.all)?
+            .into_iter()
+            .map(|p| pat_view(p, now))
+            .collect())
+    }
+
+    fn pat(&mut self, id: &str) -> Result<PatView> {
+        let now = self.now();
+        Ok(pat_view(self.store.pat(id)?, now))
+    }
+
+    fn edit_pat(&mut self, id: &str, change: &EditPat) -> Result<PatView> {
+        if change.description.is_none()
+            && change.scope.is_none()
+            && change.ip_range.is_none()
+            && change.origins.is_none()
+        {
+            return Err(invalid(
+                "nothing to change; pass --description, --scope, --ip-range, --no-ip-range, --origin or --no-origin",
+            ));
+        }
+        if change
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1024)
+        {
+            return Err(invalid("the description is longer than 1024 characters"));
+        }
+        let ip_ranges = match &change.ip_range {
+            Some(r) => Some(parse_ranges(Some(r))?),
+            None => None,
+        };
+        let origins = match &change.origins {
+            Some(o) => Some(parse_origins(o)?),
+            None => None,
+        };
+        let id = self.store.pat(id)?.id;
+        self.store.edit_pat(
+            &id,
+            &PatChange {
+                description: change.description.clone(),
+                scope: change.scope,
+                ip_ranges,
+                origins,
+            },
+        )?;
+        self.pat(&id)
+    }
+
+    fn revoke_pat(&mut self, id: &str) -> Result<Revoked<PatView>> {
+        let id = self.store.pat(id)?.id;
+        let now = self.now();
+        let revoked = self.store.revoke_pat(&id, now)?;
+        Ok(Revoked {
+            revoked_now: revoked,
+            item: self.pat(&id)?,
+        })
+    }
+
+    fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        let now = self.now();
+        Ok(self.store.audit(&query.filter(now))?)
+    }
+
+    fn verify_audit(&mut self) -> Result<AuditVerdict> {
+        Ok(self.store.verify_audit()?)
+    }
+
+    fn usage(&mut self, q: &UsageQuery) -> Result<Vec<UsageRow>> {
+        let key_id = match q.key.as_deref() {
+            None => None,
+            Some(id) => Some(self.key_or_token_id(id)?),
+        };
+        let now = self.now();
+        Ok(self.store.usage(&UsageFilter {
+            key_id,
+            user: q.user.clone(),
+            since: q.since.map(|s| now.saturating_sub(s)),
+            failures_only: q.failures,
+            no_jti_only: q.no_jti,
+            limit: i64::from(q.limit.unwrap_or(100)),
+        })?)
+    }
+
+    fn usage_summary(&mut self, q: &UsageQuery) -> Result<UsageSummary> {
+        let key_id = match q.key.as_deref() {
+            None => None,
+            Some(id) => Some(self.key_or_token_id(id)?),
+        };
+        let now = self.now();
+        let since = q.since.unwrap_or(7 * DAY).clamp(1, 366 * DAY);
+        let from = now.saturating_sub(since).div_euclid(DAY) * DAY;
+        let rows = self.store.usage(&UsageFilter {
+            key_id,
+            user: q.user.clone(),
+            since: Some(now.saturating_sub(since)),
+            failures_only: q.failures,
+            no_jti_only: q.no_jti,
+            limit: i64::MAX,
+        })?;
+        Ok(summarize(&rows, from, now))
+    }
+
+    fn report(&mut self, q: &ReportQuery) -> Result<Report> {
+        let now = self.now();
+        let users = self.store.users()?;
+        let disabled: Vec<&str> = users
+            .iter()
+            .filter(|u| u.disabled)
+            .map(|u| u.name.as_str())
+            .collect();
+        let live = |revoked: Option<i64>, expires: Option<i64>| {
+            revoked.is_none() && expires.is_none_or(|e| e > now)
+        };
+        let mut found: Vec<(Finding, bool)> = Vec::new();
+        // Never used counts from the issue.
+        let mut issued_at = std::collections::HashMap::new();
+        for k in self.store.keys(None, false)? {
+            if !live(k.revoked, k.expires) {
+                continue;
+            }
+            issued_at.insert(k.key_id.clone(), k.issued);
+            let anywhere = k.ip_ranges.is_empty();
+            found.push((
+                Finding {
+                    kind: "key".into(),
+                    id: k.key_id,
+                    user: k.user,
+                    title: k.title,
+                    scope: k.scope,
+                    expires: k.expires,
+                    last_used: k.last_used,
+                },
+                anywhere,
+            ));
+        }
+        for p in self.store.pats(None, false)? {
+            if !live(p.revoked, p.expires) {
+                continue;
+            }
+            issued_at.insert(p.id.clone(), p.created);
+            let anywhere = p.ip_ranges.is_empty();
+            found.push((
+                Finding {
+                    kind: "token".into(),
+                    id: p.id,
+                    user: p.user,
+                    title: p.description,
+                    scope: p.scope,
+                    expires: p.expires,
+                    last_used: p.last_used,
+                },
+                anywhere,
+            ));
+        }
+        let pick = |keep: &dyn Fn(&Finding, bool) -> bool| -> Vec<Finding> {
+            found
+                .iter()
+                .filter(|(f, anywhere)| keep(f, *anywhere))
+                .map(|(f, _)| f.clone())
+                .collect()
+        };
+        Ok(Report {
+            time: now,
+            expiring_within: q.expiring_within,
+            unused_for: q.unused_for,
+            expiring: pick(&|f, _| {
+                f.expires
+                    .is_some_and(|e| e <= now.saturating_add(q.expiring_within))
+            }),
+            unused: pick(&|f, _| {
+                let since = f
+                    .last_used
+                    .or_else(|| issued_at.get(&f.id).copied())
+                    .unwrap_or(now);
+                since <= now.saturating_sub(q.unused_for)
+            }),
+            write_without_ip_range: pick(&|f, anywhere| anywhere && f.scope == Scope::Write),
+            impersonate: users
+                .iter()
+                .filter(|u| u.may("impersonate"))
+                .map(|u| u.name.clone())
+                .collect(),
+            disabled_with_keys: pick(&|f, _| disabled.contains(&f.user.as_str())),
+        })
+    }
+}
+
+/// Per key (or token): issuances, refusals by reason, first and last use, and per-day
+/// counts from `from` (a UTC midnight) to `to`. Rows without a key or token are left out.
+pub fn summarize(rows: &[UsageRow], from: i64, to: i64) -> UsageSummary {
+    let days = ((to - from).div_euclid(DAY) + 1).clamp(1, 367) as usize;
+    let mut by: BTreeMap<(Option<String>, Option<String>), KeyUsage> = BTreeMap::new();
+    for r in rows {
+        if r.key_id.is_none() && r.pat_id.is_none() {
+            continue;
+        }
+        let entry = by
+            .entry((r.key_id.clone(), r.pat_id.clone()))
+            .or_insert_with(|| KeyUsage {
+                key_id: r.key_id.clone(),
+                token_id: r.pat_id.clone(),
+                user: r.user.clone(),
+                issuances: 0,
+                refusals: 0,
+                refusals_by_reason: BTreeMap::new(),
+                first_use: None,
+                last_use: None,
+                per_day: (0..days)
+                    .map(|i| DayCount {
+                        day: from + i as i64 * DAY,
+                        issuances: 0,
+                        refusals: 0,
+                    })
+                    .collect(),
+            });
+        if entry.user.is_none() {
+            entry.user = r.user.clone();
+        }
+        let day = usize::try_from((r.time - from).div_euclid(DAY)).ok();
+        let slot = day.and_then(|d| entry.per_day.get_mut(d));
+        if r.ok {
+            entry.issuances += 1;
+            if let Some(s) = slot {
+                s.issuances += 1;
+            }
+            entry.first_use = Some(entry.first_use.map_or(r.time, |t| t.min(r.time)));
+            entry.last_use = Some(entry.last_use.map_or(r.time, |t| t.max(r.time)));
+        } else {
+            entry.refusals += 1;
+            if let Some(s) = slot {
+                s.refusals += 1;
+            }
+            *entry
+                .refusals_by_reason
+                .entry(r.reason.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    let mut keys: Vec<KeyUsage> = by.into_values().collect();
+    keys.sort_by(|a, b| {
+        (b.issuances + b.refusals)
+            .cmp(&(a.issuances + a.refusals))
+            .then_with(|| a.key_id.cmp(&b.key_id))
+            .then_with(|| a.token_id.cmp(&b.token_id))
+    });
+    UsageSummary { from, to, keys }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(time: i64, key: &str, ok: bool, reason: Option<&str>) -> UsageRow {
+        UsageRow {
+            time,
+            key_id: Some(key.into()),
+            address: "127.0.0.1".into(),
+            ok,
+            reason: reason.map(str::to_owned),
+            ..UsageRow::default()
+        }
+    }
+
+    #[test]
+    fn summaries_count_per_key_per_day_and_per_reason() {
+        let rows = [
+            row(10, "a", true, None),
+            row(DAY + 5, "a", true, None),
+            row(DAY + 6, "a", false, Some("expired")),
+            row(DAY + 7, "a", false, Some("expired")),
+            row(2 * DAY, "b", false, Some("bad ip")),
+            UsageRow::default(),
+        ];
+        let s = summarize(&rows, 0, 2 * DAY + 100);
+        assert_eq!(s.keys.len(), 2);
+        let a = &s.keys[0];
+        assert_eq!(a.key_id.as_deref(), Some("a"));
+        assert_eq!((a.issuances, a.refusals), (2, 2));
+        assert_eq!(a.refusals_by_reason["expired"], 2);
+        assert_eq!((a.first_use, a.last_use), (Some(10), Some(DAY + 5)));
+        let days: Vec<(i64, i64)> = a
+            .per_day
+            .iter()
+            .map(|d| (d.issuances, d.refusals))
+            .collect();
+        assert_eq!(days, vec![(1, 0), (1, 2), (0, 0)]);
+        assert_eq!(s.keys[1].per_day[2].refusals, 1);
+        assert_eq!(s.keys[1].first_use, None);
+    }
+}
