@@ -306,7 +306,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__get__subcmd__token)
-            opts="-k -h -V --key --sub --scope --private-key --format --no-cache --min-valid --db --help --version"
+            opts="-k -h -V --key --sub --scope --private-key --ca-cert --format --no-cache --min-valid --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +329,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -910,7 +914,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__request)
-            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --method --header --data --include --no-cache --token --db --help --version"
+            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --ca-cert --method --header --data --include --no-cache --token --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -933,6 +937,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1012,7 +1020,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --max-connections --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1060,6 +1068,22 @@ _tokenauth() {
                     ;;
                 --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --db)

@@ -92,6 +92,15 @@ impl GrantArgs {
     }
 }
 
+/// Whom client commands trust for HTTPS: the system's roots, plus --ca-cert.
+#[derive(Debug, clap::Args)]
+pub struct TlsArgs {
+    /// Also trust this CA certificate (PEM; the file may hold several) when checking the
+    /// server's certificate, e.g. a private CA; the system's roots stay trusted
+    #[arg(long, env = "TOKENAUTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
 /// A --key value as given, which may be the key file itself: `Debug` hides it.
 #[derive(Clone)]
 pub struct KeyArg(pub OsString);

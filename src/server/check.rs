@@ -16,6 +16,8 @@ use crate::scope::Scope;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::listen::Peer;
+use crate::server::metrics::{self, Check};
+use crate::server::observe::Caller;
 use crate::server::request::{self, printable};
 use crate::server::{SharedState, cors};
 use crate::store::UsageRow;
@@ -53,7 +55,17 @@ pub async fn forward_auth(
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
     let snap = state.snapshot()?;
     let origin = cors::cross_site_origin(&state, &snap, &headers);
-    let caller = check_bearer(&state, &snap, &headers, addr, required, origin.as_deref()).await?;
+    let caller = check_bearer(&state, &snap, &headers, addr, required, origin.as_deref())
+        .await
+        .inspect_err(|e| {
+            let outcome = match e {
+                ApiError::Bearer { missing: true, .. } => "missing",
+                ApiError::Bearer { invalid, .. } => metrics::invalid_reason(invalid),
+                _ => "error",
+            };
+            state.metrics.invalid(Check::Auth, outcome);
+        })?;
+    state.metrics.valid(Check::Auth);
     let (id_header, id_field, id) = match &caller {
         Checked::Access(c) => ("x-auth-key-id", "key_id", c.key_id.as_str()),
         Checked::Pat(p) => ("x-auth-token-id", "token_id", p.id.as_str()),
@@ -76,6 +88,16 @@ pub async fn forward_auth(
         h.insert("x-auth-allow-origin", v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if state.config.access_log {
+        let key_id = match &caller {
+            Checked::Access(c) => c.key_id.clone(),
+            Checked::Pat(p) => p.id.clone(),
+        };
+        resp.extensions_mut().insert(Caller {
+            key_id: Some(key_id),
+            user: Some(caller.user().to_owned()),
+        });
+    }
     Ok(resp)
 }
 
@@ -169,7 +191,14 @@ pub async fn introspect(
             ))
         })?)),
     };
-    let body = match credential::check(token, &snap, state.now(), client_ip, None, None) {
+    let checked = credential::check(token, &snap, state.now(), client_ip, None, None);
+    match &checked {
+        Ok(_) => state.metrics.valid(Check::Introspect),
+        Err(invalid) => state
+            .metrics
+            .invalid(Check::Introspect, metrics::invalid_reason(invalid)),
+    }
+    let body = match checked {
         Ok(Checked::Access(c)) => serde_json::json!({
             "active": true,
             "sub": c.sub,

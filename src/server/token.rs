@@ -13,6 +13,8 @@ use crate::server::SharedState;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::listen::Peer;
+use crate::server::metrics;
+use crate::server::observe::Caller;
 use crate::server::request::{self, printable};
 use crate::store::{GrantUse, UsageRow, replay_reason};
 
@@ -21,6 +23,26 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub async fn token(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
+    cross_site: Option<Extension<CrossSite>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let result = exchange(&state, peer, cross_site, headers, body).await;
+    match &result {
+        Ok(_) => state.metrics.issued(),
+        Err(e) => {
+            let (error, description) = e.code_and_description();
+            state
+                .metrics
+                .refused(error, metrics::refusal_reason(error, description));
+        }
+    }
+    result
+}
+
+async fn exchange(
+    state: &SharedState,
+    peer: Peer,
     cross_site: Option<Extension<CrossSite>>,
     headers: HeaderMap,
     body: Body,
@@ -58,7 +80,7 @@ pub async fn token(
     let accepted =
         match grant::validate(assertion, form.get("scope").map(String::as_str), &snap, now) {
             Ok(a) => a,
-            Err(r) => return Err(refuse(&state, &row, r).await),
+            Err(r) => return Err(refuse(state, &row, r).await),
         };
     let known = |description: String| Refusal {
         error: "invalid_grant",
@@ -69,7 +91,7 @@ pub async fn token(
     };
     if let Err(why) = client_auth.check(&accepted) {
         let basic = matches!(client_auth, ClientAuth { basic: Some(_), .. });
-        refuse(&state, &row, known(why.clone())).await;
+        refuse(state, &row, known(why.clone())).await;
         return Err(ApiError::InvalidClient {
             description: why,
             basic,
@@ -84,7 +106,7 @@ pub async fn token(
         && !key.origins.contains(origin)
     {
         let why = format!("Origin {origin} is not allowed for this key");
-        return Err(refuse(&state, &row, known(why)).await);
+        return Err(refuse(state, &row, known(why)).await);
     }
     if !addr.allowed_by(&key.ip_ranges) {
         // Worded as a token check would word it.
@@ -92,11 +114,11 @@ pub async fn token(
             crate::iprange::ClientAddr::Ip(ip) => access_token::Invalid::AddressNotAllowed(ip),
             crate::iprange::ClientAddr::Unknown => access_token::Invalid::AddressUnknown,
         };
-        return Err(refuse(&state, &row, known(why.to_string())).await);
+        return Err(refuse(state, &row, known(why.to_string())).await);
     }
     if accepted.jti.is_none() && state.config.require_jti {
         return Err(refuse(
-            &state,
+            state,
             &UsageRow {
                 no_jti: true,
                 ..row
@@ -107,7 +129,7 @@ pub async fn token(
     }
     if !state.first_use(accepted.replay_key, accepted.exp) {
         let why = replay_reason(accepted.jti.is_some()).to_owned();
-        return Err(refuse(&state, &row, known(why)).await);
+        return Err(refuse(state, &row, known(why)).await);
     }
     // A token never outlives its key.
     let lifetime = match key.expires {
@@ -154,6 +176,12 @@ pub async fn token(
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if state.config.access_log {
+        resp.extensions_mut().insert(Caller {
+            key_id: Some(accepted.key_id),
+            user: Some(accepted.subject),
+        });
+    }
     Ok(resp)
 }
 
