@@ -17,10 +17,21 @@ use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen
 ///
 /// Endpoints: POST /token, POST /introspect (RFC 7662), POST /revoke (RFC 7009), GET /auth
 /// (forward auth for nginx auth_request, Traefik, Caddy), GET
-/// /.well-known/oauth-authorization-server (RFC 8414) and GET /healthz. Changes made with
-/// the CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request.
-/// Stops gracefully on Ctrl-C or SIGTERM. Logs go to stderr; set RUST_LOG (e.g.
-/// RUST_LOG=tokenauth=debug) for more.
+/// /.well-known/oauth-authorization-server (RFC 8414), GET /healthz (liveness), GET /readyz
+/// (the store readable: 200, else 503), GET /metrics (Prometheus; on --metrics-listen
+/// instead when given) and GET /openapi.json (the API description). Changes made with the
+/// CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request. Stops
+/// gracefully on Ctrl-C or SIGTERM.
+///
+/// With --tls-cert and --tls-key it serves HTTPS (TLS 1.2 and 1.3); SIGHUP reads both files
+/// again, for new connections, without dropping open ones. Plain HTTP on a non-loopback
+/// address is warned about at start.
+///
+/// Logs go to stderr, as text or JSON (--log-format), with one line per request (method,
+/// route, status, latency, client address, key id and user where known, request id) unless
+/// --no-access-log; tokens, grants and secrets are never logged. Every response carries
+/// X-Request-Id: the caller's, when it is 1 to 128 characters of letters, digits and
+/// -_.:@+=/, else a new one. Set RUST_LOG (e.g. RUST_LOG=tokenauth=debug) for more.
 ///
 /// Slow and idle clients cannot hold connections: a request head must arrive within
 /// --header-timeout of its first byte, a body within --body-timeout, an answer within
@@ -31,7 +42,9 @@ use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen
 #[command(after_help = "Examples:
   tokenauth serve
   tokenauth serve --listen 0.0.0.0:8080 --trusted-proxy 10.0.0.0/8 --token-lifetime 900
-  tokenauth serve --listen unix:/run/tokenauth/tokenauth.sock --socket-mode 0660")]
+  tokenauth serve --listen unix:/run/tokenauth/tokenauth.sock --socket-mode 0660
+  tokenauth serve --listen 0.0.0.0:8443 --tls-cert fullchain.pem --tls-key privkey.pem
+  tokenauth serve --log-format json --metrics-listen 127.0.0.1:9100")]
 pub struct Args {
     /// The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a
     /// Unix socket that only a local proxy can reach; X-Forwarded-For from the socket is
