@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::clock;
 use crate::cmd::Ctx;
+use crate::server::logwriter;
 use crate::server::tls::Tls;
 use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen};
 
@@ -182,14 +183,10 @@ fn parse_proxy(s: &str) -> Result<IpNet, String> {
     }
 }
 
-/// Logs go to stderr through a writer thread, so that a request never waits for the
-/// terminal or journal; the guard flushes what is left when `serve` ends.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        // Under overload, lines are dropped rather than requests slowed.
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+/// Logs go to stderr through a writer thread (server::logwriter), so that a request never
+/// waits for the terminal or journal; the guard writes what is left when `serve` ends.
+fn init_logging(format: LogFormat) -> logwriter::Guard {
+    let (writer, guard) = logwriter::stderr();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tokenauth=info"));
     let builder = tracing_subscriber::fmt()

@@ -500,7 +500,7 @@ mod tests {
             text.contains("tokenauth_http_request_duration_seconds_count{endpoint=\"/auth\"} 2")
         );
         assert!(
-            text.contains("tokenauth_usage_batch_rows_bucket{le=\"4.0\"} 1"),
+            text.contains("tokenauth_usage_batch_rows_bucket{le=\"4\"} 1"),
             "{text}"
         );
         assert!(text.contains("tokenauth_build_info{version=\""), "{text}");

@@ -4,6 +4,7 @@ mod check;
 pub mod cors;
 pub mod error;
 pub mod listen;
+pub mod logwriter;
 pub mod metrics;
 pub mod observe;
 pub mod request;

@@ -91,8 +91,15 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     match given {
         Some(v) => v.clone(),
         None => {
-            let id = format!("{:032x}", rand::random::<u128>());
-            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+            // 32 hex digits written in place: no formatting machinery per request.
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut n = rand::random::<u128>();
+            let mut id = [0u8; 32];
+            for b in id.iter_mut().rev() {
+                *b = HEX[(n & 0xf) as usize];
+                n >>= 4;
+            }
+            HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
         }
     }
 }
