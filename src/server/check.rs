@@ -89,14 +89,7 @@ pub async fn forward_auth(
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if state.config.access_log {
-        let key_id = match &caller {
-            Checked::Access(c) => c.key_id.clone(),
-            Checked::Pat(p) => p.id.clone(),
-        };
-        resp.extensions_mut().insert(Caller {
-            key_id: Some(key_id),
-            user: Some(caller.user().to_owned()),
-        });
+        resp.extensions_mut().insert(caller_of(&caller));
     }
     Ok(resp)
 }
@@ -233,7 +226,22 @@ pub async fn introspect(
     let mut resp = axum::Json(body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if state.config.access_log {
+        resp.extensions_mut().insert(caller_of(&caller));
+    }
     Ok(resp)
+}
+
+/// Who made a request, for the access log: the credential's key id (or token id) and user.
+fn caller_of(checked: &Checked) -> Caller {
+    let id = match checked {
+        Checked::Access(c) => c.key_id.clone(),
+        Checked::Pat(p) => p.id.clone(),
+    };
+    Caller {
+        key_id: Some(id),
+        user: Some(checked.user().to_owned()),
+    }
 }
 
 /// RFC 7009. Holding a token is enough to revoke it, an access token or a personal access
