@@ -69,9 +69,19 @@ fn json_access_log_has_one_line_per_request_with_its_fields_and_no_secrets() {
     assert!(fresh.len() == 32 && fresh.bytes().all(|b| b.is_ascii_hexdigit()));
     let r = send(http().get(server.url("/no/such?token=secretish")));
     assert_eq!(r.status, 404);
+    // A refused grant whose key is known: the line names the key.
+    let r = send(
+        http()
+            .post(server.url("/token"))
+            .form(&[("grant_type", JWT_BEARER), ("assertion", grant.as_str())]),
+    );
+    assert_eq!(r.status, 400);
 
-    let lines = access_lines(&server, 4);
-    assert_eq!(lines.len(), 4, "{}", server.log());
+    let lines = access_lines(&server, 5);
+    assert_eq!(lines.len(), 5, "{}", server.log());
+    assert_eq!(lines[4]["status"], 400);
+    assert_eq!(lines[4]["key_id"], lines[0]["key_id"]);
+    assert_eq!(lines[4]["user"], "ci-bot");
     let token_line = &lines[0];
     assert_eq!(token_line["method"], "POST");
     assert_eq!(token_line["path"], "/token");
