@@ -67,6 +67,19 @@ fn the_systemd_unit_is_hardened_and_passes_systemd_analyze_verify() {
     assert!(out.status.success(), "{stderr}");
     // Bad values are only warnings to systemd: none may name the unit.
     assert!(!stderr.contains("tokenauth.service"), "{stderr}");
+    // systemd's own exposure score (0 best, 10 worst; under 2 is "OK"); --threshold counts
+    // tenths.
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=20"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exposure over 2: {}",
+        report.lines().last().unwrap_or("")
+    );
 }
 
 #[test]
