@@ -132,6 +132,11 @@ fn conforms(doc: &Value, path: &str, method: &str, r: &Reply) {
         "{method} {path} {status}: {errors:?} in {}",
         r.text
     );
+    // Every answer carries its request id (info.description says so).
+    assert!(
+        r.header("x-request-id").is_some(),
+        "{method} {path} {status}: no X-Request-Id"
+    );
     for (name, _) in response["headers"].as_object().into_iter().flatten() {
         assert!(
             r.header(name).is_some(),
