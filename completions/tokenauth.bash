@@ -263,7 +263,7 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-k -h -V --db --server --key --sub --scope --private-key --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help"
+            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -294,6 +294,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -459,7 +463,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__get__subcmd__token)
-            opts="-k -h -V --key --sub --scope --private-key --format --no-cache --min-valid --db --help --version"
+            opts="-k -h -V --key --sub --scope --private-key --ca-cert --format --no-cache --min-valid --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -482,6 +486,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1155,7 +1163,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__request)
-            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --method --header --data --include --no-cache --token --db --help --version"
+            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --ca-cert --method --header --data --include --no-cache --token --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1178,6 +1186,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1257,7 +1269,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1305,6 +1317,22 @@ _tokenauth() {
                     ;;
                 --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --db)

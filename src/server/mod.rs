@@ -5,7 +5,11 @@ mod check;
 pub mod cors;
 pub mod error;
 pub mod listen;
+pub mod logwriter;
+pub mod metrics;
+pub mod observe;
 pub mod request;
+pub mod tls;
 mod token;
 mod usage;
 
@@ -25,7 +29,9 @@ use crate::clock::Clock;
 use crate::registry::Snapshot;
 use crate::store::{ChangeProbe, Store};
 use error::ApiError;
-pub use listen::{Limits, ListenAddr, Listener, Peer};
+pub use listen::{Extras, Limits, ListenAddr, Listener, Peer};
+use metrics::{Endpoint, Metrics, ROUTES};
+use observe::Observer;
 pub use usage::UsageWriter;
 
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
@@ -46,6 +52,10 @@ pub struct Config {
     pub public_origins: Vec<String>,
     /// Serve the remote admin API under /admin/v1.
     pub admin_api: bool,
+    /// One info line per request (target `tokenauth::access`).
+    pub access_log: bool,
+    /// Whether the main listener serves GET /metrics (false: a separate listener does).
+    pub metrics_on_main: bool,
 }
 
 struct Reader {
@@ -71,6 +81,9 @@ pub struct AppState {
     replay: Mutex<HashMap<[u8; 16], i64>>,
     /// The admin API's store connection, when it is on.
     admin: Option<admin::AdminApi>,
+    pub metrics: Arc<Metrics>,
+    /// The store's file, for readiness checks.
+    path: std::path::PathBuf,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -85,7 +98,7 @@ impl AppState {
         let store = Store::open(path)?;
         let now = clock.now();
         let snapshot = Snapshot::load(&store, now, None)?;
-        let replay = store
+        let replay: HashMap<[u8; 16], i64> = store
             .live_used_grants(now)?
             .into_iter()
             .map(|g| (g.key, g.exp))
@@ -108,7 +121,14 @@ impl AppState {
                 seen: None,
             }));
         }
-        let (usage, writer) = UsageWriter::start(Store::open(path)?, clock, config.usage_retention);
+        let metrics = Arc::new(Metrics::new());
+        let (usage, writer) = UsageWriter::start(
+            Store::open(path)?,
+            clock,
+            config.usage_retention,
+            metrics.clone(),
+        );
+        metrics.replay_set(replay.len());
         let admin = if config.admin_api {
             Some(admin::AdminApi::new(crate::admin::Local::new(
                 Store::open(path)?,
@@ -125,6 +145,8 @@ impl AppState {
             usage,
             replay: Mutex::new(replay),
             admin,
+            metrics,
+            path: path.to_owned(),
         };
         Ok((Arc::new(state), writer))
     }
@@ -147,6 +169,11 @@ impl AppState {
 
     /// The current snapshot, reloaded first when the CLI (or anyone) changed the store.
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+        self.load_snapshot()
+            .inspect_err(|_| self.metrics.store_error())
+    }
+
+    fn load_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
         let current = || {
             self.snapshot
                 .read()
@@ -173,6 +200,7 @@ impl AppState {
             return Ok(seen);
         }
         let fresh = Arc::new(Snapshot::load(&reader.store, self.now(), Some(&seen))?);
+        self.metrics.snapshot_reloaded();
         tracing::debug!(
             generation = fresh.generation,
             "store changed; cache reloaded"
@@ -203,9 +231,16 @@ impl AppState {
             _ if seen.len() >= REPLAY_CAP => true,
             _ => {
                 seen.insert(key, exp);
+                self.metrics.replay_set(seen.len());
                 true
             }
         }
+    }
+
+    /// Whether the store's file is there and readable now (GET /readyz).
+    fn store_reachable(&self) -> Result<(), ApiError> {
+        Store::check_readable(&self.path).inspect_err(|_| self.metrics.store_error())?;
+        Ok(())
     }
 
     /// Notes that a personal access token was used: sent to the store at most once a minute.
@@ -218,7 +253,10 @@ impl AppState {
     /// Revokes a personal access token (POST /revoke).
     fn revoke_pat(&self, id: &str) -> Result<(), ApiError> {
         let mut reader = self.reader();
-        reader.store.revoke_pat(id, self.now())?;
+        reader
+            .store
+            .revoke_pat(id, self.now())
+            .inspect_err(|_| self.metrics.store_error())?;
         // As for revoked access tokens: our own commit does not move data_version.
         reader.data_version = i64::MIN;
         Ok(())
@@ -227,7 +265,10 @@ impl AppState {
     /// Writes a revoked token id (POST /revoke).
     fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
         let mut reader = self.reader();
-        reader.store.revoke_token(jti, exp, self.now())?;
+        reader
+            .store
+            .revoke_token(jti, exp, self.now())
+            .inspect_err(|_| self.metrics.store_error())?;
         // `PRAGMA data_version` does not move for a connection's own commits: without this,
         // the revocation would go unseen until some other connection wrote to the store.
         reader.data_version = i64::MIN;
@@ -235,10 +276,11 @@ impl AppState {
     }
 }
 
-/// The router: the token endpoint, the resource-server checks, metadata and health.
+/// The router: the token endpoint, the resource-server checks, metadata, health and
+/// readiness, the API description and (unless served apart) the metrics.
 pub fn app(state: SharedState) -> Router {
     let cors = || axum::middleware::from_fn_with_state(state.clone(), cors::layer);
-    let router = if state.admin.is_some() {
+    let mut router = if state.admin.is_some() {
         Router::new()
             .route(admin::PREFIX, axum::routing::any(admin::dispatch))
             .route(
@@ -248,51 +290,89 @@ pub fn app(state: SharedState) -> Router {
     } else {
         Router::new()
     };
+    // metrics::ROUTES is the one list of routes: the access log, the latency histograms and
+    // the OpenAPI document's test all go by it.
+    for (endpoint, route) in ROUTES {
+        let handler = match endpoint {
+            Endpoint::Token => post(token::token)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+            Endpoint::Introspect => post(check::introspect)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+            Endpoint::Revoke => post(check::revoke)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+            Endpoint::Auth => get(check::forward_auth).fallback(method_not_allowed),
+            Endpoint::Metadata | Endpoint::MetadataPath => {
+                get(metadata).fallback(method_not_allowed)
+            }
+            Endpoint::Healthz => get(healthz).fallback(method_not_allowed),
+            Endpoint::Readyz => get(readyz).fallback(method_not_allowed),
+            Endpoint::OpenApi => get(openapi).fallback(method_not_allowed),
+            Endpoint::Metrics if state.config.metrics_on_main => {
+                get(metrics).fallback(method_not_allowed)
+            }
+            Endpoint::Metrics | Endpoint::Admin | Endpoint::Unmatched => continue,
+        };
+        // The document's `{issuer_path}` is a catch-all: it may hold slashes.
+        let route = if endpoint == Endpoint::MetadataPath {
+            "/.well-known/oauth-authorization-server/{*issuer_path}"
+        } else {
+            route
+        };
+        router = router.route(route, handler);
+    }
     router
-        .route(
-            "/token",
-            post(token::token)
-                .fallback(method_not_allowed)
-                .layer(cors()),
-        )
-        .route(
-            "/introspect",
-            post(check::introspect)
-                .fallback(method_not_allowed)
-                .layer(cors()),
-        )
-        .route(
-            "/revoke",
-            post(check::revoke)
-                .fallback(method_not_allowed)
-                .layer(cors()),
-        )
-        .route(
-            "/auth",
-            get(check::forward_auth).fallback(method_not_allowed),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(metadata).fallback(method_not_allowed),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server/{*issuer_path}",
-            get(metadata).fallback(method_not_allowed),
-        )
-        .route("/healthz", get(healthz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// The router of `--metrics-listen`: GET /metrics only.
+pub fn metrics_app(state: SharedState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` resolves, then
+/// lets in-flight requests finish.
 pub async fn serve(
+    listener: Listener,
+    state: SharedState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.config.limits;
+    let extras = Extras {
+        tls,
+        observer: Some(Arc::new(Observer {
+            metrics: state.metrics.clone(),
+            access_log: state.config.access_log,
+            trusted_proxies: state.config.trusted_proxies.clone(),
+        })),
+    };
+    listen::serve(listener, app(state), limits, extras, shutdown).await
+}
+
+/// Serves the metrics alone on `listener` (`--metrics-listen`), plain HTTP, not counted in
+/// the request metrics nor logged.
+pub async fn serve_metrics(
     listener: Listener,
     state: SharedState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.config.limits;
-    listen::serve(listener, app(state), limits, shutdown).await
+    listen::serve(
+        listener,
+        metrics_app(state),
+        limits,
+        Extras::default(),
+        shutdown,
+    )
+    .await
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -326,6 +406,55 @@ async fn not_found(uri: Uri) -> ApiError {
 async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError> {
     state.snapshot()?;
     Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
+}
+
+/// Ready to serve: the store answers and the snapshot is current. 503 otherwise, so that a
+/// load balancer sends traffic elsewhere.
+async fn readyz(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let unavailable = |e: ApiError| {
+        let why = match e {
+            ApiError::Internal(msg) => msg,
+            other => format!("{other:?}"),
+        };
+        tracing::warn!(error = %why, "not ready");
+        ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "Not ready: the store cannot be read; see the server log",
+        )
+    };
+    state.store_reachable().map_err(unavailable)?;
+    state.snapshot().map_err(unavailable)?;
+    let mut resp = axum::Json(serde_json::json!({ "status": "ready" })).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<SharedState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document (docs/openapi.json), with this server's issuer as its server.
+async fn openapi(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    static DOC: &str = include_str!("../../docs/openapi.json");
+    let snap = state.snapshot()?;
+    let mut doc: serde_json::Value = serde_json::from_str(DOC)
+        .map_err(|e| ApiError::Internal(format!("docs/openapi.json: {e}")))?;
+    let base = snap
+        .token_uri
+        .rsplit_once('/')
+        .map_or(snap.token_uri.as_str(), |(base, _)| base);
+    doc["servers"] = serde_json::json!([{ "url": base }]);
+    Ok(axum::Json(doc).into_response())
 }
 
 /// RFC 8414 authorization server metadata, at `/.well-known/oauth-authorization-server` and,

@@ -263,6 +263,27 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed, with mode 0600 and its folder) and migrates the store.
+    /// Opens the store at `path` afresh, read-only and without creating it, and reads a
+    /// table: whether the store is there and readable now (readiness). Open connections
+    /// would answer from their page cache whatever became of the file.
+    pub fn check_readable(path: &Path) -> Result<()> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| map_err(e, path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))
+            .and_then(|()| {
+                conn.query_row(
+                    "SELECT count(*) FROM (SELECT 1 FROM settings LIMIT 1)",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .map(|_| ())
+            .map_err(|e| map_err(e, path))
+    }
+
     pub fn open(path: &Path) -> Result<Store> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
