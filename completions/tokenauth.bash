@@ -61,6 +61,9 @@ _tokenauth() {
             tokenauth,sign-grant)
                 cmd="tokenauth__subcmd__sign__subcmd__grant"
                 ;;
+            tokenauth,store)
+                cmd="tokenauth__subcmd__store"
+                ;;
             tokenauth,token)
                 cmd="tokenauth__subcmd__token"
                 ;;
@@ -130,6 +133,9 @@ _tokenauth() {
             tokenauth__subcmd__help,sign-grant)
                 cmd="tokenauth__subcmd__help__subcmd__sign__subcmd__grant"
                 ;;
+            tokenauth__subcmd__help,store)
+                cmd="tokenauth__subcmd__help__subcmd__store"
+                ;;
             tokenauth__subcmd__help,token)
                 cmd="tokenauth__subcmd__help__subcmd__token"
                 ;;
@@ -144,6 +150,9 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help__subcmd__audit,verify)
                 cmd="tokenauth__subcmd__help__subcmd__audit__subcmd__verify"
+                ;;
+            tokenauth__subcmd__help__subcmd__store,copy)
+                cmd="tokenauth__subcmd__help__subcmd__store__subcmd__copy"
                 ;;
             tokenauth__subcmd__help__subcmd__token,create)
                 cmd="tokenauth__subcmd__help__subcmd__token__subcmd__create"
@@ -177,6 +186,18 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help__subcmd__user,revoke)
                 cmd="tokenauth__subcmd__help__subcmd__user__subcmd__revoke"
+                ;;
+            tokenauth__subcmd__store,copy)
+                cmd="tokenauth__subcmd__store__subcmd__copy"
+                ;;
+            tokenauth__subcmd__store,help)
+                cmd="tokenauth__subcmd__store__subcmd__help"
+                ;;
+            tokenauth__subcmd__store__subcmd__help,copy)
+                cmd="tokenauth__subcmd__store__subcmd__help__subcmd__copy"
+                ;;
+            tokenauth__subcmd__store__subcmd__help,help)
+                cmd="tokenauth__subcmd__store__subcmd__help__subcmd__help"
                 ;;
             tokenauth__subcmd__token,create)
                 cmd="tokenauth__subcmd__token__subcmd__create"
@@ -263,7 +284,7 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help"
+            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -513,7 +534,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help)
-            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help"
+            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -739,6 +760,34 @@ _tokenauth() {
         tokenauth__subcmd__help__subcmd__sign__subcmd__grant)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__store)
+            opts="copy"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__store__subcmd__copy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1389,6 +1438,92 @@ _tokenauth() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__store)
+            opts="-h -V --db --help --version copy help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__store__subcmd__copy)
+            opts="-h -V --from --to --force --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__store__subcmd__help)
+            opts="copy help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__store__subcmd__help__subcmd__copy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__store__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -18,7 +18,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
     }
     var completions = [
         &'tokenauth'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --server 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, audit, usage-log, report) on this server''s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller'
             cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
@@ -48,6 +48,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
             cand audit 'Show who changed what: the admin audit trail, newest first'
             cand report 'Report keys and personal access tokens that need attention'
+            cand store 'Work on whole stores'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -56,7 +57,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --issuer 'The issuer named in access tokens and accepted as a grant audience [default: the token URI without its last path segment]'
             cand --service-documentation 'A page about this server for client developers, published in the RFC 8414 metadata'
             cand --audit-retention 'How long admin audit rows are kept (e.g. 400d, 2y); older rows are pruned as new ones are written, and `audit verify` checks from where pruning stopped [default: 1y]'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the settings as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -64,7 +65,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;user'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -79,14 +80,14 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tokenauth;user;add'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;list'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -94,7 +95,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;user;remove'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand -h 'Print help (see more with ''--help'')'
@@ -103,28 +104,28 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;user;grant'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;revoke'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;disable'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'tokenauth;user;enable'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -169,7 +170,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --format 'The key file''s layout: tokenauth''s, or a Google service-account file'
             cand -o 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
             cand --out 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --pkcs8 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node''s jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read. ES256 and EdDSA keys, and --format google files, are always PKCS#8'
             cand --json 'Print the key''s metadata as JSON (not with --out -)'
             cand -h 'Print help (see more with ''--help'')'
@@ -182,7 +183,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --bits 'RSA key size, with --alg RS256'
             cand -o 'Where to write the private key'
             cand --out 'Where to write the private key'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the public key, its key id and JWK as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -195,7 +196,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --unused-for 'Only keys unused for at least this long (e.g. 90d); a key never used counts from its issue'
             cand --scope 'Only keys of this scope'
             cand --state 'Only keys in this state'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --all 'Include revoked keys'
             cand --json 'Print JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
@@ -207,7 +208,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --title 'A new title'
             cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
             cand --origin 'Browser origins whose pages may use the key''s tokens from another site, replacing the current list (repeatable)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-ip-range 'Remove the IP restriction: the key works from anywhere'
             cand --no-origin 'Remove every allowed origin: only same-site callers and non-browser clients'
             cand -h 'Print help (see more with ''--help'')'
@@ -216,7 +217,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;revoke-key'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand -h 'Print help (see more with ''--help'')'
@@ -225,7 +226,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;rotate-secret'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --all-users 'Replace every user''s secret'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
@@ -235,7 +236,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;token'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -253,7 +254,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --expires 'When the token stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]'
             cand --ip-range 'Addresses allowed to use the token: IPs or CIDR networks, comma-separated [default: anywhere]'
             cand --origin 'A browser origin (scheme://host[:port]) whose pages may use the token from another site (repeatable) [default: none]'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the token and its metadata as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -262,7 +263,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;token;list'= {
             cand --user 'Only this user''s tokens'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --all 'Include revoked tokens'
             cand --json 'Print JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
@@ -275,7 +276,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --scope 'A new scope'
             cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
             cand --origin 'Browser origins whose pages may use the token from another site, replacing the current list (repeatable)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-ip-range 'Remove the IP restriction: the token works from anywhere'
             cand --no-origin 'Remove every allowed origin'
             cand -h 'Print help (see more with ''--help'')'
@@ -284,7 +285,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --version 'Print version'
         }
         &'tokenauth;token;revoke'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand -h 'Print help (see more with ''--help'')'
@@ -318,7 +319,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --lifetime 'Seconds until the grant expires (at most 86400)'
             cand --aud 'The audience [default: the key file''s token_uri]'
             cand --count 'Print this many grants, one per line, each with its own jti (to hand a batch of single-use grants to a job, or to load-test the token endpoint)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-jti 'Leave out the jti claim (for servers that reject jti). tokenauth still takes such a grant only once, by its signature, and `serve --require-jti` refuses it'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -341,7 +342,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --tls-key 'The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)'
             cand --metrics-listen 'Serve GET /metrics on this address (plain HTTP) instead of on --listen, e.g. to keep it off a public interface'
             cand --log-format 'Log lines as text or as JSON objects (one per line)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --require-jti 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
             cand --admin-api 'Serve the remote admin API under /admin/v1 (JSON), for callers whose user holds the admin permission (write scope for changes) or, for their own keys and tokens, manage-own-keys; the CLI drives it with `tokenauth --server URL`'
             cand --no-access-log 'Do not log a line per request'
@@ -359,7 +360,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --ca-cert 'Also trust this CA certificate (PEM; the file may hold several) when checking the server''s certificate, e.g. a private CA; the system''s roots stay trusted'
             cand --format 'What to print'
             cand --min-valid 'Reuse a cached token only while it has more than this many seconds left'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --no-cache 'Always ask the server; neither read nor write the cache'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -380,7 +381,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand -d 'The request body; @FILE reads a file, @- standard input'
             cand --data 'The request body; @FILE reads a file, @- standard input'
             cand --token 'Send this bearer token instead of one got with a key file: a personal access token (`tapat_…`) or an access token; `-` reads it from standard input. Without it and without a key, TOKENAUTH_TOKEN is used'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -i 'Print the status line and response headers before the body'
             cand --include 'Print the status line and response headers before the body'
             cand --no-cache 'Always fetch a fresh token; neither read nor write the cache'
@@ -392,7 +393,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;verify'= {
             cand --ip 'Also check that this caller address is inside the key''s IP ranges'
             cand --scope 'Require this scope (read or write)'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the result as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -403,7 +404,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --user 'Only rows of this user (as the key''s user or as the subject)'
             cand --since 'Only rows newer than this (e.g. 1h, 7d)'
             cand --limit 'At most this many rows'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --failures 'Only refused attempts'
             cand --no-jti 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
             cand --summary 'Per key or token: issuances, refusals by reason, first and last use, and a bar per day (UTC) over --since [default: 7d]; with --json the numbers'
@@ -419,7 +420,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --target 'Only changes to this user, key id, token id or setting'
             cand --action 'Only this action (key.issue) or family of actions (key, user, token, settings)'
             cand --limit 'At most this many rows'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print JSON instead of a table'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -429,7 +430,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tokenauth;audit;verify'= {
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print the verdict as JSON'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
@@ -448,16 +449,44 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --fail-on 'Exit 1 when findings of these kinds exist (comma-separated): expiring, unused, write-without-ip-range, impersonate, disabled-with-keys'
             cand --expiring-within 'What counts as expiring soon'
             cand --unused-for 'What counts as unused'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand --json 'Print JSON instead of tables'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'tokenauth;store'= {
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand copy 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;store;copy'= {
+            cand --from 'The store to copy: an SQLite file or a postgres:// URL'
+            cand --to 'The store to copy into (created when missing)'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --force 'Replace what the target holds'
+            cand --json 'Print the result as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;store;help'= {
+            cand copy 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;store;help;copy'= {
+        }
+        &'tokenauth;store;help;help'= {
+        }
         &'tokenauth;generate'= {
             cand --out-dir 'The folder to write completions/ and man/ into'
-            cand --db 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
@@ -481,6 +510,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand usage-log 'Show the usage log: every token issuance and refused attempt, newest first'
             cand audit 'Show who changed what: the admin audit trail, newest first'
             cand report 'Report keys and personal access tokens that need attention'
+            cand store 'Work on whole stores'
             cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -553,6 +583,11 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;help;audit;verify'= {
         }
         &'tokenauth;help;report'= {
+        }
+        &'tokenauth;help;store'= {
+            cand copy 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+        }
+        &'tokenauth;help;store;copy'= {
         }
         &'tokenauth;help;generate'= {
         }

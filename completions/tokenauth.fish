@@ -24,7 +24,7 @@ function __fish_tokenauth_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c tokenauth -n "__fish_tokenauth_needs_command" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -l server -d 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, audit, usage-log, report) on this server\'s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller' -r
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
@@ -51,17 +51,18 @@ complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "verify" -d 'Che
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "audit" -d 'Show who changed what: the admin audit trail, newest first'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "report" -d 'Report keys and personal access tokens that need attention'
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "store" -d 'Work on whole stores'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l token-uri -d 'The token endpoint\'s URL, written into every key file [default: http://127.0.0.1:8080/token]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l issuer -d 'The issuer named in access tokens and accepted as a grant audience [default: the token URI without its last path segment]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l service-documentation -d 'A page about this server for client developers, published in the RFC 8414 metadata' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l audit-retention -d 'How long admin audit rows are kept (e.g. 400d, 2y); older rows are pruned as new ones are written, and `audit verify` checks from where pruning stopped [default: 1y]' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -l json -d 'Print the settings as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand init" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "add" -d 'Create a user with a fresh random secret'
@@ -72,27 +73,27 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "disable" -d 'Disable a user: grants are refused and its tokens stop working at once'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "enable" -d 'Enable a disabled user again'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and not __fish_seen_subcommand_from add list remove grant revoke disable enable help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from grant" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from disable" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from enable" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Create a user with a fresh random secret'
@@ -118,7 +119,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l public
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l format -d 'The key file\'s layout: tokenauth\'s, or a Google service-account file' -r -f -a "tokenauth\t'tokenauth\'s (and ftw.tokenauth\'s) JSON: key_id, client_id, user_id, issued, token_uri, private_key, alg'
 google\t'A Google service-account key file (RS256): google-auth and the Google client libraries load it unchanged'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s o -l out -d 'Where to write the key file; `-` prints it to stdout [default: ./<user>-<short key id>.json]' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l pkcs8 -d 'Write an RSA private key as PKCS#8 (BEGIN PRIVATE KEY), which more libraries read (Node\'s jose, Java), rather than PKCS#1 (BEGIN RSA PRIVATE KEY), which ftw.tokenauth clients read. ES256 and EdDSA keys, and --format google files, are always PKCS#8'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l json -d 'Print the key\'s metadata as JSON (not with --out -)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -126,7 +127,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s V -l v
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l alg -d 'The algorithm: RS256 (RSA), ES256 (P-256) or EdDSA (Ed25519)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l bits -d 'RSA key size, with --alg RS256' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s o -l out -d 'Where to write the private key' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l json -d 'Print the public key, its key id and JWK as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s V -l version -d 'Print version'
@@ -138,7 +139,7 @@ write\t'Read and write access'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l state -d 'Only keys in this state' -r -f -a "active\t''
 revoked\t''
 expired\t''"
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l all -d 'Include revoked keys'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -146,21 +147,21 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s V -l v
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l title -d 'A new title' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l ip-range -d 'New IP ranges, comma-separated IPs or CIDR networks' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l origin -d 'Browser origins whose pages may use the key\'s tokens from another site, replacing the current list (repeatable)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l no-ip-range -d 'Remove the IP restriction: the key works from anywhere'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l no-origin -d 'Remove every allowed origin: only same-site callers and non-browser clients'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand revoke-key" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -l all-users -d 'Replace every user\'s secret'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand rotate-secret" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and not __fish_seen_subcommand_from create list edit revoke help" -f -a "create" -d 'Create a personal access token and print it, this once'
@@ -175,12 +176,12 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_se
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l expires -d 'When the token stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l ip-range -d 'Addresses allowed to use the token: IPs or CIDR networks, comma-separated [default: anywhere]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l origin -d 'A browser origin (scheme://host[:port]) whose pages may use the token from another site (repeatable) [default: none]' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -l json -d 'Print the token and its metadata as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l user -d 'Only this user\'s tokens' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l all -d 'Include revoked tokens'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -190,12 +191,12 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_se
 write\t'Read and write access'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l ip-range -d 'New IP ranges, comma-separated IPs or CIDR networks' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l origin -d 'Browser origins whose pages may use the token from another site, replacing the current list (repeatable)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l no-ip-range -d 'Remove the IP restriction: the token works from anywhere'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l no-origin -d 'Remove every allowed origin'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s y -l yes -d 'Do not ask for confirmation'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
@@ -211,7 +212,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l priva
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l lifetime -d 'Seconds until the grant expires (at most 86400)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l aud -d 'The audience [default: the key file\'s token_uri]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l count -d 'Print this many grants, one per line, each with its own jti (to hand a batch of single-use grants to a job, or to load-test the token endpoint)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -l no-jti -d 'Leave out the jti claim (for servers that reject jti). tokenauth still takes such a grant only once, by its signature, and `serve --require-jti` refuses it'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand sign-grant" -s V -l version -d 'Print version'
@@ -231,7 +232,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l tls-key -d
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l metrics-listen -d 'Serve GET /metrics on this address (plain HTTP) instead of on --listen, e.g. to keep it off a public interface' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l log-format -d 'Log lines as text or as JSON objects (one per line)' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line, fields at the top level'"
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l require-jti -d 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l admin-api -d 'Serve the remote admin API under /admin/v1 (JSON), for callers whose user holds the admin permission (write scope for changes) or, for their own keys and tokens, manage-own-keys; the CLI drives it with `tokenauth --server URL`'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l no-access-log -d 'Do not log a line per request'
@@ -247,7 +248,7 @@ json\t'The token response plus an absolute expires_at'
 header\t'An `Authorization: Bearer …` header line'
 env\t'TOKENAUTH_TOKEN=… lines for eval or $GITHUB_ENV'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l min-valid -d 'Reuse a cached token only while it has more than this many seconds left' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l no-cache -d 'Always ask the server; neither read nor write the cache'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s V -l version -d 'Print version'
@@ -260,21 +261,21 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s X -l met
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s H -l header -d 'A request header, \'Name: value\' (repeatable)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s d -l data -d 'The request body; @FILE reads a file, @- standard input' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l token -d 'Send this bearer token instead of one got with a key file: a personal access token (`tapat_…`) or an access token; `-` reads it from standard input. Without it and without a key, TOKENAUTH_TOKEN is used' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s i -l include -d 'Print the status line and response headers before the body'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l no-cache -d 'Always fetch a fresh token; neither read nor write the cache'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l ip -d 'Also check that this caller address is inside the key\'s IP ranges' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l scope -d 'Require this scope (read or write)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l json -d 'Print the result as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l user -d 'Only rows of this user (as the key\'s user or as the subject)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l since -d 'Only rows newer than this (e.g. 1h, 7d)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l limit -d 'At most this many rows' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l failures -d 'Only refused attempts'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l no-jti -d 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l summary -d 'Per key or token: issuances, refusals by reason, first and last use, and a bar per day (UTC) over --since [default: 7d]; with --json the numbers'
@@ -286,13 +287,13 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fis
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l target -d 'Only changes to this user, key id, token id or setting' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l action -d 'Only this action (key.issue) or family of actions (key, user, token, settings)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l limit -d 'At most this many rows' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l json -d 'Print JSON instead of a table'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "verify" -d 'Check the audit trail\'s hash chain; exit 1 naming the first edited or deleted row'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -l json -d 'Print the verdict as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
@@ -305,33 +306,48 @@ impersonate\t''
 disabled-with-keys\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l expiring-within -d 'What counts as expiring soon' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l unused-for -d 'What counts as unused' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l json -d 'Print JSON instead of tables'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and not __fish_seen_subcommand_from copy help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and not __fish_seen_subcommand_from copy help" -s h -l help -d 'Print help'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and not __fish_seen_subcommand_from copy help" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and not __fish_seen_subcommand_from copy help" -f -a "copy" -d 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and not __fish_seen_subcommand_from copy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from copy" -l from -d 'The store to copy: an SQLite file or a postgres:// URL' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from copy" -l to -d 'The store to copy into (created when missing)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from copy" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from copy" -l force -d 'Replace what the target holds'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from copy" -l json -d 'Print the result as JSON'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from copy" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from copy" -s V -l version -d 'Print version'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from help" -f -a "copy" -d 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l out-dir -d 'The folder to write completions/ and man/ into' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l db -d 'The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "user" -d 'Manage users: the accounts service keys act for'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "keygen" -d 'Make a key pair where the client runs: the private key never leaves this machine'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "list-keys" -d 'List service keys'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "edit-key" -d 'Change a key\'s title, IP ranges or allowed browser origins'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "revoke-key" -d 'Revoke a service key'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "token" -d 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "verify" -d 'Check an access token or a personal access token against the store, without a server'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "audit" -d 'Show who changed what: the admin audit trail, newest first'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "report" -d 'Report keys and personal access tokens that need attention'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "init" -d 'Create the store and record the token URI that key files will carry'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "user" -d 'Manage users: the accounts service keys act for'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "issue-key" -d 'Issue a service key for a user and write its key file'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "keygen" -d 'Make a key pair where the client runs: the private key never leaves this machine'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "list-keys" -d 'List service keys'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "edit-key" -d 'Change a key\'s title, IP ranges or allowed browser origins'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "revoke-key" -d 'Revoke a service key'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "rotate-secret" -d 'Replace a user\'s signing secret: every access token of that user stops working'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "token" -d 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "sign-grant" -d 'Sign a JWT grant (RFC 7523) with a key file and print it'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "serve" -d 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "get-token" -d 'Get an access token with a key file, from the cache when it is still good'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "request" -d 'Send an HTTP request with a bearer token from a key file, or with a token as it is'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "verify" -d 'Check an access token or a personal access token against the store, without a server'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "usage-log" -d 'Show the usage log: every token issuance and refused attempt, newest first'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "audit" -d 'Show who changed what: the admin audit trail, newest first'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "report" -d 'Report keys and personal access tokens that need attention'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "store" -d 'Work on whole stores'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "generate" -d 'Regenerate completions/ and man/ from the command-line definitions'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and not __fish_seen_subcommand_from init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "add" -d 'Create a user with a fresh random secret'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "list" -d 'List users, their permissions and state'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from user" -f -a "remove" -d 'Remove a user that has no active keys'
@@ -344,3 +360,4 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_see
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "edit" -d 'Change a token\'s description, scope, IP ranges or allowed origins'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "revoke" -d 'Revoke a personal access token: it stops working at once'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from audit" -f -a "verify" -d 'Check the audit trail\'s hash chain; exit 1 naming the first edited or deleted row'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand help; and __fish_seen_subcommand_from store" -f -a "copy" -d 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'

@@ -26,8 +26,16 @@ use crate::cmd;
   TOKEN=$(tokenauth get-token --key ci-bot.json)
   tokenauth --server https://auth.example.com --key admin.json issue-key --user ci")]
 pub struct Cli {
-    /// The SQLite store [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]
-    #[arg(long, global = true, env = "TOKENAUTH_DB", value_name = "PATH")]
+    /// The store: an SQLite file, or a PostgreSQL URL for several servers on one store
+    /// (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S)
+    /// [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]
+    #[arg(
+        long,
+        global = true,
+        env = "TOKENAUTH_DB",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub db: Option<PathBuf>,
 
     /// Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key,
@@ -77,6 +85,7 @@ pub enum Command {
     UsageLog(cmd::usage_log::Args),
     Audit(cmd::audit::Args),
     Report(cmd::report::Args),
+    Store(cmd::store::Args),
     #[command(hide = true)]
     Generate(cmd::generate::Args),
 }

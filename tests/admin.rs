@@ -4,82 +4,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{Env, mode};
-
-#[test]
-fn issue_list_edit_revoke_round_trip() {
-    let env = Env::new();
-    let (key_id, _) = env.issue_key("ci-bot", &["--title", "build", "--ip-range", "10.0.0.0/8"]);
-
-    let keys = env.json(&["list-keys", "--json"]);
-    assert_eq!(keys.as_array().unwrap().len(), 1);
-    assert_eq!(keys[0]["key_id"], key_id.as_str());
-    assert_eq!(keys[0]["title"], "build");
-    assert_eq!(keys[0]["ip_ranges"][0], "10.0.0.0/8");
-    assert_eq!(keys[0]["state"], "active");
-
-    env.ok(&[
-        "edit-key",
-        &key_id,
-        "--title",
-        "nightly",
-        "--ip-range",
-        "192.168.1.1, 2001:db8::/32",
-    ]);
-    let keys = env.json(&["list-keys", "--json"]);
-    assert_eq!(keys[0]["title"], "nightly");
-    assert_eq!(
-        keys[0]["ip_ranges"],
-        serde_json::json!(["192.168.1.1/32", "2001:db8::/32"])
-    );
-
-    env.ok(&["edit-key", &key_id[..8], "--no-ip-range"]);
-    assert_eq!(
-        env.json(&["list-keys", "--json"])[0]["ip_ranges"],
-        serde_json::json!([])
-    );
-
-    env.ok(&["revoke-key", &key_id, "--yes"]);
-    assert_eq!(env.json(&["list-keys", "--json"]), serde_json::json!([]));
-    let all = env.json(&["list-keys", "--all", "--json"]);
-    assert_eq!(all[0]["state"], "revoked");
-
-    let table = env.ok(&["list-keys", "--all"]);
-    assert!(
-        table.contains("KEY ID") && table.contains(&key_id) && table.contains("revoked"),
-        "{table}"
-    );
-}
-
-#[test]
-fn key_file_has_the_ftw_tokenauth_fields_and_mode_0600() {
-    let env = Env::new();
-    env.ok(&["init", "--token-uri", "https://auth.example.com/token"]);
-    let (key_id, file) = env.issue_key("ci-bot", &[]);
-    assert_eq!(mode(&file), 0o600);
-    let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    for field in [
-        "key_id",
-        "client_id",
-        "user_id",
-        "issued",
-        "token_uri",
-        "private_key",
-    ] {
-        assert!(kf[field].is_string(), "missing {field}: {kf}");
-    }
-    assert_eq!(kf["key_id"], key_id.as_str());
-    assert_eq!(kf["user_id"], "ci-bot");
-    assert_eq!(kf["token_uri"], "https://auth.example.com/token");
-    assert_eq!(kf["client_id"].as_str().unwrap().len(), 32);
-    assert!(
-        kf["private_key"]
-            .as_str()
-            .unwrap()
-            .starts_with("-----BEGIN RSA PRIVATE KEY-----")
-    );
-    assert!(kf["issued"].as_str().unwrap().ends_with('Z'));
-}
+use common::{Env, mode, on_both_backends};
 
 #[test]
 fn store_is_created_with_its_folder_and_mode_0600() {
@@ -98,191 +23,6 @@ fn default_store_location_is_under_xdg_data_home() {
         .success();
     let db = env.path().join("data/tokenauth/tokenauth.db");
     assert_eq!(mode(&db), 0o600);
-}
-
-#[test]
-fn default_key_file_name_is_user_and_short_key_id() {
-    let env = Env::new();
-    let out = env
-        .cmd()
-        .args(["issue-key", "--user", "ci-bot"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("Created user ci-bot") && stderr.contains("shown this once"),
-        "{stderr}"
-    );
-    let files: Vec<_> = std::fs::read_dir(env.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("ci-bot-") && n.ends_with(".json"))
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    assert!(stderr.contains(&files[0]), "{stderr}");
-}
-
-#[test]
-fn bad_ip_ranges_are_refused_naming_the_bad_part() {
-    let env = Env::new();
-    for (ranges, part) in [
-        (
-            "10.0.0.1/8",
-            "'10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?",
-        ),
-        ("10.0.0.0/8, bogus", "'bogus'"),
-        ("300.1.1.1", "'300.1.1.1'"),
-        ("10.0.0.0/40", "'10.0.0.0/40'"),
-        ("10.0.0.0/8,,1.2.3.4", "empty entry"),
-    ] {
-        let err = env.fails(&[
-            "issue-key",
-            "--user",
-            "u",
-            "--ip-range",
-            ranges,
-            "--out",
-            "k.json",
-        ]);
-        assert!(err.contains(part), "{ranges}: {err}");
-    }
-    assert!(!env.path().join("k.json").exists());
-    let (key_id, _) = env.issue_key("u", &[]);
-    let err = env.fails(&["edit-key", &key_id, "--ip-range", "1.2.3.4/33"]);
-    assert!(err.contains("'1.2.3.4/33'"), "{err}");
-}
-
-#[test]
-fn refuses_to_overwrite_a_key_file() {
-    let env = Env::new();
-    let path = env.path().join("k.json");
-    std::fs::write(&path, "precious").unwrap();
-    let err = env.fails(&["issue-key", "--user", "u", "--out", "k.json"]);
-    assert!(
-        err.contains("refusing to overwrite") && err.contains("k.json"),
-        "{err}"
-    );
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
-    assert_eq!(env.json(&["list-keys", "--json"]), serde_json::json!([]));
-}
-
-#[test]
-fn unwritable_key_path_leaves_no_key_behind() {
-    let env = Env::new();
-    let err = env.fails(&["issue-key", "--user", "u", "--out", "no/such/dir/k.json"]);
-    assert!(err.contains("no/such/dir"), "{err}");
-    assert_eq!(env.json(&["list-keys", "--json"]), serde_json::json!([]));
-}
-
-#[test]
-fn out_dash_prints_the_key_file() {
-    let env = Env::new();
-    let kf: serde_json::Value =
-        serde_json::from_str(&env.ok(&["issue-key", "--user", "u", "--out", "-"])).unwrap();
-    assert_eq!(kf["user_id"], "u");
-    assert_eq!(
-        env.json(&["list-keys", "--json"])[0]["key_id"],
-        kf["key_id"]
-    );
-}
-
-#[test]
-fn json_output_parses_for_every_listing() {
-    let env = Env::new();
-    env.issue_key("a", &["--scope", "write", "--expires", "30d"]);
-    let users = env.json(&["user", "list", "--json"]);
-    assert_eq!(users[0]["name"], "a");
-    assert_eq!(users[0]["active_keys"], 1);
-    let keys = env.json(&["list-keys", "--user", "a", "--json"]);
-    assert_eq!(keys[0]["scope"], "write");
-    assert!(
-        keys[0]["expires"].as_i64().unwrap() > keys[0]["issued"].as_i64().unwrap() + 29 * 86_400
-    );
-    let init = env.json(&["init", "--json"]);
-    assert_eq!(init["token_uri"], "http://127.0.0.1:8080/token");
-}
-
-#[test]
-fn users_permissions_and_states() {
-    let env = Env::new();
-    env.ok(&["user", "add", "a"]);
-    assert!(
-        env.fails(&["user", "add", "a"])
-            .contains("user 'a' already exists")
-    );
-    env.ok(&["user", "grant", "a", "impersonate"]);
-    env.ok(&["user", "disable", "a"]);
-    let u = env.json(&["user", "list", "--json"]);
-    assert_eq!(u[0]["permissions"], serde_json::json!(["impersonate"]));
-    assert_eq!(u[0]["disabled"], true);
-    env.ok(&["user", "revoke", "a", "impersonate"]);
-    env.ok(&["user", "enable", "a"]);
-    let u = env.json(&["user", "list", "--json"]);
-    assert_eq!(u[0]["permissions"], serde_json::json!([]));
-    assert_eq!(u[0]["disabled"], false);
-    assert!(
-        env.fails(&["user", "disable", "ghost"])
-            .contains("no user named 'ghost'")
-    );
-    assert!(
-        env.fails(&["user", "add", "two words"])
-            .contains("invalid user name")
-    );
-}
-
-#[test]
-fn removing_a_user_needs_its_keys_revoked_first() {
-    let env = Env::new();
-    let (key_id, _) = env.issue_key("a", &[]);
-    assert!(
-        env.fails(&["user", "remove", "a", "--yes"])
-            .contains("still has 1 active key")
-    );
-    env.ok(&["revoke-key", &key_id, "--yes"]);
-    env.ok(&["user", "remove", "a", "--yes"]);
-    assert_eq!(env.json(&["user", "list", "--json"]), serde_json::json!([]));
-    // The revoked key (and its usage log) are kept.
-    assert_eq!(env.json(&["list-keys", "--all", "--json"])[0]["user"], "a");
-}
-
-#[test]
-fn destructive_commands_refuse_without_a_terminal_or_yes() {
-    let env = Env::new();
-    let (key_id, _) = env.issue_key("a", &[]);
-    let err = env.fails(&["revoke-key", &key_id]);
-    assert!(err.contains("--yes"), "{err}");
-    assert!(env.fails(&["rotate-secret", "a"]).contains("--yes"));
-    assert_eq!(env.json(&["list-keys", "--json"])[0]["state"], "active");
-}
-
-#[test]
-fn rotate_secret_needs_a_user_or_all_users() {
-    let env = Env::new();
-    env.ok(&["user", "add", "a"]);
-    env.ok(&["user", "add", "b"]);
-    env.cmd().args(["rotate-secret"]).assert().code(2);
-    env.ok(&["rotate-secret", "a", "--yes"]);
-    env.ok(&["rotate-secret", "--all-users", "--yes"]);
-    assert!(
-        env.fails(&["rotate-secret", "ghost", "--yes"])
-            .contains("no user named 'ghost'")
-    );
-}
-
-#[test]
-fn unknown_and_ambiguous_keys_have_clear_errors() {
-    let env = Env::new();
-    assert!(
-        env.fails(&["revoke-key", "nope", "--yes"])
-            .contains("no key with id 'nope'")
-    );
-    assert!(
-        env.fails(&["edit-key", "nope", "--title", "x"])
-            .contains("no key with id 'nope'")
-    );
-    env.cmd().args(["edit-key"]).assert().code(2);
 }
 
 #[test]
@@ -401,4 +141,253 @@ fn first_use_by_two_processes_at_once_migrates_once() {
             3
         );
     }
+}
+
+on_both_backends! {
+fn issue_list_edit_revoke_round_trip() {
+    let env = Env::new();
+    let (key_id, _) = env.issue_key("ci-bot", &["--title", "build", "--ip-range", "10.0.0.0/8"]);
+
+    let keys = env.json(&["list-keys", "--json"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert_eq!(keys[0]["key_id"], key_id.as_str());
+    assert_eq!(keys[0]["title"], "build");
+    assert_eq!(keys[0]["ip_ranges"][0], "10.0.0.0/8");
+    assert_eq!(keys[0]["state"], "active");
+
+    env.ok(&[
+        "edit-key",
+        &key_id,
+        "--title",
+        "nightly",
+        "--ip-range",
+        "192.168.1.1, 2001:db8::/32",
+    ]);
+    let keys = env.json(&["list-keys", "--json"]);
+    assert_eq!(keys[0]["title"], "nightly");
+    assert_eq!(
+        keys[0]["ip_ranges"],
+        serde_json::json!(["192.168.1.1/32", "2001:db8::/32"])
+    );
+
+    env.ok(&["edit-key", &key_id[..8], "--no-ip-range"]);
+    assert_eq!(
+        env.json(&["list-keys", "--json"])[0]["ip_ranges"],
+        serde_json::json!([])
+    );
+
+    env.ok(&["revoke-key", &key_id, "--yes"]);
+    assert_eq!(env.json(&["list-keys", "--json"]), serde_json::json!([]));
+    let all = env.json(&["list-keys", "--all", "--json"]);
+    assert_eq!(all[0]["state"], "revoked");
+
+    let table = env.ok(&["list-keys", "--all"]);
+    assert!(
+        table.contains("KEY ID") && table.contains(&key_id) && table.contains("revoked"),
+        "{table}"
+    );
+}
+
+fn key_file_has_the_ftw_tokenauth_fields_and_mode_0600() {
+    let env = Env::new();
+    env.ok(&["init", "--token-uri", "https://auth.example.com/token"]);
+    let (key_id, file) = env.issue_key("ci-bot", &[]);
+    assert_eq!(mode(&file), 0o600);
+    let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    for field in [
+        "key_id",
+        "client_id",
+        "user_id",
+        "issued",
+        "token_uri",
+        "private_key",
+    ] {
+        assert!(kf[field].is_string(), "missing {field}: {kf}");
+    }
+    assert_eq!(kf["key_id"], key_id.as_str());
+    assert_eq!(kf["user_id"], "ci-bot");
+    assert_eq!(kf["token_uri"], "https://auth.example.com/token");
+    assert_eq!(kf["client_id"].as_str().unwrap().len(), 32);
+    assert!(
+        kf["private_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN RSA PRIVATE KEY-----")
+    );
+    assert!(kf["issued"].as_str().unwrap().ends_with('Z'));
+}
+
+fn default_key_file_name_is_user_and_short_key_id() {
+    let env = Env::new();
+    let out = env
+        .cmd()
+        .args(["issue-key", "--user", "ci-bot"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Created user ci-bot") && stderr.contains("shown this once"),
+        "{stderr}"
+    );
+    let files: Vec<_> = std::fs::read_dir(env.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("ci-bot-") && n.ends_with(".json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(stderr.contains(&files[0]), "{stderr}");
+}
+
+fn bad_ip_ranges_are_refused_naming_the_bad_part() {
+    let env = Env::new();
+    for (ranges, part) in [
+        (
+            "10.0.0.1/8",
+            "'10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?",
+        ),
+        ("10.0.0.0/8, bogus", "'bogus'"),
+        ("300.1.1.1", "'300.1.1.1'"),
+        ("10.0.0.0/40", "'10.0.0.0/40'"),
+        ("10.0.0.0/8,,1.2.3.4", "empty entry"),
+    ] {
+        let err = env.fails(&[
+            "issue-key",
+            "--user",
+            "u",
+            "--ip-range",
+            ranges,
+            "--out",
+            "k.json",
+        ]);
+        assert!(err.contains(part), "{ranges}: {err}");
+    }
+    assert!(!env.path().join("k.json").exists());
+    let (key_id, _) = env.issue_key("u", &[]);
+    let err = env.fails(&["edit-key", &key_id, "--ip-range", "1.2.3.4/33"]);
+    assert!(err.contains("'1.2.3.4/33'"), "{err}");
+}
+
+fn refuses_to_overwrite_a_key_file() {
+    let env = Env::new();
+    let path = env.path().join("k.json");
+    std::fs::write(&path, "precious").unwrap();
+    let err = env.fails(&["issue-key", "--user", "u", "--out", "k.json"]);
+    assert!(
+        err.contains("refusing to overwrite") && err.contains("k.json"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
+    assert_eq!(env.json(&["list-keys", "--json"]), serde_json::json!([]));
+}
+
+fn unwritable_key_path_leaves_no_key_behind() {
+    let env = Env::new();
+    let err = env.fails(&["issue-key", "--user", "u", "--out", "no/such/dir/k.json"]);
+    assert!(err.contains("no/such/dir"), "{err}");
+    assert_eq!(env.json(&["list-keys", "--json"]), serde_json::json!([]));
+}
+
+fn out_dash_prints_the_key_file() {
+    let env = Env::new();
+    let kf: serde_json::Value =
+        serde_json::from_str(&env.ok(&["issue-key", "--user", "u", "--out", "-"])).unwrap();
+    assert_eq!(kf["user_id"], "u");
+    assert_eq!(
+        env.json(&["list-keys", "--json"])[0]["key_id"],
+        kf["key_id"]
+    );
+}
+
+fn json_output_parses_for_every_listing() {
+    let env = Env::new();
+    env.issue_key("a", &["--scope", "write", "--expires", "30d"]);
+    let users = env.json(&["user", "list", "--json"]);
+    assert_eq!(users[0]["name"], "a");
+    assert_eq!(users[0]["active_keys"], 1);
+    let keys = env.json(&["list-keys", "--user", "a", "--json"]);
+    assert_eq!(keys[0]["scope"], "write");
+    assert!(
+        keys[0]["expires"].as_i64().unwrap() > keys[0]["issued"].as_i64().unwrap() + 29 * 86_400
+    );
+    let init = env.json(&["init", "--json"]);
+    assert_eq!(init["token_uri"], "http://127.0.0.1:8080/token");
+}
+
+fn users_permissions_and_states() {
+    let env = Env::new();
+    env.ok(&["user", "add", "a"]);
+    assert!(
+        env.fails(&["user", "add", "a"])
+            .contains("user 'a' already exists")
+    );
+    env.ok(&["user", "grant", "a", "impersonate"]);
+    env.ok(&["user", "disable", "a"]);
+    let u = env.json(&["user", "list", "--json"]);
+    assert_eq!(u[0]["permissions"], serde_json::json!(["impersonate"]));
+    assert_eq!(u[0]["disabled"], true);
+    env.ok(&["user", "revoke", "a", "impersonate"]);
+    env.ok(&["user", "enable", "a"]);
+    let u = env.json(&["user", "list", "--json"]);
+    assert_eq!(u[0]["permissions"], serde_json::json!([]));
+    assert_eq!(u[0]["disabled"], false);
+    assert!(
+        env.fails(&["user", "disable", "ghost"])
+            .contains("no user named 'ghost'")
+    );
+    assert!(
+        env.fails(&["user", "add", "two words"])
+            .contains("invalid user name")
+    );
+}
+
+fn removing_a_user_needs_its_keys_revoked_first() {
+    let env = Env::new();
+    let (key_id, _) = env.issue_key("a", &[]);
+    assert!(
+        env.fails(&["user", "remove", "a", "--yes"])
+            .contains("still has 1 active key")
+    );
+    env.ok(&["revoke-key", &key_id, "--yes"]);
+    env.ok(&["user", "remove", "a", "--yes"]);
+    assert_eq!(env.json(&["user", "list", "--json"]), serde_json::json!([]));
+    // The revoked key (and its usage log) are kept.
+    assert_eq!(env.json(&["list-keys", "--all", "--json"])[0]["user"], "a");
+}
+
+fn destructive_commands_refuse_without_a_terminal_or_yes() {
+    let env = Env::new();
+    let (key_id, _) = env.issue_key("a", &[]);
+    let err = env.fails(&["revoke-key", &key_id]);
+    assert!(err.contains("--yes"), "{err}");
+    assert!(env.fails(&["rotate-secret", "a"]).contains("--yes"));
+    assert_eq!(env.json(&["list-keys", "--json"])[0]["state"], "active");
+}
+
+fn rotate_secret_needs_a_user_or_all_users() {
+    let env = Env::new();
+    env.ok(&["user", "add", "a"]);
+    env.ok(&["user", "add", "b"]);
+    env.cmd().args(["rotate-secret"]).assert().code(2);
+    env.ok(&["rotate-secret", "a", "--yes"]);
+    env.ok(&["rotate-secret", "--all-users", "--yes"]);
+    assert!(
+        env.fails(&["rotate-secret", "ghost", "--yes"])
+            .contains("no user named 'ghost'")
+    );
+}
+
+fn unknown_and_ambiguous_keys_have_clear_errors() {
+    let env = Env::new();
+    assert!(
+        env.fails(&["revoke-key", "nope", "--yes"])
+            .contains("no key with id 'nope'")
+    );
+    assert!(
+        env.fails(&["edit-key", "nope", "--title", "x"])
+            .contains("no key with id 'nope'")
+    );
+    env.cmd().args(["edit-key"]).assert().code(2);
+}
 }

@@ -95,7 +95,7 @@ impl Fixture {
     }
 }
 
-#[test]
+common::on_both_backends! {
 fn every_admin_command_works_over_the_api_and_is_audited_as_the_caller() {
     let f = Fixture::new();
     let ops = &f.ops.1;
@@ -297,7 +297,6 @@ fn every_admin_command_works_over_the_api_and_is_audited_as_the_caller() {
     );
 }
 
-#[test]
 fn callers_without_a_token_permission_or_write_scope_are_refused() {
     let f = Fixture::new();
     let before = f.env.json(&["audit", "--json"]);
@@ -362,7 +361,6 @@ fn callers_without_a_token_permission_or_write_scope_are_refused() {
     assert!(f.env.ok(&["user", "list"]).contains("nobody"));
 }
 
-#[test]
 fn self_service_reaches_only_the_callers_own_keys_tokens_and_usage() {
     let f = Fixture::new();
     let me = &f.own.1;
@@ -449,7 +447,6 @@ fn self_service_reaches_only_the_callers_own_keys_tokens_and_usage() {
     );
 }
 
-#[test]
 fn bad_requests_get_json_errors_and_unknown_things_404() {
     let f = Fixture::new();
     let token = f.token(&f.ops.1);
@@ -556,7 +553,6 @@ fn bad_requests_get_json_errors_and_unknown_things_404() {
     assert!(err.contains("no key with id 'zzzzzzzz'"), "{err}");
 }
 
-#[test]
 fn without_admin_api_the_admin_paths_are_404_and_the_cli_says_so() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -599,4 +595,5 @@ fn without_admin_api_the_admin_paths_are_404_and_the_cli_says_so() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("local store only"));
+}
 }

@@ -36,11 +36,85 @@ fn verify(env: &Env) -> (i32, String) {
 }
 
 fn sql(env: &Env, statement: &str) {
+    if let Some(pg) = &env.pg {
+        tokenauth::store::PgUrl::parse(&pg.url)
+            .unwrap()
+            .connect()
+            .unwrap()
+            .batch_execute(statement)
+            .unwrap();
+        return;
+    }
     let conn = rusqlite::Connection::open(env.db()).unwrap();
     conn.execute_batch(statement).unwrap();
 }
 
 #[test]
+fn no_private_key_token_or_secret_reaches_the_audit_trail() {
+    let env = Env::new();
+    let (_, file) = env.issue_key("bob", &[]);
+    let token = env.ok(&["token", "create", "--user", "bob"]);
+    let token = token.trim();
+    let key: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let pem = key["private_key"].as_str().unwrap();
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    let dump: String = conn
+        .query_row(
+            "SELECT group_concat(actor || action || target || changes, ' ') FROM audit",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let pem_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!dump.contains(&pem_body[..40]));
+    assert!(!dump.contains(token) && !dump.contains(&token[6..20]));
+    let hash: String = tokenauth::pat::hash(token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(!dump.contains(&hash));
+    let secret: Vec<u8> = conn
+        .query_row(
+            "SELECT secret FROM secrets WHERE user_name = 'bob'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!dump.contains(&hex));
+    assert!(dump.contains("token.create") && dump.contains("key.issue"));
+}
+
+#[test]
+fn verify_names_an_edited_row_whose_hash_was_recomputed() {
+    let env = Env::new();
+    for u in ["a", "b", "c"] {
+        env.ok(&["user", "add", u]);
+    }
+    // Rewrite row 2 and its own hash: the next row still links to the old one.
+    let conn = rusqlite::Connection::open(env.db()).unwrap();
+    conn.execute("UPDATE audit SET hash = 'f00d' WHERE id = 2", [])
+        .unwrap();
+    drop(conn);
+    let (code, text) = verify(&env);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("row 2 was edited"), "{text}");
+}
+
+// ---- key hygiene ----------------------------------------------------------------------------
+
+fn ids(v: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["title"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+common::on_both_backends! {
 fn every_admin_change_leaves_one_row_naming_actor_action_target_and_changes() {
     let env = Env::new();
     env.ok(&["init", "--token-uri", "https://auth.example.com/token"]);
@@ -147,43 +221,6 @@ fn every_admin_change_leaves_one_row_naming_actor_action_target_and_changes() {
     assert!(text.contains("17 rows checked"), "{text}");
 }
 
-#[test]
-fn no_private_key_token_or_secret_reaches_the_audit_trail() {
-    let env = Env::new();
-    let (_, file) = env.issue_key("bob", &[]);
-    let token = env.ok(&["token", "create", "--user", "bob"]);
-    let token = token.trim();
-    let key: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    let pem = key["private_key"].as_str().unwrap();
-    let conn = rusqlite::Connection::open(env.db()).unwrap();
-    let dump: String = conn
-        .query_row(
-            "SELECT group_concat(actor || action || target || changes, ' ') FROM audit",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let pem_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    assert!(!dump.contains(&pem_body[..40]));
-    assert!(!dump.contains(token) && !dump.contains(&token[6..20]));
-    let hash: String = tokenauth::pat::hash(token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert!(!dump.contains(&hash));
-    let secret: Vec<u8> = conn
-        .query_row(
-            "SELECT secret FROM secrets WHERE user_name = 'bob'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    assert!(!dump.contains(&hex));
-    assert!(dump.contains("token.create") && dump.contains("key.issue"));
-}
-
-#[test]
 fn verify_names_an_edited_row() {
     let env = Env::new();
     for u in ["a", "b", "c", "d"] {
@@ -196,23 +233,6 @@ fn verify_names_an_edited_row() {
     assert!(text.contains("row 3 was edited"), "{text}");
 }
 
-#[test]
-fn verify_names_an_edited_row_whose_hash_was_recomputed() {
-    let env = Env::new();
-    for u in ["a", "b", "c"] {
-        env.ok(&["user", "add", u]);
-    }
-    // Rewrite row 2 and its own hash: the next row still links to the old one.
-    let conn = rusqlite::Connection::open(env.db()).unwrap();
-    conn.execute("UPDATE audit SET hash = 'f00d' WHERE id = 2", [])
-        .unwrap();
-    drop(conn);
-    let (code, text) = verify(&env);
-    assert_eq!(code, 1, "{text}");
-    assert!(text.contains("row 2 was edited"), "{text}");
-}
-
-#[test]
 fn verify_names_a_deleted_row_and_a_deleted_newest_row() {
     let env = Env::new();
     for u in ["a", "b", "c", "d"] {
@@ -245,7 +265,6 @@ fn verify_names_a_deleted_row_and_a_deleted_newest_row() {
     );
 }
 
-#[test]
 fn retention_prunes_old_rows_and_verify_starts_at_the_checkpoint() {
     let env = Env::new();
     let now = |t: i64| vec![("TOKENAUTH_NOW", at(t))];
@@ -275,7 +294,6 @@ fn retention_prunes_old_rows_and_verify_starts_at_the_checkpoint() {
     assert!(text.contains("row 4 was deleted"), "{text}");
 }
 
-#[test]
 fn audit_retention_must_be_a_day_or_more() {
     let env = Env::new();
     let err = env
@@ -287,20 +305,6 @@ fn audit_retention_must_be_a_day_or_more() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("at least 1d"));
 }
 
-// ---- key hygiene ----------------------------------------------------------------------------
-
-fn ids(v: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["title"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
-#[test]
 fn list_keys_filters_on_a_fixed_clock() {
     let env = Env::new();
     let vars = |t: i64| [("TOKENAUTH_NOW", at(t))];
@@ -377,7 +381,6 @@ fn list_keys_filters_on_a_fixed_clock() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("'soon'"));
 }
 
-#[test]
 fn report_lists_findings_and_fails_on_the_kinds_named() {
     let env = Env::new();
     let t0 = at(T0);
@@ -478,7 +481,6 @@ fn report_lists_findings_and_fails_on_the_kinds_named() {
     );
 }
 
-#[test]
 fn usage_summary_counts_issuances_and_refusals_per_key_with_a_daily_chart() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -526,4 +528,5 @@ fn usage_summary_counts_issuances_and_refusals_per_key_with_a_daily_chart() {
     assert!(table.contains("1× "), "{table}");
     let only = env.json(&["usage-log", "--summary", "--json", &quiet_id]);
     assert_eq!(only["keys"], serde_json::json!([]));
+}
 }

@@ -54,7 +54,49 @@ fn usage(env: &Env, args: &[&str]) -> Vec<Value> {
     env.json(&all).as_array().unwrap().clone()
 }
 
+/// The token itself is written nowhere: not the store, its WAL, the server's log (at
+/// trace level), nor any `--json` output.
 #[test]
+fn a_pat_is_never_written_to_the_store_logs_or_json() {
+    let env = Env::new();
+    let server = env.serve_with_env(&[], &[("RUST_LOG", "tokenauth=trace")]);
+    let (token, id) = create(&env, "hook", &["--scope", "write"], &[]);
+    assert_allowed(&auth(&server, &token), "hook", &id, "read write");
+    let write = send(
+        http()
+            .get(server.url("/auth?scope=write"))
+            .bearer_auth(&token)
+            .header("X-Original-Method", "DELETE"),
+    );
+    assert_eq!(write.status, 200);
+    env.ok(&["token", "revoke", &id, "--yes"]);
+    assert_eq!(auth(&server, &token).status, 401);
+    let secret = &token[6..];
+    let db = env.db();
+    let mut places: Vec<(String, Vec<u8>)> = vec![("server log".into(), server.log().into_bytes())];
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        places.push((
+            path.display().to_string(),
+            std::fs::read(&path).unwrap_or_default(),
+        ));
+    }
+    for args in [
+        vec!["token", "list", "--all", "--json"],
+        vec!["usage-log", "--json"],
+        vec!["user", "list", "--json"],
+    ] {
+        places.push((args.join(" "), env.ok(&args).into_bytes()));
+    }
+    for (place, bytes) in &places {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the token is in {place}"
+        );
+    }
+}
+
+common::on_both_backends! {
 fn create_prints_the_token_once_and_listings_show_only_its_prefix_and_last_four() {
     let env = Env::new();
     let out = env
@@ -131,7 +173,6 @@ fn create_prints_the_token_once_and_listings_show_only_its_prefix_and_last_four(
 }
 
 /// A mistyped token never reaches the store: here the store cannot even be opened.
-#[test]
 fn a_checksum_typo_is_refused_before_any_store_lookup() {
     let env = Env::new();
     let (token, _) = create(&env, "hook", &[], &[]);
@@ -173,7 +214,6 @@ fn a_checksum_typo_is_refused_before_any_store_lookup() {
     );
 }
 
-#[test]
 fn every_check_takes_a_pat_where_it_takes_an_access_token() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -244,7 +284,6 @@ fn every_check_takes_a_pat_where_it_takes_an_access_token() {
     assert!(!err.contains(&token[6..]), "{err}");
 }
 
-#[test]
 fn an_expired_pat_gets_access_token_expired() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -270,7 +309,6 @@ fn an_expired_pat_gets_access_token_expired() {
     assert_eq!(usage(&env, &[&id])[0]["pat_id"], id.as_str());
 }
 
-#[test]
 fn revocation_rotation_and_disabling_end_a_pat_on_the_next_check() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -333,7 +371,6 @@ fn revocation_rotation_and_disabling_end_a_pat_on_the_next_check() {
     assert!(err.contains("personal access token"), "{err}");
 }
 
-#[test]
 fn ip_ranges_scope_and_edits_apply_to_pats_at_once() {
     let env = Env::new();
     let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
@@ -393,7 +430,6 @@ fn ip_ranges_scope_and_edits_apply_to_pats_at_once() {
     );
 }
 
-#[test]
 fn last_use_is_recorded_in_the_background() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -420,45 +456,4 @@ fn last_use_is_recorded_in_the_background() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
-
-/// The token itself is written nowhere: not the store, its WAL, the server's log (at
-/// trace level), nor any `--json` output.
-#[test]
-fn a_pat_is_never_written_to_the_store_logs_or_json() {
-    let env = Env::new();
-    let server = env.serve_with_env(&[], &[("RUST_LOG", "tokenauth=trace")]);
-    let (token, id) = create(&env, "hook", &["--scope", "write"], &[]);
-    assert_allowed(&auth(&server, &token), "hook", &id, "read write");
-    let write = send(
-        http()
-            .get(server.url("/auth?scope=write"))
-            .bearer_auth(&token)
-            .header("X-Original-Method", "DELETE"),
-    );
-    assert_eq!(write.status, 200);
-    env.ok(&["token", "revoke", &id, "--yes"]);
-    assert_eq!(auth(&server, &token).status, 401);
-    let secret = &token[6..];
-    let db = env.db();
-    let mut places: Vec<(String, Vec<u8>)> = vec![("server log".into(), server.log().into_bytes())];
-    for suffix in ["", "-wal", "-shm"] {
-        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
-        places.push((
-            path.display().to_string(),
-            std::fs::read(&path).unwrap_or_default(),
-        ));
-    }
-    for args in [
-        vec!["token", "list", "--all", "--json"],
-        vec!["usage-log", "--json"],
-        vec!["user", "list", "--json"],
-    ] {
-        places.push((args.join(" "), env.ok(&args).into_bytes()));
-    }
-    for (place, bytes) in &places {
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "the token is in {place}"
-        );
-    }
 }

@@ -223,6 +223,16 @@ fn hmac_jwt(header: &Value, claims: &Value, secret: &[u8], alg: jsonwebtoken::Al
 /// The user's current signing secret, read straight from the test's own store, so tests
 /// can build tokens that are correctly signed but wrong in some other way.
 fn user_secret(env: &Env, user: &str) -> Vec<u8> {
+    if let Some(pg) = &env.pg {
+        let mut client = tokenauth::store::PgUrl::parse(&pg.url)
+            .unwrap()
+            .connect()
+            .unwrap();
+        return client
+            .query_one("SELECT secret FROM secrets WHERE user_name = $1", &[&user])
+            .unwrap()
+            .get(0);
+    }
     let conn =
         rusqlite::Connection::open_with_flags(env.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -251,7 +261,51 @@ fn exits_1(env: &Env, args: &[&str]) -> (String, String) {
 // 1. Where the token may be
 // ---------------------------------------------------------------------------------------
 
-#[test]
+// ---------------------------------------------------------------------------------------
+// 2. No token
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 3. Expired
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 4. Forged
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 5, 6. Changes made with the CLI while the server runs
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 7. POST /revoke
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 8. IP ranges and trusted proxies
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 9. Disabled users
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 10. Scopes
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 11. Introspection
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 12. tokenauth verify
+// ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// 13. Usage log and last use
+// ---------------------------------------------------------------------------------------
+
+common::on_both_backends! {
 fn auth_accepts_a_bearer_authorization_header() {
     let s = setup("ci-bot", &[], &[]);
     let r = send(
@@ -262,7 +316,6 @@ fn auth_accepts_a_bearer_authorization_header() {
     assert_allowed(&r, "ci-bot", &s.key_id, "read");
 }
 
-#[test]
 fn auth_accepts_a_token_cookie() {
     let s = setup("ci-bot", &[], &[]);
     let r = send(http().get(s.server.url("/auth")).header(
@@ -272,7 +325,6 @@ fn auth_accepts_a_token_cookie() {
     assert_allowed(&r, "ci-bot", &s.key_id, "read");
 }
 
-#[test]
 fn auth_accepts_an_x_jwt_auth_token_header() {
     let s = setup("ci-bot", &[], &[]);
     let r = send(
@@ -283,7 +335,6 @@ fn auth_accepts_an_x_jwt_auth_token_header() {
     assert_allowed(&r, "ci-bot", &s.key_id, "read");
 }
 
-#[test]
 fn auth_accepts_an_authorization_jwt_token_header() {
     let s = setup("ci-bot", &[], &[]);
     let r = send(
@@ -294,7 +345,6 @@ fn auth_accepts_an_authorization_jwt_token_header() {
     assert_allowed(&r, "ci-bot", &s.key_id, "read");
 }
 
-#[test]
 fn auth_uses_the_bearer_header_before_the_cookie_and_the_cookie_before_x_jwt_auth_token() {
     let s = setup("ci-bot", &[], &[]);
     let get = || http().get(s.server.url("/auth"));
@@ -326,11 +376,6 @@ fn auth_uses_the_bearer_header_before_the_cookie_and_the_cookie_before_x_jwt_aut
     assert_invalid_token_starting(&r, "Malformed access token");
 }
 
-// ---------------------------------------------------------------------------------------
-// 2. No token
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn auth_without_a_token_is_401_with_a_bare_bearer_challenge() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -355,11 +400,6 @@ fn auth_without_a_token_is_401_with_a_bare_bearer_challenge() {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// 3. Expired
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn expired_token_is_401_access_token_expired() {
     let env = Env::new();
     let (token, _, past) = expired_token(&env, "ci-bot");
@@ -380,11 +420,6 @@ fn expired_token_is_401_access_token_expired() {
     assert_refused(&r, 401, "invalid_token", "Access token expired");
 }
 
-// ---------------------------------------------------------------------------------------
-// 4. Forged
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn token_with_altered_claims_is_401_invalid_signature() {
     let s = setup("ci-bot", &[], &[]);
     let (header, mut claims, sig) = split(&s.token);
@@ -409,7 +444,6 @@ fn token_with_altered_claims_is_401_invalid_signature() {
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
 }
 
-#[test]
 fn token_with_altered_signature_is_401_invalid_signature() {
     let s = setup("ci-bot", &[], &[]);
     let (header, claims, sig) = split(&s.token);
@@ -427,7 +461,6 @@ fn token_with_altered_signature_is_401_invalid_signature() {
     assert_eq!(auth(&s.server, &forged).status, 401);
 }
 
-#[test]
 fn alg_none_and_other_algorithms_are_401_even_with_the_users_secret() {
     let s = setup("ci-bot", &[], &[]);
     let (_, claims, _) = split(&s.token);
@@ -452,7 +485,6 @@ fn alg_none_and_other_algorithms_are_401_even_with_the_users_secret() {
     assert_invalid_token_starting(&auth(&s.server, &hs512), "Malformed access token");
 }
 
-#[test]
 fn hs256_token_signed_with_another_secret_is_401_invalid_signature() {
     let s = setup("ci-bot", &[], &[]);
     let (header, claims, _) = split(&s.token);
@@ -470,7 +502,6 @@ fn hs256_token_signed_with_another_secret_is_401_invalid_signature() {
     );
 }
 
-#[test]
 fn one_users_secret_cannot_sign_tokens_for_another_user() {
     let s = setup("victim", &[], &[]);
     let (_, mallory_key) = s.env.issue_key("mallory", &[]);
@@ -493,7 +524,6 @@ fn one_users_secret_cannot_sign_tokens_for_another_user() {
     );
 }
 
-#[test]
 fn wrong_or_missing_typ_is_401_even_when_signed_with_the_users_secret() {
     let s = setup("ci-bot", &[], &[]);
     let (header, claims, _) = split(&s.token);
@@ -517,7 +547,6 @@ fn wrong_or_missing_typ_is_401_even_when_signed_with_the_users_secret() {
 }
 
 /// Before, serde's wording reached callers: "claims: missing field `iss` at line 1 column 12".
-#[test]
 fn malformed_tokens_are_described_in_tokenauths_own_words() {
     let s = setup("ci-bot", &[], &[]);
     let (header, claims, _) = split(&s.token);
@@ -545,11 +574,6 @@ fn malformed_tokens_are_described_in_tokenauths_own_words() {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// 5, 6. Changes made with the CLI while the server runs
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn rotate_secret_kills_issued_tokens_on_the_next_check_and_new_tokens_work() {
     let s = setup("ci-bot", &[], &[]);
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
@@ -570,7 +594,6 @@ fn rotate_secret_kills_issued_tokens_on_the_next_check_and_new_tokens_work() {
     );
 }
 
-#[test]
 fn rotating_one_users_secret_leaves_other_users_tokens_alone() {
     let s = setup("ci-bot", &[], &[]);
     let (other_id, other_key) = s.env.issue_key("other", &[]);
@@ -580,7 +603,6 @@ fn rotating_one_users_secret_leaves_other_users_tokens_alone() {
     assert_allowed(&auth(&s.server, &other), "other", &other_id, "read");
 }
 
-#[test]
 fn revoke_key_kills_its_tokens_on_the_next_check() {
     let s = setup("ci-bot", &[], &[]);
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
@@ -593,11 +615,6 @@ fn revoke_key_kills_its_tokens_on_the_next_check() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// 7. POST /revoke
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn revoked_token_is_401_on_the_next_check_and_other_tokens_of_the_key_still_work() {
     let s = setup("ci-bot", &[], &[]);
     let sibling = token(&s.env, &s.server, &s.key);
@@ -617,7 +634,6 @@ fn revoked_token_is_401_on_the_next_check_and_other_tokens_of_the_key_still_work
     assert_eq!((r.status, r.body), (200, json!({})));
 }
 
-#[test]
 fn revoke_answers_200_for_unknown_or_garbage_tokens() {
     let s = setup("ci-bot", &[], &[]);
     let (header, claims, _) = split(&s.token);
@@ -635,7 +651,6 @@ fn revoke_answers_200_for_unknown_or_garbage_tokens() {
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
 }
 
-#[test]
 fn revoke_without_a_token_parameter_is_400_invalid_request() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -650,11 +665,6 @@ fn revoke_without_a_token_parameter_is_400_invalid_request() {
     assert_eq!(r.body["error_description"], "Missing parameter: token");
 }
 
-// ---------------------------------------------------------------------------------------
-// 8. IP ranges and trusted proxies
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn ip_range_changes_apply_to_issued_tokens_at_once() {
     let s = setup("ci-bot", &[], &[]);
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
@@ -676,7 +686,6 @@ fn ip_range_changes_apply_to_issued_tokens_at_once() {
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
 }
 
-#[test]
 fn behind_a_trusted_proxy_x_forwarded_for_is_the_address_checked() {
     let s = setup("ci-bot", &["--trusted-proxy", "127.0.0.1"], &[]);
     s.env
@@ -706,7 +715,6 @@ fn behind_a_trusted_proxy_x_forwarded_for_is_the_address_checked() {
     );
 }
 
-#[test]
 fn trusted_proxy_lets_a_client_in_range_get_a_token() {
     let env = Env::new();
     let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
@@ -729,7 +737,6 @@ fn trusted_proxy_lets_a_client_in_range_get_a_token() {
     assert_allowed(&r, "ci-bot", &key_id, "read");
 }
 
-#[test]
 fn without_trusted_proxy_x_forwarded_for_is_ignored() {
     let s = setup("ci-bot", &[], &[]);
     s.env
@@ -758,11 +765,6 @@ fn without_trusted_proxy_x_forwarded_for_is_ignored() {
     assert_allowed(&r, "ci-bot", &s.key_id, "read");
 }
 
-// ---------------------------------------------------------------------------------------
-// 9. Disabled users
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn disabling_a_user_kills_its_tokens_on_the_next_check_and_enabling_revives_them() {
     let s = setup("ci-bot", &[], &[]);
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
@@ -777,11 +779,6 @@ fn disabling_a_user_kills_its_tokens_on_the_next_check_and_enabling_revives_them
     assert_allowed(&auth(&s.server, &s.token), "ci-bot", &s.key_id, "read");
 }
 
-// ---------------------------------------------------------------------------------------
-// 10. Scopes
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn read_token_is_403_insufficient_scope_where_write_is_needed() {
     let s = setup("reader", &[], &[]);
     let check =
@@ -809,7 +806,6 @@ fn read_token_is_403_insufficient_scope_where_write_is_needed() {
     }
 }
 
-#[test]
 fn write_token_passes_scope_and_method_checks() {
     let s = setup("writer", &[], &["--scope", "write"]);
     for (path, headers) in [
@@ -823,7 +819,6 @@ fn write_token_passes_scope_and_method_checks() {
     }
 }
 
-#[test]
 fn unknown_scope_parameter_is_400_invalid_request() {
     let s = setup("reader", &[], &[]);
     let r = auth_with(&s.server, "/auth?scope=admin", &s.token, &[]);
@@ -831,11 +826,6 @@ fn unknown_scope_parameter_is_400_invalid_request() {
     assert_eq!(r.body["error"], "invalid_request");
 }
 
-// ---------------------------------------------------------------------------------------
-// 11. Introspection
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn introspect_needs_a_caller_token_with_the_introspect_permission() {
     let s = setup("ci-bot", &[], &[]);
     let (_, gw_key) = s.env.issue_key("gateway", &[]);
@@ -878,7 +868,6 @@ fn introspect_needs_a_caller_token_with_the_introspect_permission() {
     assert_eq!(r.status, 403, "{}", r.body);
 }
 
-#[test]
 fn introspect_describes_a_good_token_with_exactly_the_rfc_7662_fields() {
     let s = setup("ci-bot", &[], &[]);
     let (_, gw_key) = s.env.issue_key("gateway", &[]);
@@ -917,7 +906,6 @@ fn introspect_describes_a_good_token_with_exactly_the_rfc_7662_fields() {
     assert!(!r.body["jti"].as_str().unwrap().is_empty());
 }
 
-#[test]
 fn introspect_says_only_active_false_for_expired_revoked_or_garbage_tokens() {
     let env = Env::new();
     let (expired, _, _) = expired_token(&env, "old-bot");
@@ -949,7 +937,6 @@ fn introspect_says_only_active_false_for_expired_revoked_or_garbage_tokens() {
     }
 }
 
-#[test]
 fn introspect_with_client_ip_checks_the_keys_ranges() {
     let s = setup("ci-bot", &[], &["--ip-range", "127.0.0.1, 10.0.0.0/8"]);
     let (_, gw_key) = s.env.issue_key("gateway", &[]);
@@ -968,11 +955,6 @@ fn introspect_with_client_ip_checks_the_keys_ranges() {
     assert_eq!(ask("not-an-ip").status, 400);
 }
 
-// ---------------------------------------------------------------------------------------
-// 12. tokenauth verify
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn verify_exits_0_for_a_good_token_and_says_whose_it_is() {
     let s = setup("ci-bot", &[], &[]);
     let out = s.env.ok(&["verify", &s.token]);
@@ -993,7 +975,6 @@ fn verify_exits_0_for_a_good_token_and_says_whose_it_is() {
     assert!(out.status.success());
 }
 
-#[test]
 fn verify_exits_1_with_the_reason_for_expired_and_revoked_tokens() {
     let env = Env::new();
     let (expired, _, _) = expired_token(&env, "old-bot");
@@ -1017,7 +998,6 @@ fn verify_exits_1_with_the_reason_for_expired_and_revoked_tokens() {
     assert!(err.contains("Malformed access token"), "{err}");
 }
 
-#[test]
 fn verify_checks_ip_and_scope_when_asked() {
     let s = setup("ci-bot", &[], &["--ip-range", "127.0.0.1"]);
     s.env.ok(&["verify", &s.token, "--ip", "127.0.0.1"]);
@@ -1034,7 +1014,6 @@ fn verify_checks_ip_and_scope_when_asked() {
     );
 }
 
-#[test]
 fn verify_json_prints_valid_and_the_claims_or_the_reason() {
     let s = setup("ci-bot", &[], &[]);
     let v = s.env.json(&["verify", &s.token, "--json"]);
@@ -1059,11 +1038,6 @@ fn verify_json_prints_valid_and_the_claims_or_the_reason() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// 13. Usage log and last use
-// ---------------------------------------------------------------------------------------
-
-#[test]
 fn usage_log_filters_by_key_user_failures_and_limit() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -1132,7 +1106,6 @@ fn usage_log_filters_by_key_user_failures_and_limit() {
     assert!(table.contains("OUTCOME"), "{table}");
 }
 
-#[test]
 fn list_keys_shows_last_used_after_an_exchange() {
     let env = Env::new();
     let server = env.serve(&[]);
@@ -1159,4 +1132,5 @@ fn list_keys_shows_last_used_after_an_exchange() {
         "{before} <= {used} <= {after}"
     );
     assert_eq!(last_used(&other_id), Value::Null);
+}
 }

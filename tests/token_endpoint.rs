@@ -16,21 +16,6 @@ use serde_json::{Value, json};
 
 use common::{Env, JWT_BEARER, Reply, Server, exchange, http, post_form, send};
 
-#[test]
-fn issue_sign_exchange_gives_a_bearer_token() {
-    let env = Env::new();
-    let server = env.serve(&[]);
-    let (_, key) = env.issue_key("ci-bot", &[]);
-    let grant = env.ok(&["sign-grant", "--key", key.to_str().unwrap()]);
-    let (status, body) = exchange(&server, grant.trim());
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3600);
-    assert_eq!(body["scope"], "read");
-    let token = body["access_token"].as_str().unwrap();
-    env.ok(&["verify", token]);
-}
-
 // ---- helpers --------------------------------------------------------------------------------
 
 fn key_file(path: &Path) -> Value {
@@ -179,7 +164,116 @@ impl Fixture {
 
 // ---- 1. the happy path ----------------------------------------------------------------------
 
-#[test]
+// ---- 2. each rule, with its error and exact description --------------------------------------
+
+// ---- 3. replays -----------------------------------------------------------------------------
+
+// ---- client authentication that contradicts the grant --------------------------------------
+
+fn exchange_with(f: &Fixture, extra: &[(&str, &str)], basic: Option<&str>) -> Reply {
+    let grant = f.grant(&[]);
+    let mut form = vec![("grant_type", JWT_BEARER), ("assertion", grant.as_str())];
+    form.extend_from_slice(extra);
+    let mut req = http().post(f.server.url("/token")).form(&form);
+    if let Some(credentials) = basic {
+        req = req.header(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            ),
+        );
+    }
+    send(req)
+}
+
+// ---- X-Forwarded-For from a trusted proxy ----------------------------------------------------
+
+fn exchange_forwarded(server: &Server, grant: &str, xff: &str) -> Reply {
+    send(
+        http()
+            .post(server.url("/token"))
+            .header("x-forwarded-for", xff)
+            .form(&[("grant_type", JWT_BEARER), ("assertion", grant)]),
+    )
+}
+
+// ---- 4. changes made while the server runs -----------------------------------------------------
+
+// ---- 5. impersonation -------------------------------------------------------------------------
+
+// ---- 6. the usage log -------------------------------------------------------------------------
+
+// ---- 7. retention ---------------------------------------------------------------------------
+
+// ---- 8. malformed requests ----------------------------------------------------------------------
+
+#[track_caller]
+fn assert_client_error(reply: &Reply, status: u16, what: &str) {
+    assert_eq!(reply.status, status, "{what}: {}", reply.text);
+    assert!(
+        reply.json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{what}: {}",
+        reply.text
+    );
+    assert!(
+        reply.json["error_description"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{what}: {}",
+        reply.text
+    );
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{what}"
+    );
+    assert_eq!(reply.header("cache-control"), Some("no-store"), "{what}");
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+fn post_raw(
+    server: &Server,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::blocking::Body>,
+) -> Reply {
+    let mut req = http().post(server.url("/token")).body(body);
+    if let Some(ct) = content_type {
+        req = req.header(reqwest::header::CONTENT_TYPE, ct);
+    }
+    send(req)
+}
+
+/// Sends raw bytes to the server and reads its answer until it closes the connection.
+fn raw_http(server: &Server, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+// ---- 9. metadata and health ---------------------------------------------------------------------
+
+common::on_both_backends! {
+fn issue_sign_exchange_gives_a_bearer_token() {
+    let env = Env::new();
+    let server = env.serve(&[]);
+    let (_, key) = env.issue_key("ci-bot", &[]);
+    let grant = env.ok(&["sign-grant", "--key", key.to_str().unwrap()]);
+    let (status, body) = exchange(&server, grant.trim());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["scope"], "read");
+    let token = body["access_token"].as_str().unwrap();
+    env.ok(&["verify", token]);
+}
+
 fn a_good_grant_gets_an_uncacheable_json_bearer_token() {
     let f = Fixture::new("ci-bot", &[]);
     let grant = f.grant(&[]);
@@ -210,7 +304,6 @@ fn a_good_grant_gets_an_uncacheable_json_bearer_token() {
     assert_eq!(claims["exp"], f.now + 3600);
 }
 
-#[test]
 fn a_token_never_outlives_its_key() {
     let f = Fixture::new("ci-bot", &["--expires", "10m"]);
     let reply = f.exchange(&f.grant(&[]));
@@ -218,7 +311,6 @@ fn a_token_never_outlives_its_key() {
     assert_eq!(reply.json["expires_in"], 600, "{}", reply.text);
 }
 
-#[test]
 fn the_audience_may_be_the_issuer_or_a_list_holding_the_token_uri() {
     let f = Fixture::new("ci-bot", &[]);
     let issuer = format!("http://{}", f.server.addr);
@@ -231,9 +323,6 @@ fn the_audience_may_be_the_issuer_or_a_list_holding_the_token_uri() {
     );
 }
 
-// ---- 2. each rule, with its error and exact description --------------------------------------
-
-#[test]
 fn refuses_alg_none() {
     let f = Fixture::new("ci-bot", &[]);
     let header = b64json(&json!({ "alg": "none", "typ": "JWT" }));
@@ -244,7 +333,6 @@ fn refuses_alg_none() {
     );
 }
 
-#[test]
 fn refuses_hs256_signed_with_the_keys_public_key() {
     let f = Fixture::new("ci-bot", &[]);
     let public_pem = rsa::RsaPrivateKey::from_pkcs1_pem(&private_pem(&f.key))
@@ -266,7 +354,6 @@ fn refuses_hs256_signed_with_the_keys_public_key() {
     );
 }
 
-#[test]
 fn refuses_rsa_algorithms_other_than_rs256() {
     let f = Fixture::new("ci-bot", &[]);
     for (alg, name) in [(Algorithm::RS512, "RS512"), (Algorithm::PS256, "PS256")] {
@@ -280,7 +367,6 @@ fn refuses_rsa_algorithms_other_than_rs256() {
     }
 }
 
-#[test]
 fn refuses_an_expired_grant() {
     let f = Fixture::new("ci-bot", &[]);
     let past = (f.now - 1000).to_string();
@@ -301,7 +387,6 @@ fn refuses_an_expired_grant() {
     assert_issued(&f.exchange(&f.craft(json!({ "exp": f.now + 1 }))));
 }
 
-#[test]
 fn refuses_a_grant_issued_over_an_hour_ago() {
     let f = Fixture::new("ci-bot", &[]);
     let old = f.craft(json!({ "iat": f.now - 4000, "exp": f.now + 100 }));
@@ -316,7 +401,6 @@ fn refuses_a_grant_issued_over_an_hour_ago() {
     assert_issued(&f.exchange(&f.craft(json!({ "iat": f.now - 3600 }))));
 }
 
-#[test]
 fn refuses_a_grant_issued_in_the_future() {
     let f = Fixture::new("ci-bot", &[]);
     assert_invalid_grant(
@@ -331,7 +415,6 @@ fn refuses_a_grant_issued_in_the_future() {
     assert_issued(&f.exchange(&f.craft(json!({ "iat": f.now + 60 }))));
 }
 
-#[test]
 fn refuses_a_grant_expiring_more_than_a_day_ahead() {
     let f = Fixture::new("ci-bot", &[]);
     assert_invalid_grant(
@@ -345,7 +428,6 @@ fn refuses_a_grant_expiring_more_than_a_day_ahead() {
     assert_issued(&f.exchange(&f.craft(json!({ "exp": f.now + 86_400 }))));
 }
 
-#[test]
 fn refuses_a_grant_before_its_nbf_and_honours_a_past_nbf() {
     let f = Fixture::new("ci-bot", &[]);
     assert_invalid_grant(
@@ -360,7 +442,6 @@ fn refuses_a_grant_before_its_nbf_and_honours_a_past_nbf() {
     assert_issued(&f.exchange(&f.craft(json!({ "nbf": f.now - 10 }))));
 }
 
-#[test]
 fn refuses_grants_missing_a_required_claim() {
     let f = Fixture::new("ci-bot", &[]);
     for claim in ["iss", "exp", "iat", "aud", "sub"] {
@@ -371,21 +452,18 @@ fn refuses_grants_missing_a_required_claim() {
     assert_issued(&f.exchange(&f.craft(json!({ "jti": null }))));
 }
 
-#[test]
 fn refuses_a_wrong_audience() {
     let f = Fixture::new("ci-bot", &[]);
     let grant = f.grant(&["--aud", "http://evil/token"]);
     assert_invalid_grant(&f.exchange(&grant), "Invalid audience");
 }
 
-#[test]
 fn refuses_an_unknown_issuer() {
     let f = Fixture::new("ci-bot", &[]);
     let grant = f.craft(json!({ "iss": "0123456789abcdef0123456789abcdef" }));
     assert_invalid_grant(&f.exchange(&grant), "No associated key found");
 }
 
-#[test]
 fn refuses_a_grant_signed_by_another_key() {
     let f = Fixture::new("ci-bot", &[]);
     let (_, other) = f.issue("ci-bot", &[]);
@@ -402,7 +480,6 @@ fn refuses_a_grant_signed_by_another_key() {
     assert_invalid_grant(&f.exchange(&spliced), "Invalid signature");
 }
 
-#[test]
 fn refuses_an_unsupported_grant_type() {
     let f = Fixture::new("ci-bot", &[]);
     let grant = f.grant(&[]);
@@ -426,7 +503,6 @@ fn refuses_an_unsupported_grant_type() {
     );
 }
 
-#[test]
 fn refuses_a_request_without_an_assertion() {
     let f = Fixture::new("ci-bot", &[]);
     let reply = post_form(&f.server, &[("grant_type", JWT_BEARER)], None);
@@ -449,7 +525,6 @@ fn refuses_a_request_without_an_assertion() {
     );
 }
 
-#[test]
 fn refuses_a_revoked_key() {
     let f = Fixture::new("ci-bot", &[]);
     let grant = f.grant(&[]);
@@ -457,7 +532,6 @@ fn refuses_a_revoked_key() {
     assert_invalid_grant(&f.exchange(&grant), "Key has been revoked");
 }
 
-#[test]
 fn refuses_an_expired_key() {
     let issued = real_now() - 7200;
     let env = Env::new();
@@ -484,14 +558,12 @@ fn refuses_an_expired_key() {
     assert_invalid_grant(&reply, "Key has expired");
 }
 
-#[test]
 fn refuses_a_disabled_user() {
     let f = Fixture::new("ci-bot", &[]);
     f.env.ok(&["user", "disable", "ci-bot"]);
     assert_invalid_grant(&f.exchange(&f.grant(&[])), "User 'ci-bot' is disabled");
 }
 
-#[test]
 fn refuses_a_scope_beyond_the_keys_scope() {
     let f = Fixture::new("ci-bot", &["--scope", "read"]);
     let want = "Requested scope 'write' exceeds the key's scope 'read'";
@@ -519,7 +591,6 @@ fn refuses_a_scope_beyond_the_keys_scope() {
     assert_refused(&reply, 400, "invalid_scope", want);
 }
 
-#[test]
 fn refuses_an_unknown_scope() {
     let f = Fixture::new("ci-bot", &["--scope", "write"]);
     let want = "Unknown scope 'admin'; scopes are 'read' and 'write'";
@@ -541,7 +612,6 @@ fn refuses_an_unknown_scope() {
     assert_refused(&reply, 400, "invalid_scope", want);
 }
 
-#[test]
 fn a_write_key_asked_for_read_gets_a_read_token() {
     let f = Fixture::new("ci-bot", &["--scope", "write"]);
     // By default the token gets the key's whole scope.
@@ -573,7 +643,6 @@ fn a_write_key_asked_for_read_gets_a_read_token() {
     assert_eq!(reply.json["scope"], "read");
 }
 
-#[test]
 fn refuses_malformed_assertions_as_invalid_grants() {
     let f = Fixture::new("ci-bot", &[]);
     let claims = b64json(&f.claims());
@@ -634,9 +703,6 @@ fn refuses_malformed_assertions_as_invalid_grants() {
     );
 }
 
-// ---- 3. replays -----------------------------------------------------------------------------
-
-#[test]
 fn a_replayed_jti_is_refused() {
     let f = Fixture::new("ci-bot", &[]);
     let grant = f.grant(&[]);
@@ -660,7 +726,6 @@ fn a_replayed_jti_is_refused() {
     );
 }
 
-#[test]
 fn a_jti_is_a_replay_only_for_the_same_key() {
     let f = Fixture::new("ci-bot", &[]);
     let (_, other) = f.issue("deployer", &[]);
@@ -672,7 +737,6 @@ fn a_jti_is_a_replay_only_for_the_same_key() {
     assert_issued(&f.exchange(&craft(&other, &b)));
 }
 
-#[test]
 fn a_replayed_jti_is_refused_after_a_restart() {
     let now = real_now().to_string();
     let env = Env::new();
@@ -702,7 +766,6 @@ fn a_replayed_jti_is_refused_after_a_restart() {
 
 /// Before the store kept used grants, each server process had its own replay set: the same
 /// grant got 200 from one server and 200 again from a second on the same store.
-#[test]
 fn a_grant_is_good_for_one_exchange_across_two_servers_on_one_store() {
     let env = Env::new();
     env.ok(&["init", "--issuer", "http://auth.example"]);
@@ -768,7 +831,6 @@ fn a_grant_is_good_for_one_exchange_across_two_servers_on_one_store() {
 }
 
 /// Before, a grant without jti could be exchanged again and again until it expired.
-#[test]
 fn a_grant_without_jti_is_good_for_one_exchange_and_counted_in_the_usage_log() {
     let f = Fixture::new("legacy-bot", &[]);
     let grant = f.grant(&["--no-jti"]);
@@ -791,7 +853,6 @@ fn a_grant_without_jti_is_good_for_one_exchange_and_counted_in_the_usage_log() {
     assert!(table.contains("ok (grant without jti)"), "{table}");
 }
 
-#[test]
 fn require_jti_refuses_grants_without_one() {
     let env = Env::new();
     let server = env.serve(&["--require-jti"]);
@@ -823,27 +884,7 @@ fn require_jti_refuses_grants_without_one() {
     assert_eq!(refused.as_array().unwrap().len(), 1, "{refused:#}");
 }
 
-// ---- client authentication that contradicts the grant --------------------------------------
-
-fn exchange_with(f: &Fixture, extra: &[(&str, &str)], basic: Option<&str>) -> Reply {
-    let grant = f.grant(&[]);
-    let mut form = vec![("grant_type", JWT_BEARER), ("assertion", grant.as_str())];
-    form.extend_from_slice(extra);
-    let mut req = http().post(f.server.url("/token")).form(&form);
-    if let Some(credentials) = basic {
-        req = req.header(
-            "authorization",
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(credentials)
-            ),
-        );
-    }
-    send(req)
-}
-
 /// Before, a `client_id` parameter or Basic credentials naming another client were ignored.
-#[test]
 fn client_authentication_naming_another_client_is_invalid_client() {
     let f = Fixture::new("ci-bot", &[]);
     let (_, other) = f.issue("other-bot", &[]);
@@ -924,7 +965,6 @@ fn client_authentication_naming_another_client_is_invalid_client() {
 }
 
 /// requests-oauthlib sends `Authorization: Basic` with the client id and an empty secret.
-#[test]
 fn client_authentication_that_agrees_with_the_grant_is_accepted() {
     let f = Fixture::new("ci-bot", &[]);
     let mine = key_file(&f.key)["client_id"].as_str().unwrap().to_owned();
@@ -944,20 +984,8 @@ fn client_authentication_that_agrees_with_the_grant_is_accepted() {
     assert_issued(&send(req));
 }
 
-// ---- X-Forwarded-For from a trusted proxy ----------------------------------------------------
-
-fn exchange_forwarded(server: &Server, grant: &str, xff: &str) -> Reply {
-    send(
-        http()
-            .post(server.url("/token"))
-            .header("x-forwarded-for", xff)
-            .form(&[("grant_type", JWT_BEARER), ("assertion", grant)]),
-    )
-}
-
 /// Before, a hop the server could not read ended the walk at the proxy's own address, so a
 /// key limited to the proxy's network worked from anywhere.
-#[test]
 fn forwarded_hops_with_ports_are_read_and_unreadable_ones_fail_closed() {
     let env = Env::new();
     let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
@@ -1018,9 +1046,6 @@ fn forwarded_hops_with_ports_are_read_and_unreadable_ones_fail_closed() {
     );
 }
 
-// ---- 4. changes made while the server runs -----------------------------------------------------
-
-#[test]
 fn revoking_a_key_while_serving_refuses_its_next_grant() {
     let f = Fixture::new("ci-bot", &[]);
     assert_issued(&f.exchange(&f.grant(&[])));
@@ -1028,7 +1053,6 @@ fn revoking_a_key_while_serving_refuses_its_next_grant() {
     assert_invalid_grant(&f.exchange(&f.grant(&[])), "Key has been revoked");
 }
 
-#[test]
 fn disabling_a_user_while_serving_refuses_its_next_grant() {
     let f = Fixture::new("ci-bot", &[]);
     assert_issued(&f.exchange(&f.grant(&[])));
@@ -1038,7 +1062,6 @@ fn disabling_a_user_while_serving_refuses_its_next_grant() {
     assert_issued(&f.exchange(&f.grant(&[])));
 }
 
-#[test]
 fn ip_range_edits_while_serving_apply_to_the_next_grant() {
     let f = Fixture::new("ci-bot", &[]);
     assert_issued(&f.exchange(&f.grant(&[])));
@@ -1055,9 +1078,6 @@ fn ip_range_edits_while_serving_apply_to_the_next_grant() {
     assert_issued(&f.exchange(&f.grant(&[])));
 }
 
-// ---- 5. impersonation -------------------------------------------------------------------------
-
-#[test]
 fn impersonation_needs_the_permission_and_a_known_enabled_subject() {
     let f = Fixture::new("deployer", &[]);
     assert_invalid_grant(
@@ -1097,9 +1117,6 @@ fn impersonation_needs_the_permission_and_a_known_enabled_subject() {
     );
 }
 
-// ---- 6. the usage log -------------------------------------------------------------------------
-
-#[test]
 fn an_issuance_is_logged_before_the_response() {
     let f = Fixture::new("ci-bot", &[]);
     let grant = f.grant(&[]);
@@ -1124,7 +1141,6 @@ fn an_issuance_is_logged_before_the_response() {
     assert_eq!(f.env.json(&["list-keys", "--json"])[0]["last_used"], f.now);
 }
 
-#[test]
 fn a_refusal_is_logged_with_its_reason_but_never_the_grant() {
     let f = Fixture::new("ci-bot", &[]);
     let (_, other) = f.issue("ci-bot", &[]);
@@ -1179,7 +1195,11 @@ fn a_refusal_is_logged_with_its_reason_but_never_the_grant() {
             "server log holds grant text {s}"
         );
     }
-    // Nor is it anywhere in the store's files (database, WAL, shared memory).
+    // Nor is it anywhere in the store's files (database, WAL, shared memory); on
+    // PostgreSQL the usage log above is all there is to read.
+    if f.env.pg.is_some() {
+        return;
+    }
     let dir = f.env.db().parent().unwrap().to_owned();
     let mut files = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -1195,9 +1215,6 @@ fn a_refusal_is_logged_with_its_reason_but_never_the_grant() {
     assert!(files >= 1);
 }
 
-// ---- 7. retention ---------------------------------------------------------------------------
-
-#[test]
 fn retention_pruning_keeps_each_keys_newest_row() {
     let env = Env::new();
     let past = real_now() - 30 * 86_400;
@@ -1265,46 +1282,6 @@ fn retention_pruning_keeps_each_keys_newest_row() {
     );
 }
 
-// ---- 8. malformed requests ----------------------------------------------------------------------
-
-#[track_caller]
-fn assert_client_error(reply: &Reply, status: u16, what: &str) {
-    assert_eq!(reply.status, status, "{what}: {}", reply.text);
-    assert!(
-        reply.json["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{what}: {}",
-        reply.text
-    );
-    assert!(
-        reply.json["error_description"]
-            .as_str()
-            .is_some_and(|e| !e.is_empty()),
-        "{what}: {}",
-        reply.text
-    );
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/json"),
-        "{what}"
-    );
-    assert_eq!(reply.header("cache-control"), Some("no-store"), "{what}");
-}
-
-const FORM: &str = "application/x-www-form-urlencoded";
-
-fn post_raw(
-    server: &Server,
-    content_type: Option<&str>,
-    body: impl Into<reqwest::blocking::Body>,
-) -> Reply {
-    let mut req = http().post(server.url("/token")).body(body);
-    if let Some(ct) = content_type {
-        req = req.header(reqwest::header::CONTENT_TYPE, ct);
-    }
-    send(req)
-}
-
-#[test]
 fn malformed_bodies_get_json_client_errors_never_server_errors() {
     let f = Fixture::new("ci-bot", &[]);
     let garbage: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
@@ -1381,19 +1358,6 @@ fn malformed_bodies_get_json_client_errors_never_server_errors() {
     ));
 }
 
-/// Sends raw bytes to the server and reads its answer until it closes the connection.
-fn raw_http(server: &Server, request: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(server.addr).unwrap();
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    conn.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-#[test]
 fn bodies_over_16_kib_are_refused_with_413() {
     let f = Fixture::new("ci-bot", &[]);
     let padded = |len: usize| {
@@ -1436,7 +1400,6 @@ fn bodies_over_16_kib_are_refused_with_413() {
     );
 }
 
-#[test]
 fn wrong_methods_get_405_with_allow_post() {
     let f = Fixture::new("ci-bot", &[]);
     for method in [
@@ -1457,9 +1420,6 @@ fn wrong_methods_get_405_with_allow_post() {
     assert_refused(&reply, 404, "not_found", "No endpoint at /nowhere");
 }
 
-// ---- 9. metadata and health ---------------------------------------------------------------------
-
-#[test]
 fn metadata_lists_the_endpoints_and_the_jwt_bearer_grant() {
     let f = Fixture::new("ci-bot", &[]);
     let reply = send(http().get(f.server.url("/.well-known/oauth-authorization-server")));
@@ -1479,10 +1439,10 @@ fn metadata_lists_the_endpoints_and_the_jwt_bearer_grant() {
     );
 }
 
-#[test]
 fn healthz_answers_200() {
     let f = Fixture::new("ci-bot", &[]);
     let reply = send(http().get(f.server.url("/healthz")));
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["status"], "ok");
+}
 }

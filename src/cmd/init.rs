@@ -92,7 +92,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_issuer(&token_uri));
     if args.json {
         return output::print_json(&serde_json::json!({
-            "store": store.path(),
+            "store": store.location().to_string(),
             "token_uri": token_uri,
             "issuer": issuer,
             "service_documentation": documentation,
@@ -100,11 +100,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             "schema_version": store.user_version()?,
         }));
     }
-    println!(
-        "store:     {} (mode {:o})",
-        terminal_safe(&store.path().to_string_lossy()),
-        store.mode().unwrap_or(0)
-    );
+    let location = terminal_safe(&store.location().to_string()).into_owned();
+    match store.mode() {
+        Some(mode) => println!("store:     {location} (mode {mode:o})"),
+        None => println!("store:     {location} (PostgreSQL)"),
+    }
     println!("token URI: {}", terminal_safe(&token_uri));
     println!("issuer:    {}", terminal_safe(&issuer));
     if let Some(d) = &documentation {

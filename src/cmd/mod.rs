@@ -15,6 +15,7 @@ pub mod revoke_key;
 pub mod rotate_secret;
 pub mod serve;
 pub mod sign_grant;
+pub mod store;
 pub mod token;
 pub mod usage_log;
 pub mod user;
@@ -34,7 +35,7 @@ use crate::clock::Clock;
 use crate::output::terminal_safe;
 use crate::registry::DEFAULT_TOKEN_URI;
 use crate::service_key::{KEY_BASE64_VAR, KeyFile, KeySource};
-use crate::store::Store;
+use crate::store::{Location, Store};
 
 /// The key file and what a grant signed with it asks for: the same options on sign-grant,
 /// get-token and request.
@@ -138,22 +139,31 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn db_path(&self) -> anyhow::Result<PathBuf> {
+    /// The store named by --db / TOKENAUTH_DB (a path or a postgres:// URL), or the default
+    /// SQLite file.
+    pub fn location(&self) -> anyhow::Result<Location> {
         match &self.db {
-            Some(p) => Ok(p.clone()),
-            None => Ok(dirs::data_dir()
-                .context(
-                    "cannot find a data directory (set XDG_DATA_HOME or HOME, or pass --db PATH)",
-                )?
-                .join("tokenauth")
-                .join("tokenauth.db")),
+            Some(p) => Ok(Location::parse(p.as_os_str())?),
+            None => Ok(Location::Sqlite(
+                dirs::data_dir()
+                    .context(
+                        "cannot find a data directory (set XDG_DATA_HOME or HOME, or pass --db PATH)",
+                    )?
+                    .join("tokenauth")
+                    .join("tokenauth.db"),
+            )),
         }
     }
 
     /// Opens the store, creating it with the default settings on first use. Changes made
     /// through it are audited as the OS user on this host.
     pub fn store(&self) -> anyhow::Result<Store> {
-        let mut store = Store::open(&self.db_path()?)?;
+        self.store_at(&self.location()?)
+    }
+
+    /// `store` for a store given some other way (`store copy --from/--to`).
+    pub fn store_at(&self, location: &Location) -> anyhow::Result<Store> {
+        let mut store = Store::connect(location)?;
         store.set_actor(cli_actor(), self.clock);
         if store.setting("token_uri")?.is_none() {
             store.default_setting("token_uri", DEFAULT_TOKEN_URI)?;
@@ -244,6 +254,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(a) => token::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Report(a) => report::run(&ctx, a),
+        Command::Store(a) => store::run(&ctx, a),
         Command::Keygen(a) => keygen::run(a),
         Command::Generate(a) => generate::run(a),
     }?;

@@ -21,7 +21,9 @@ use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen
 /// /.well-known/oauth-authorization-server (RFC 8414), GET /healthz (liveness), GET /readyz
 /// (the store readable: 200, else 503), GET /metrics (Prometheus; on --metrics-listen
 /// instead when given) and GET /openapi.json (the API description). Changes made with the
-/// CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request. Stops
+/// CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request; on a
+/// PostgreSQL store, which several servers may share, within milliseconds, and a server that
+/// could not confirm its copy of the store for 1 s answers 503 until it can. Stops
 /// gracefully on Ctrl-C or SIGTERM.
 ///
 /// With --tls-cert and --tls-key it serves HTTPS (TLS 1.2 and 1.3); SIGHUP reads both files
@@ -213,7 +215,7 @@ fn init_logging(format: LogFormat) -> logwriter::Guard {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     ctx.local_only("serve")?;
     let _log = init_logging(args.log_format);
-    let db = ctx.db_path()?;
+    let db = ctx.location()?;
     // Create and migrate the store (with its default settings) before the server opens it.
     drop(ctx.store()?);
     if args.socket_mode.is_some() && !matches!(args.listen, ListenAddr::Unix(_)) {
@@ -282,7 +284,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 }
             });
         }
-        tracing::info!(store = %db.display(), "listening on {}", listener.describe(tls.is_some()));
+        tracing::info!(store = %db, "listening on {}", listener.describe(tls.is_some()));
         let shutdown = async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);

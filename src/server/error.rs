@@ -20,6 +20,9 @@ pub enum ApiError {
     InvalidClient { description: String, basic: bool },
     /// The request took longer than the server allows; the client may retry.
     Timeout(std::time::Duration),
+    /// The store is out of reach (PostgreSQL down) or the snapshot too old to trust: 503
+    /// with Retry-After; the client may retry.
+    Unavailable(String),
     /// The store failed: not the caller's fault.
     Internal(String),
 }
@@ -62,7 +65,7 @@ impl ApiError {
             ApiError::Bearer { missing: true, .. } => ("invalid_request", ""),
             ApiError::Bearer { invalid, .. } => (invalid.code(), ""),
             ApiError::InvalidClient { description, .. } => ("invalid_client", description),
-            ApiError::Timeout(_) => ("temporarily_unavailable", ""),
+            ApiError::Timeout(_) | ApiError::Unavailable(_) => ("temporarily_unavailable", ""),
             ApiError::Internal(_) => ("server_error", ""),
         }
     }
@@ -76,7 +79,21 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
-        ApiError::Internal(e.to_string())
+        if e.is_unavailable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<super::usage::WriteFailed> for ApiError {
+    fn from(e: super::usage::WriteFailed) -> ApiError {
+        if e.unavailable {
+            ApiError::Unavailable(e.message)
+        } else {
+            ApiError::Internal(e.message)
+        }
     }
 }
 
@@ -150,6 +167,18 @@ impl IntoResponse for ApiError {
                         "The request took longer than {} s; retry",
                         limit.as_secs_f64()
                     ),
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
+            ApiError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "store unavailable; answered 503");
+                let mut resp = ApiError::status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "The token store is unreachable for now; retry shortly",
                 )
                 .into_response();
                 resp.headers_mut()

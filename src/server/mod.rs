@@ -15,8 +15,12 @@ mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,7 +31,7 @@ use ipnet::IpNet;
 
 use crate::clock::Clock;
 use crate::registry::Snapshot;
-use crate::store::{ChangeProbe, Store};
+use crate::store::{ChangeProbe, Location, Store};
 use error::ApiError;
 pub use listen::{Extras, Limits, ListenAddr, Listener, Peer};
 use metrics::{Endpoint, Metrics, ROUTES};
@@ -67,14 +71,62 @@ struct Reader {
     seen: Option<[u8; 48]>,
 }
 
+/// On PostgreSQL, a replica serves from a snapshot at most this old: a refresher thread
+/// confirms it (LISTEN/NOTIFY, and a generation poll every [`POLL`]); when it cannot (the
+/// database or the connection is gone), checks fail closed with 503 once this much time has
+/// passed since the last confirmation.
+pub const MAX_STALENESS: Duration = Duration::from_secs(1);
+/// How often the refresher reads the generation when no notification came.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// The snapshot every handler reads, and (PostgreSQL) when it was last known current.
+struct Live {
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Milliseconds since `base` at which a generation read that started then found the
+    /// snapshot current; only moves forward.
+    confirmed: AtomicU64,
+    base: Instant,
+}
+
+impl Live {
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Installs `fresh` unless a newer one is there already; returns the newest.
+    fn install(&self, fresh: Snapshot) -> Arc<Snapshot> {
+        let mut shared = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        // Two connections may reload at once: never replace a newer snapshot with an older.
+        if fresh.generation >= shared.generation {
+            *shared = Arc::new(fresh);
+        }
+        shared.clone()
+    }
+
+    fn confirm(&self, started: Instant) {
+        let ms = started.duration_since(self.base).as_millis() as u64;
+        self.confirmed.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn age(&self) -> Duration {
+        let now = self.base.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.confirmed.load(Ordering::Relaxed)))
+    }
+}
+
 /// Everything the handlers share.
 pub struct AppState {
     config: Config,
     clock: Clock,
-    /// One per worker thread or so: every check asks the store whether it changed, and one
-    /// shared connection made the workers queue behind each other for it.
+    /// One per worker thread or so: on SQLite every check asks the store whether it
+    /// changed, and one shared connection made the workers queue behind each other for it.
+    /// On PostgreSQL only one, for the writes /revoke makes: checks never touch the database.
     readers: Vec<Mutex<Reader>>,
-    snapshot: RwLock<Arc<Snapshot>>,
+    postgres: bool,
+    live: Arc<Live>,
     usage: UsageWriter,
     /// Replay key -> grant expiry: a fast first check for replays; the store's `used_grants`
     /// decides, across processes.
@@ -82,48 +134,71 @@ pub struct AppState {
     /// The admin API's store connection, when it is on.
     admin: Option<admin::AdminApi>,
     pub metrics: Arc<Metrics>,
-    /// The store's file, for readiness checks.
-    path: std::path::PathBuf,
+    /// The SQLite store's file, for readiness checks.
+    path: Option<std::path::PathBuf>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    /// Opens the server's connections to the store at `path` and starts the usage writer.
+    /// Opens the server's connections to the store and starts the usage writer (and, on
+    /// PostgreSQL, the snapshot refresher).
     pub fn open(
-        path: &std::path::Path,
+        location: &Location,
         config: Config,
         clock: Clock,
     ) -> anyhow::Result<(SharedState, JoinHandle<()>)> {
-        let store = Store::open(path)?;
+        let postgres = location.is_postgres();
+        let store = Store::connect(location)?;
         let now = clock.now();
+        let base = Instant::now();
         let snapshot = Snapshot::load(&store, now, None)?;
+        let loaded = snapshot.generation;
         let replay: HashMap<[u8; 16], i64> = store
             .live_used_grants(now)?
             .into_iter()
             .map(|g| (g.key, g.exp))
             .collect();
-        let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        let count = if postgres {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+        };
         let mut readers = Vec::with_capacity(count);
         let mut first = Some(store);
         for _ in 0..count {
             let mut store = match first.take() {
                 Some(s) => s,
-                None => Store::open(path)?,
+                None => Store::connect(location)?,
             };
             // What these connections change: tokens revoked by whoever holds them.
             store.set_actor("token holder (POST /revoke)", clock);
             // Unknown yet: the first check on each compares generations.
             readers.push(Mutex::new(Reader {
+                probe: store.path().and_then(ChangeProbe::open),
                 store,
                 data_version: i64::MIN,
-                probe: ChangeProbe::open(path),
                 seen: None,
             }));
         }
         let metrics = Arc::new(Metrics::new());
+        let live = Arc::new(Live {
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            confirmed: AtomicU64::new(0),
+            base,
+        });
+        if postgres {
+            tracing::info!(generation = loaded, "snapshot loaded");
+            let refresher = Store::connect(location)?;
+            refresher.listen()?;
+            let live = live.clone();
+            std::thread::Builder::new()
+                .name("snapshot-refresher".into())
+                .spawn(move || refresh(refresher, live, clock))
+                .context("starting the snapshot refresher")?;
+        }
         let (usage, writer) = UsageWriter::start(
-            Store::open(path)?,
+            Store::connect(location)?,
             clock,
             config.usage_retention,
             metrics.clone(),
@@ -131,7 +206,7 @@ impl AppState {
         metrics.replay_set(replay.len());
         let admin = if config.admin_api {
             Some(admin::AdminApi::new(crate::admin::Local::new(
-                Store::open(path)?,
+                Store::connect(location)?,
                 clock,
             )))
         } else {
@@ -141,12 +216,16 @@ impl AppState {
             config,
             clock,
             readers,
-            snapshot: RwLock::new(Arc::new(snapshot)),
+            postgres,
+            live,
             usage,
             replay: Mutex::new(replay),
             admin,
             metrics,
-            path: path.to_owned(),
+            path: match location {
+                Location::Sqlite(path) => Some(path.clone()),
+                Location::Postgres(_) => None,
+            },
         };
         Ok((Arc::new(state), writer))
     }
@@ -167,55 +246,93 @@ impl AppState {
         self.readers[0].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The current snapshot, reloaded first when the CLI (or anyone) changed the store.
+    /// The current snapshot, reloaded first when the CLI (or anyone) changed the store. On
+    /// PostgreSQL the refresher keeps it current, and a snapshot older than
+    /// [`MAX_STALENESS`] is refused (503) rather than trusted.
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
         self.load_snapshot()
             .inspect_err(|_| self.metrics.store_error())
     }
 
     fn load_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
-        let current = || {
-            self.snapshot
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        };
+        if self.postgres {
+            let age = self.live.age();
+            if age > MAX_STALENESS {
+                return Err(ApiError::Unavailable(format!(
+                    "the snapshot was last confirmed {} ms ago (limit {} ms): PostgreSQL or the notification connection is gone",
+                    age.as_millis(),
+                    MAX_STALENESS.as_millis()
+                )));
+            }
+            return Ok(self.live.current());
+        }
         let mut reader = self.reader();
         // Read before asking SQLite, so that a commit after this read changes it again.
         let header = reader.probe.as_ref().and_then(ChangeProbe::header);
         if header.is_some() && header == reader.seen {
-            return Ok(current());
+            return Ok(self.live.current());
         }
         let dv = reader.store.data_version()?;
         if dv == reader.data_version {
             // Nothing committed since this connection last looked, and the shared snapshot
             // was current then and only moves forward.
             reader.seen = header;
-            return Ok(current());
+            return Ok(self.live.current());
         }
-        let seen = current();
+        let seen = self.live.current();
         if reader.store.generation()? == seen.generation {
             reader.data_version = dv;
             reader.seen = header;
             return Ok(seen);
         }
-        let fresh = Arc::new(Snapshot::load(&reader.store, self.now(), Some(&seen))?);
+        let fresh = Snapshot::load(&reader.store, self.now(), Some(&seen))?;
         self.metrics.snapshot_reloaded();
         tracing::debug!(
             generation = fresh.generation,
             "store changed; cache reloaded"
         );
-        let mut shared = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-        // Two connections may reload at once: never replace a newer snapshot with an older.
-        if fresh.generation >= shared.generation {
-            *shared = fresh;
-        }
-        let newest = shared.clone();
-        drop(shared);
+        let newest = self.live.install(fresh);
         // Only now: a failed reload is retried on the next request.
         reader.data_version = dv;
         reader.seen = header;
         Ok(newest)
+    }
+
+    /// Runs a write on the reader connection; on PostgreSQL off the async workers (the
+    /// driver blocks), and then reloads the snapshot, so that this replica's next check
+    /// sees its own write without waiting for the notification.
+    fn write(
+        &self,
+        f: impl FnOnce(&mut Store) -> crate::store::Result<()>,
+    ) -> Result<(), ApiError> {
+        let run = || -> Result<(), ApiError> {
+            let mut reader = self.reader();
+            f(&mut reader.store)?;
+            if self.postgres {
+                let started = Instant::now();
+                let fresh = Snapshot::load(&reader.store, self.now(), Some(&self.live.current()))?;
+                self.live.install(fresh);
+                self.live.confirm(started);
+            }
+            // `PRAGMA data_version` does not move for a connection's own commits: without
+            // this, the change would go unseen until some other connection wrote.
+            reader.data_version = i64::MIN;
+            Ok(())
+        };
+        if self.postgres {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        }
+    }
+
+    /// Undoes `first_use` for a grant whose issuance was not recorded (the store failed), so
+    /// that the client may retry it.
+    fn forget_use(&self, key: [u8; 16]) {
+        self.replay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
     }
 
     /// Records a grant's replay key; false when it was seen before and has not expired.
@@ -238,8 +355,13 @@ impl AppState {
     }
 
     /// Whether the store's file is there and readable now (GET /readyz).
+    /// For /readyz: a SQLite store opens and reads afresh (connections already open answer
+    /// from their page cache, and would miss a store that has gone). On PostgreSQL the
+    /// refresher reads the database every [`POLL`] anyway: the snapshot's age tells.
     fn store_reachable(&self) -> Result<(), ApiError> {
-        Store::check_readable(&self.path).inspect_err(|_| self.metrics.store_error())?;
+        if let Some(path) = &self.path {
+            Store::check_readable(path).inspect_err(|_| self.metrics.store_error())?;
+        }
         Ok(())
     }
 
@@ -252,27 +374,16 @@ impl AppState {
 
     /// Revokes a personal access token (POST /revoke).
     fn revoke_pat(&self, id: &str) -> Result<(), ApiError> {
-        let mut reader = self.reader();
-        reader
-            .store
-            .revoke_pat(id, self.now())
-            .inspect_err(|_| self.metrics.store_error())?;
-        // As for revoked access tokens: our own commit does not move data_version.
-        reader.data_version = i64::MIN;
-        Ok(())
+        let now = self.now();
+        self.write(|s| s.revoke_pat(id, now).map(|_| ()))
+            .inspect_err(|_| self.metrics.store_error())
     }
 
     /// Writes a revoked token id (POST /revoke).
     fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
-        let mut reader = self.reader();
-        reader
-            .store
-            .revoke_token(jti, exp, self.now())
-            .inspect_err(|_| self.metrics.store_error())?;
-        // `PRAGMA data_version` does not move for a connection's own commits: without this,
-        // the revocation would go unseen until some other connection wrote to the store.
-        reader.data_version = i64::MIN;
-        Ok(())
+        let now = self.now();
+        self.write(|s| s.revoke_token(jti, exp, now))
+            .inspect_err(|_| self.metrics.store_error())
     }
 }
 
@@ -403,8 +514,12 @@ async fn not_found(uri: Uri) -> ApiError {
     )
 }
 
+/// Liveness. On SQLite it also opens a read (as it always did); on PostgreSQL it does not
+/// depend on the database (readiness is [`AppState::ready`]).
 async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    state.snapshot()?;
+    if !state.postgres {
+        state.snapshot()?;
+    }
     Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
 }
 
@@ -505,4 +620,48 @@ async fn metadata(
         doc["service_documentation"] = url.as_str().into();
     }
     Ok(axum::Json(doc).into_response())
+}
+
+/// The PostgreSQL refresher: waits for a change notification (or [`POLL`]), reads the
+/// generation, reloads the snapshot when it moved, and marks the snapshot confirmed as of
+/// the moment the read began. Errors (the database gone) leave it unconfirmed, so checks
+/// fail closed after [`MAX_STALENESS`]; the store reconnects on the next round by itself.
+/// Ends when the server's state is gone.
+fn refresh(store: Store, live: Arc<Live>, clock: Clock) {
+    let mut failing = false;
+    while Arc::strong_count(&live) > 1 {
+        let started = Instant::now();
+        let round = || -> anyhow::Result<()> {
+            let current = live.current();
+            if store.generation()? != current.generation {
+                let fresh = Snapshot::load(&store, clock.now(), Some(&current))?;
+                // Info: on PostgreSQL this is the moment admin changes reach this replica.
+                tracing::info!(
+                    generation = fresh.generation,
+                    "store changed; snapshot reloaded"
+                );
+                live.install(fresh);
+            }
+            Ok(())
+        };
+        match round() {
+            Ok(()) => {
+                live.confirm(started);
+                if std::mem::take(&mut failing) {
+                    tracing::info!("store reachable again; snapshot current");
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot refresh the snapshot; checks fail closed after {} ms", MAX_STALENESS.as_millis());
+                }
+                std::thread::sleep(POLL);
+                continue;
+            }
+        }
+        if let Err(e) = store.wait_for_change(POLL) {
+            tracing::debug!(error = %e, "change notifications interrupted");
+            std::thread::sleep(POLL);
+        }
+    }
 }

@@ -168,7 +168,10 @@ async fn exchange(
             ..row
         })
         .await
-        .map_err(ApiError::Internal)?;
+        .inspect_err(|_| {
+            // Not used after all: the client may retry the same grant.
+            state.forget_use(accepted.replay_key);
+        })?;
     if !fresh {
         return Err(ApiError::bad_request(
             "invalid_grant",

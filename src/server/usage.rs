@@ -12,10 +12,27 @@ use crate::clock::Clock;
 use crate::server::metrics::Metrics;
 use crate::store::{Store, UsageRow};
 
+/// A batch that could not be committed.
+#[derive(Debug, Clone)]
+pub struct WriteFailed {
+    /// The store is out of reach (PostgreSQL down): answered 503, worth a retry.
+    pub unavailable: bool,
+    pub message: String,
+}
+
+impl WriteFailed {
+    fn stopped() -> WriteFailed {
+        WriteFailed {
+            unavailable: false,
+            message: "usage-log writer stopped".to_owned(),
+        }
+    }
+}
+
 struct Job {
     row: UsageRow,
     /// Told whether the row was written as given (false: its grant had been used).
-    done: Option<oneshot::Sender<Result<bool, String>>>,
+    done: Option<oneshot::Sender<Result<bool, WriteFailed>>>,
 }
 
 // Rows are nearly all the work: boxing them would cost an allocation per request.
@@ -80,7 +97,10 @@ impl UsageWriter {
                     let started = Instant::now();
                     let result = store
                         .append_usage(&rows, &touches, now, prune)
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| WriteFailed {
+                            unavailable: e.is_unavailable(),
+                            message: e.to_string(),
+                        });
                     if result.is_ok() {
                         metrics.usage_committed(rows.len(), started.elapsed());
                     } else {
@@ -91,7 +111,7 @@ impl UsageWriter {
                         Ok(_) if prune.is_some() => last_prune = now,
                         Ok(_) => {}
                         Err(e) => {
-                            tracing::error!(error = %e, rows = rows.len(), "usage log write failed")
+                            tracing::error!(error = %e.message, rows = rows.len(), "usage log write failed")
                         }
                     }
                     for (i, job) in batch.drain(..).enumerate() {
@@ -110,15 +130,14 @@ impl UsageWriter {
 
     /// Records a row and waits until it is committed. `Ok(false)`: the row's grant had been
     /// used before, by this process or another, and the row was recorded as a refusal.
-    pub async fn record(&self, row: UsageRow) -> Result<bool, String> {
+    pub async fn record(&self, row: UsageRow) -> Result<bool, WriteFailed> {
         let (done, wait) = oneshot::channel();
         self.send(Work::Row(Job {
             row,
             done: Some(done),
         }))
         .await?;
-        wait.await
-            .map_err(|_| "usage-log writer stopped".to_owned())?
+        wait.await.map_err(|_| WriteFailed::stopped())?
     }
 
     /// Records a row without waiting for the commit (refused attempts).
@@ -132,7 +151,7 @@ impl UsageWriter {
         let _ = self.tx.try_send(Work::Touch(pat_id, time));
     }
 
-    async fn send(&self, job: Work) -> Result<(), String> {
+    async fn send(&self, job: Work) -> Result<(), WriteFailed> {
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(mpsc::TrySendError::Full(job)) => {
@@ -140,10 +159,10 @@ impl UsageWriter {
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || tx.send(job).map_err(|_| ()))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|()| "usage-log writer stopped".to_owned())
+                    .map_err(|_| WriteFailed::stopped())?
+                    .map_err(|()| WriteFailed::stopped())
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => Err("usage-log writer stopped".to_owned()),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(WriteFailed::stopped()),
         }
     }
 }

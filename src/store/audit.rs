@@ -1,11 +1,11 @@
 //! The admin audit trail: one row per change, written in the change's own transaction,
 //! each row's hash chained to the one before, pruned behind a checkpoint.
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Result, Store, map_err};
+use super::sql::{Row, params};
+use super::{Result, Store};
 
 /// How long audit rows are kept when the `audit_retention` setting is absent: a year.
 pub const DEFAULT_AUDIT_RETENTION: i64 = 365 * 86_400;
@@ -101,64 +101,61 @@ fn chain_hash(prev: &str, canonical: &str) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Appends an audit row inside the change's transaction `tx`, then prunes rows older than
-/// the retention (keeping the new row), moving the checkpoint past them.
+/// Appends an audit row inside the change's transaction (open on `store`), then prunes rows
+/// older than the retention (keeping the new row), moving the checkpoint past them.
 pub(super) fn append(
-    tx: &Transaction<'_>,
+    store: &Store,
     actor: &str,
     now: i64,
     action: &str,
     target: &str,
     changes: Value,
-) -> rusqlite::Result<()> {
-    let (last_id, last_hash): (i64, String) = tx.query_row(
-        "SELECT last_id, last_hash FROM audit_state WHERE id = 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+) -> Result<()> {
+    let head = store
+        .row(
+            "SELECT last_id, last_hash FROM audit_state WHERE id = 1",
+            &[],
+        )?
+        .ok_or_else(|| super::StoreError::Data("the audit_state row is missing".into()))?;
+    let (last_id, last_hash): (i64, String) = (head.get(0)?, head.get(1)?);
     let id = last_id + 1;
     let changes = changes.to_string();
     let hash = chain_hash(
         &last_hash,
         &canonical(id, now, actor, action, target, &changes),
     );
-    tx.execute(
+    store.exec(
         "INSERT INTO audit(id, time, actor, action, target, changes, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![id, now, actor, action, target, changes, last_hash, hash],
+        &params![id, now, actor, action, target, &changes, &last_hash, &hash],
     )?;
-    tx.execute(
+    store.exec(
         "UPDATE audit_state SET last_id = ?1, last_hash = ?2 WHERE id = 1",
-        params![id, hash],
+        &params![id, &hash],
     )?;
-    let retention = tx
-        .query_row(
-            "SELECT value FROM settings WHERE name = 'audit_retention'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()?
+    let retention = store
+        .setting("audit_retention")?
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(DEFAULT_AUDIT_RETENTION);
     let cutoff = now.saturating_sub(retention);
-    let boundary: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT id, hash FROM audit WHERE id = (SELECT max(id) FROM audit WHERE time < ?1 AND id < ?2)",
-            params![cutoff, id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    if let Some((upto, hash)) = boundary {
-        tx.execute("DELETE FROM audit WHERE id <= ?1", [upto])?;
-        tx.execute(
+    let boundary = store.row(
+        "SELECT id, hash FROM audit WHERE id = (SELECT max(id) FROM audit WHERE time < ?1 AND id < ?2)",
+        &params![cutoff, id],
+    )?;
+    if let Some(b) = boundary {
+        let (upto, hash): (i64, String) = (b.get(0)?, b.get(1)?);
+        store.exec("DELETE FROM audit WHERE id <= ?1", &params![upto])?;
+        store.exec(
             "UPDATE audit_state SET checkpoint_id = ?1, checkpoint_hash = ?2 WHERE id = 1",
-            params![upto, hash],
+            &params![upto, &hash],
         )?;
     }
     Ok(())
 }
 
-fn from_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
+const COLUMNS: &str = "id, time, actor, action, target, changes, prev_hash, hash";
+
+fn from_row(r: &Row) -> Result<AuditRow> {
     let changes: String = r.get(5)?;
     Ok(AuditRow {
         id: r.get(0)?,
@@ -175,45 +172,35 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<AuditRow> {
 impl Store {
     /// Audit rows, newest first.
     pub fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, time, actor, action, target, changes, prev_hash, hash FROM audit
-                 WHERE (?1 IS NULL OR time >= ?1)
-                   AND (?2 IS NULL OR actor = ?2 OR substr(actor, 1, length(?2) + 1) = ?2 || '@'
-                        OR substr(actor, 1, length(?2) + 2) = ?2 || ' (')
-                   AND (?3 IS NULL OR target = ?3)
-                   AND (?4 IS NULL OR action = ?4 OR substr(action, 1, length(?4) + 1) = ?4 || '.')
-                 ORDER BY id DESC LIMIT ?5",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(
-                params![f.since, f.actor, f.target, f.action, f.limit],
-                from_row,
-            )
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit
+             WHERE (CAST(?1 AS BIGINT) IS NULL OR time >= ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2 OR substr(actor, 1, length(?2) + 1) = ?2 || '@'
+                    OR substr(actor, 1, length(?2) + 2) = ?2 || ' (')
+               AND (CAST(?3 AS TEXT) IS NULL OR target = ?3)
+               AND (CAST(?4 AS TEXT) IS NULL OR action = ?4 OR substr(action, 1, length(?4) + 1) = ?4 || '.')
+             ORDER BY id DESC LIMIT ?5"
+        );
+        self.rows(
+            &sql,
+            &params![f.since, &f.actor, &f.target, &f.action, f.limit],
+        )?
+        .iter()
+        .map(from_row)
+        .collect()
     }
 
     /// Walks the chain from the checkpoint: the first row edited, deleted or out of place.
     pub fn verify_audit(&self) -> Result<AuditVerdict> {
-        let (last_id, last_hash, checkpoint, checkpoint_hash): (i64, String, i64, String) = self
-            .conn
-            .query_row(
+        let state = self
+            .row(
                 "SELECT last_id, last_hash, checkpoint_id, checkpoint_hash FROM audit_state WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .map_err(|e| self.err(e))?;
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, time, actor, action, target, changes, prev_hash, hash FROM audit ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+                &[],
+            )?
+            .ok_or_else(|| super::StoreError::Data("the audit_state row is missing".into()))?;
+        let (last_id, last_hash, checkpoint, checkpoint_hash): (i64, String, i64, String) =
+            (state.get(0)?, state.get(1)?, state.get(2)?, state.get(3)?);
+        let rows = self.rows(&format!("SELECT {COLUMNS} FROM audit ORDER BY id"), &[])?;
         let mut verdict = AuditVerdict {
             ok: true,
             rows: 0,
@@ -228,10 +215,9 @@ impl Store {
             Ok(v)
         };
         let (mut prev_id, mut prev_hash) = (checkpoint, checkpoint_hash);
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            let (id, time, actor, action, target, changes, stored_prev, stored_hash): (
-                i64,
-                i64,
+        for r in &rows {
+            let (id, time): (i64, i64) = (r.get(0)?, r.get(1)?);
+            let (actor, action, target, changes, stored_prev, stored_hash): (
                 String,
                 String,
                 String,
@@ -239,14 +225,12 @@ impl Store {
                 String,
                 String,
             ) = (
-                r.get(0).map_err(|e| self.err(e))?,
-                r.get(1).map_err(|e| self.err(e))?,
-                r.get(2).map_err(|e| self.err(e))?,
-                r.get(3).map_err(|e| self.err(e))?,
-                r.get(4).map_err(|e| self.err(e))?,
-                r.get(5).map_err(|e| self.err(e))?,
-                r.get(6).map_err(|e| self.err(e))?,
-                r.get(7).map_err(|e| self.err(e))?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
             );
             if id <= prev_id {
                 return fail(
@@ -309,19 +293,6 @@ impl Store {
         }
         Ok(verdict)
     }
-}
-
-/// Appends an audit row for a change made on `tx`, naming the store's actor.
-pub(super) fn record(
-    store_actor: &str,
-    now: i64,
-    tx: &Transaction<'_>,
-    path: &std::path::Path,
-    action: &str,
-    target: &str,
-    changes: Changes,
-) -> Result<()> {
-    append(tx, store_actor, now, action, target, changes.into_value()).map_err(|e| map_err(e, path))
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! token.
 
 use ipnet::IpNet;
-use rusqlite::{OptionalExtension, params};
 
 use super::audit::Changes;
-use super::{Result, Store, StoreError, map_err};
+use super::sql::{Row, params};
+use super::{Result, Store, StoreError};
 use crate::iprange;
 use crate::origin;
 use crate::scope::Scope;
@@ -55,10 +55,8 @@ pub struct PatChange {
 const COLUMNS: &str = "p.id, p.user_name, p.hash, p.last4, p.description, p.scope, p.ip_ranges,
     p.origins, p.created, p.expires, p.revoked, p.secret_epoch, p.last_used";
 
-fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Pat> {
-    let bad = |i, e: String| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-    };
+fn from_row(r: &Row) -> Result<Pat> {
+    let bad = |i, e: String| StoreError::Data(format!("column {i}: {e}"));
     let ranges: String = r.get(6)?;
     let scope: String = r.get(5)?;
     Ok(Pat {
@@ -71,7 +69,7 @@ fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Pat> {
             .parse()
             .map_err(|e: crate::scope::ScopeError| bad(5, e.to_string()))?,
         ip_ranges: iprange::parse(&ranges).map_err(|e| bad(6, e.to_string()))?,
-        origins: origin::from_stored(&r.get::<_, String>(7)?),
+        origins: origin::from_stored(&r.get::<String>(7)?),
         created: r.get(8)?,
         expires: r.get(9)?,
         revoked: r.get(10)?,
@@ -84,60 +82,56 @@ impl Store {
     /// Stores a new token made under the user's current secret epoch (which it takes from
     /// the store, in the same transaction, so a rotation cannot slip in between).
     pub fn add_pat(&mut self, pat: &Pat) -> Result<()> {
-        let path = self.path.clone();
-        let a = self.audit_ctx();
-        let tx = self.write_tx()?;
-        let epoch: i64 = tx
-            .query_row(
-                "SELECT epoch FROM secrets WHERE user_name = ?1",
-                [&pat.user],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| map_err(e, &path))?
-            .ok_or_else(|| StoreError::UnknownUser(pat.user.clone()))?;
-        tx.execute(
-            "INSERT INTO pats(id, user_name, hash, last4, description, scope, ip_ranges, origins,
-                created, expires, secret_epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                pat.id,
-                pat.user,
-                pat.hash,
-                pat.last4,
-                pat.description,
-                pat.scope.as_str(),
-                iprange::format(&pat.ip_ranges),
-                origin::format(&pat.origins),
-                pat.created,
-                pat.expires,
-                epoch
-            ],
-        )
-        .map_err(|e| map_err(e, &path))?;
-        // Never the token or its hash.
-        let changes = Changes::new()
-            .set("user", pat.user.as_str())
-            .set("description", pat.description.as_str())
-            .set("scope", pat.scope.as_str())
-            .set("ip_ranges", iprange::format(&pat.ip_ranges))
-            .set("origins", pat.origins.join(" "))
-            .set("expires", pat.expires);
-        a.record(&tx, "token.create", &pat.id, changes)?;
-        tx.commit().map_err(|e| map_err(e, &path))
+        let ranges = iprange::format(&pat.ip_ranges);
+        let origins = origin::format(&pat.origins);
+        self.write(|| {
+            let epoch: i64 = self
+                .row(
+                    "SELECT epoch FROM secrets WHERE user_name = ?1",
+                    &params![&pat.user],
+                )?
+                .ok_or_else(|| StoreError::UnknownUser(pat.user.clone()))?
+                .get(0)?;
+            self.exec(
+                "INSERT INTO pats(id, user_name, hash, last4, description, scope, ip_ranges, origins,
+                    created, expires, secret_epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                &params![
+                    &pat.id,
+                    &pat.user,
+                    &pat.hash,
+                    &pat.last4,
+                    &pat.description,
+                    pat.scope.as_str(),
+                    &ranges,
+                    &origins,
+                    pat.created,
+                    pat.expires,
+                    epoch
+                ],
+            )?;
+            // Never the token or its hash.
+            let changes = Changes::new()
+                .set("user", pat.user.as_str())
+                .set("description", pat.description.as_str())
+                .set("scope", pat.scope.as_str())
+                .set("ip_ranges", ranges.as_str())
+                .set("origins", pat.origins.join(" "))
+                .set("expires", pat.expires);
+            self.record(
+"token.create", &pat.id, changes)
+        })
     }
 
     /// Tokens, newest first; revoked ones only with `include_revoked`.
     pub fn pats(&self, user: Option<&str>, include_revoked: bool) -> Result<Vec<Pat>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM pats p WHERE (?1 IS NULL OR p.user_name = ?1) AND (?2 OR p.revoked IS NULL)
+            "SELECT {COLUMNS} FROM pats p WHERE (CAST(?1 AS TEXT) IS NULL OR p.user_name = ?1) AND (?2 <> 0 OR p.revoked IS NULL)
              ORDER BY p.created DESC, p.id"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![user, include_revoked], from_row)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+        self.rows(&sql, &params![user, include_revoked])?
+            .iter()
+            .map(from_row)
+            .collect()
     }
 
     /// Finds a token by its id or a unique prefix of at least 4 characters.
@@ -147,11 +141,11 @@ impl Store {
              WHERE p.id = ?1 OR (length(?1) >= 4 AND substr(p.id, 1, length(?1)) = ?1)
              ORDER BY p.id = ?1 DESC LIMIT 2"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let found: Vec<Pat> = stmt
-            .query_map([id], from_row)
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))?;
+        let found = self
+            .rows(&sql, &params![id])?
+            .iter()
+            .map(from_row)
+            .collect::<Result<Vec<Pat>>>()?;
         match found.as_slice() {
             [] => Err(StoreError::UnknownPat(id.to_owned())),
             [one] => Ok(one.clone()),
@@ -162,83 +156,73 @@ impl Store {
 
     /// Changes what `change` names, in one transaction.
     pub fn edit_pat(&mut self, id: &str, change: &PatChange) -> Result<()> {
-        let path = self.path.clone();
-        let a = self.audit_ctx();
-        let tx = self.write_tx()?;
-        let old = tx
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM pats p WHERE p.id = ?1"),
-                [id],
-                from_row,
-            )
-            .optional()
-            .map_err(|e| map_err(e, &path))?
-            .ok_or_else(|| StoreError::UnknownPat(id.to_owned()))?;
-        let mut changes = Changes::new();
-        if let Some(d) = &change.description {
-            changes = changes.from_to("description", old.description.as_str(), d.as_str());
-        }
-        if let Some(s) = change.scope {
-            changes = changes.from_to("scope", old.scope.as_str(), s.as_str());
-        }
-        if let Some(r) = &change.ip_ranges {
-            changes = changes.from_to(
-                "ip_ranges",
-                iprange::format(&old.ip_ranges),
-                iprange::format(r),
-            );
-        }
-        if let Some(o) = &change.origins {
-            changes = changes.from_to("origins", old.origins.join(" "), o.join(" "));
-        }
-        let set = |sql: &str, value: &dyn rusqlite::ToSql| {
-            tx.execute(sql, params![id, value])
-                .map(|_| ())
-                .map_err(|e| map_err(e, &path))
-        };
-        if let Some(d) = &change.description {
-            set("UPDATE pats SET description = ?2 WHERE id = ?1", d)?;
-        }
-        if let Some(s) = change.scope {
-            set("UPDATE pats SET scope = ?2 WHERE id = ?1", &s.as_str())?;
-        }
-        if let Some(r) = &change.ip_ranges {
+        let scope = change.scope.map(|s| s.as_str());
+        let ranges = change.ip_ranges.as_deref().map(iprange::format);
+        let origins = change.origins.as_deref().map(origin::format);
+        let sql = format!("SELECT {COLUMNS} FROM pats p WHERE p.id = ?1");
+        self.write(|| {
+            let old = self
+                .row(&sql, &params![id])?
+                .map(|r| from_row(&r))
+                .transpose()?
+                .ok_or_else(|| StoreError::UnknownPat(id.to_owned()))?;
+            let mut changes = Changes::new();
+            if let Some(d) = &change.description {
+                changes = changes.from_to("description", old.description.as_str(), d.as_str());
+            }
+            if let Some(s) = change.scope {
+                changes = changes.from_to("scope", old.scope.as_str(), s.as_str());
+            }
+            if let Some(r) = &change.ip_ranges {
+                changes = changes.from_to(
+                    "ip_ranges",
+                    iprange::format(&old.ip_ranges),
+                    iprange::format(r),
+                );
+            }
+            if let Some(o) = &change.origins {
+                changes = changes.from_to("origins", old.origins.join(" "), o.join(" "));
+            }
+            let set = |sql: &str, value: Option<&str>| match value {
+                Some(v) => self.exec(sql, &params![id, v]).map(|_| ()),
+                None => Ok(()),
+            };
+            set(
+                "UPDATE pats SET description = ?2 WHERE id = ?1",
+                change.description.as_deref(),
+            )?;
+            set("UPDATE pats SET scope = ?2 WHERE id = ?1", scope)?;
             set(
                 "UPDATE pats SET ip_ranges = ?2 WHERE id = ?1",
-                &iprange::format(r),
+                ranges.as_deref(),
             )?;
-        }
-        if let Some(o) = &change.origins {
             set(
                 "UPDATE pats SET origins = ?2 WHERE id = ?1",
-                &origin::format(o),
+                origins.as_deref(),
             )?;
-        }
-        if !changes.is_empty() {
-            a.record(&tx, "token.edit", id, changes)?;
-        }
-        tx.commit().map_err(|e| map_err(e, &path))
+            if !changes.is_empty() {
+                self.record("token.edit", id, changes)?;
+            }
+            Ok(())
+        })
     }
 
     /// Marks the token revoked; false when it already was.
     pub fn revoke_pat(&mut self, id: &str, now: i64) -> Result<bool> {
-        let a = self.audit_ctx();
-        let tx = self.write_tx()?;
-        let n = tx
-            .execute(
+        let n = self.write(|| {
+            let n = self.exec(
                 "UPDATE pats SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL",
-                params![id, now],
-            )
-            .map_err(|e| a.err(e))?;
-        if n > 0 {
-            a.record(
-                &tx,
-                "token.revoke",
-                id,
-                Changes::new().from_to("revoked", None::<i64>, now),
+                &params![id, now],
             )?;
-        }
-        tx.commit().map_err(|e| a.err(e))?;
+            if n > 0 {
+                self.record(
+                    "token.revoke",
+                    id,
+                    Changes::new().from_to("revoked", None::<i64>, now),
+                )?;
+            }
+            Ok(n)
+        })?;
         if n == 0 {
             self.pat(id)?;
         }

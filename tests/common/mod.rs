@@ -4,17 +4,121 @@
 pub mod web;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use assert_cmd::Command;
+pub use tokenauth::store::postgres::ScratchDatabase;
+
+/// The store's generation, read from PostgreSQL.
+pub fn pg_generation(url: &str) -> i64 {
+    let mut client = tokenauth::store::PgUrl::parse(url)
+        .unwrap()
+        .connect()
+        .unwrap();
+    client
+        .query_one("SELECT value FROM generation", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// The newest generation a server's log says it loaded.
+fn logged_generation(log: &str) -> i64 {
+    log.lines()
+        .filter_map(|l| l.split("generation=").nth(1))
+        .filter_map(|g| g.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(i64::MIN)
+}
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database this env's store lives in, for tests run on that backend.
+    pub pg: Option<ScratchDatabase>,
+    /// Logs of the servers started on this env, and whether each still runs: after a CLI
+    /// change on PostgreSQL, `ok` waits until they have all loaded it.
+    servers: Mutex<Vec<ServerWatch>>,
 }
+
+/// A server's log and whether it still runs.
+type ServerWatch = (Arc<Mutex<String>>, Arc<AtomicBool>);
+
+/// Which backend `Env::new` gives stores on, for the test running on this thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+/// Runs a test body with `Env::new` on `backend`; on PostgreSQL only when a server answers
+/// (otherwise a notice says the test was skipped).
+pub fn on_backend(backend: Backend, test: &str, body: impl FnOnce()) {
+    if backend == Backend::Postgres && !postgres_available(test) {
+        return;
+    }
+    BACKEND.with(|b| b.set(backend));
+    body();
+}
+
+fn postgres_available(test: &str) -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *AVAILABLE.get_or_init(|| ScratchDatabase::create("the PostgreSQL tests").is_some());
+    if !ok {
+        eprintln!("skipped {test} on PostgreSQL: no server answers");
+    }
+    ok
+}
+
+// Not every test file runs tests on both backends.
+#[allow(unused_macros)]
+/// Each test twice: `name::sqlite` and `name::postgres` (the body's `Env::new()` gives a
+/// store of that backend; PostgreSQL ones skip with a notice when no server answers).
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* fn $name:ident() $body:block)*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body() $body
+            #[test]
+            fn sqlite() {
+                $crate::common::on_backend($crate::common::Backend::Sqlite, stringify!($name), body);
+            }
+            #[test]
+            fn postgres() {
+                $crate::common::on_backend($crate::common::Backend::Postgres, stringify!($name), body);
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
 
 impl Env {
     pub fn new() -> Env {
+        let pg = match BACKEND.with(|b| b.get()) {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                Some(ScratchDatabase::create("a test").expect("PostgreSQL answered before"))
+            }
+        };
         Env {
             dir: tempfile::tempdir().unwrap(),
+            pg,
+            servers: Default::default(),
+        }
+    }
+
+    /// An env whose store is this PostgreSQL database.
+    pub fn on_postgres(db: ScratchDatabase) -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            pg: Some(db),
+            servers: Default::default(),
         }
     }
 
@@ -22,8 +126,48 @@ impl Env {
         self.dir.path()
     }
 
+    /// The SQLite file (meaningful only for an env on SQLite).
     pub fn db(&self) -> PathBuf {
         self.path().join("store").join("tokenauth.db")
+    }
+
+    /// What --db / TOKENAUTH_DB names: the SQLite file or the PostgreSQL URL.
+    pub fn db_arg(&self) -> std::ffi::OsString {
+        match &self.pg {
+            Some(pg) => pg.url.clone().into(),
+            None => self.db().into(),
+        }
+    }
+
+    /// On PostgreSQL, waits until every running server of this env has loaded the store's
+    /// current generation (they learn of changes asynchronously, within milliseconds).
+    pub fn wait_for_servers(&self) {
+        let Some(pg) = &self.pg else { return };
+        let servers: Vec<_> = self
+            .servers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, alive)| alive.load(Ordering::Relaxed))
+            .cloned()
+            .collect();
+        if servers.is_empty() {
+            return;
+        }
+        let generation = pg_generation(&pg.url);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        for (log, alive) in servers {
+            while alive.load(Ordering::Relaxed)
+                && logged_generation(&log.lock().unwrap()) < generation
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a server did not load generation {generation} within 5 s: {}",
+                    log.lock().unwrap()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
     }
 
     /// The binary, run in the temp dir on the temp store, with its own data and cache dirs.
@@ -40,7 +184,7 @@ impl Env {
             .env("HOME", self.path())
             .env("XDG_DATA_HOME", self.path().join("data"))
             .env("XDG_CACHE_HOME", self.path().join("cache"))
-            .env("TOKENAUTH_DB", self.db());
+            .env("TOKENAUTH_DB", self.db_arg());
         c
     }
 
@@ -53,6 +197,7 @@ impl Env {
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
+        self.wait_for_servers();
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -136,6 +281,7 @@ pub struct Server {
     log: std::sync::Arc<std::sync::Mutex<String>>,
     /// `https` when the server said it listens with TLS.
     pub scheme: &'static str,
+    alive: Arc<AtomicBool>,
 }
 
 impl Env {
@@ -223,15 +369,23 @@ impl Env {
             }
         };
         let scheme = if tls { "https" } else { "http" };
-        if addr.port() != 0 {
-            self.ok(&["init", "--token-uri", &format!("{scheme}://{addr}/token")]);
-        }
-        Server {
+        let alive = Arc::new(AtomicBool::new(true));
+        self.servers
+            .lock()
+            .unwrap()
+            .push((log.clone(), alive.clone()));
+        // Made first, so that the server is stopped even if what follows panics.
+        let server = Server {
             child,
             addr,
             log,
             scheme,
+            alive,
+        };
+        if addr.port() != 0 {
+            self.ok(&["init", "--token-uri", &format!("{scheme}://{addr}/token")]);
         }
+        server
     }
 }
 
@@ -250,11 +404,13 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.alive.store(false, Ordering::Relaxed);
         signal(self.child.id(), "TERM");
         self.child.wait().unwrap()
     }
 
     pub fn kill(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -262,6 +418,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
         if let Ok(None) = self.child.try_wait() {
             signal(self.child.id(), "TERM");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -321,6 +478,7 @@ impl Env {
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
+        self.wait_for_servers();
         String::from_utf8(out.stdout).unwrap()
     }
 
