@@ -284,7 +284,7 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-k -h -V --db --server --key --sub --scope --private-key --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help"
+            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -315,6 +315,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -480,7 +484,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__get__subcmd__token)
-            opts="-k -h -V --key --sub --scope --private-key --format --no-cache --min-valid --db --help --version"
+            opts="-k -h -V --key --sub --scope --private-key --ca-cert --format --no-cache --min-valid --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -503,6 +507,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1204,7 +1212,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__request)
-            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --method --header --data --include --no-cache --token --db --help --version"
+            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --ca-cert --method --header --data --include --no-cache --token --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1227,6 +1235,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1306,7 +1318,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1354,6 +1366,22 @@ _tokenauth() {
                     ;;
                 --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --db)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_tokenauth_global_optspecs
-    string join \n db= server= k/key= sub= scope= private-key= token= h/help V/version
+    string join \n db= server= k/key= sub= scope= private-key= ca-cert= token= h/help V/version
 end
 
 function __fish_tokenauth_needs_command
@@ -30,6 +30,7 @@ complete -c tokenauth -n "__fish_tokenauth_needs_command" -s k -l key -d 'The ke
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -l private-key -d 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)' -r -F
+complete -c tokenauth -n "__fish_tokenauth_needs_command" -l ca-cert -d 'Also trust this CA certificate (PEM; the file may hold several) when checking the server\'s certificate, e.g. a private CA; the system\'s roots stay trusted' -r -F
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -l token -d 'With --server: a bearer token to call the admin API with (a personal access token or an access token) instead of a key file' -r
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_needs_command" -s V -l version -d 'Print version'
@@ -226,15 +227,22 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l body-timeo
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l idle-timeout -d 'Close a kept-alive connection after this long without a request (longer than a proxy\'s upstream keep-alive, so that the proxy closes first)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l request-timeout -d 'Answer 503 when a request is not answered this long after its head' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l max-connections -d 'Connections open at once; further ones wait in the listen backlog until one closes' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this certificate chain (PEM, server certificate first); needs --tls-key. SIGHUP reloads both files without dropping connections' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l metrics-listen -d 'Serve GET /metrics on this address (plain HTTP) instead of on --listen, e.g. to keep it off a public interface' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l log-format -d 'Log lines as text or as JSON objects (one per line)' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line, fields at the top level'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l require-jti -d 'Refuse grants without a jti claim (without this flag, such a grant is good for one exchange: an exact copy is refused until it expires)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l admin-api -d 'Serve the remote admin API under /admin/v1 (JSON), for callers whose user holds the admin permission (write scope for changes) or, for their own keys and tokens, manage-own-keys; the CLI drives it with `tokenauth --server URL`'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l no-access-log -d 'Do not log a line per request'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s k -l key -d 'The key file: its path, `-` for standard input, or its JSON itself' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l private-key -d 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l ca-cert -d 'Also trust this CA certificate (PEM; the file may hold several) when checking the server\'s certificate, e.g. a private CA; the system\'s roots stay trusted' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l format -d 'What to print' -r -f -a "token\t'The bare token'
 json\t'The token response plus an absolute expires_at'
 header\t'An `Authorization: Bearer …` header line'
@@ -248,6 +256,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s k -l key
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l private-key -d 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)' -r -F
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l ca-cert -d 'Also trust this CA certificate (PEM; the file may hold several) when checking the server\'s certificate, e.g. a private CA; the system\'s roots stay trusted' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s X -l method -d 'The HTTP method [default: GET, or POST with --data]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s H -l header -d 'A request header, \'Name: value\' (repeatable)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s d -l data -d 'The request body; @FILE reads a file, @- standard input' -r

@@ -52,6 +52,9 @@ pub struct Cli {
     #[command(flatten, next_help_heading = "Remote administration")]
     pub remote: cmd::GrantArgs,
 
+    #[command(flatten, next_help_heading = "Remote administration")]
+    pub remote_tls: cmd::TlsArgs,
+
     /// With --server: a bearer token to call the admin API with (a personal access token
     /// or an access token) instead of a key file
     #[arg(long, env = "TOKENAUTH_TOKEN", hide_env_values = true, value_name = "TOKEN",

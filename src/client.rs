@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -40,13 +40,51 @@ struct ErrorResponse {
     error_description: String,
 }
 
-pub fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
+/// The HTTP client of the client commands. Servers' certificates are verified against the
+/// system's roots, plus the CA certificates in `ca_cert` (PEM) when given; there is no way
+/// to turn verification off.
+pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::blocking::Client> {
+    let mut builder = reqwest::blocking::Client::builder()
         .user_agent(concat!("tokenauth/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("building the HTTP client")
+        .timeout(Duration::from_secs(30));
+    if let Some(path) = ca_cert {
+        builder = builder.tls_certs_merge(read_ca(path)?);
+    }
+    builder.build().context("building the HTTP client")
+}
+
+fn read_ca(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the CA certificate {} (--ca-cert or TOKENAUTH_CA_CERT): {}",
+            path.display(),
+            e.kind()
+        )
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
+    if certs.is_empty() {
+        bail!(
+            "the CA certificate {} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA's certificate in PEM",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
+/// A connection error, with the fix when it is a certificate the client does not trust.
+pub fn connect_error(what: &str, e: &reqwest::Error, ca_given: bool) -> anyhow::Error {
+    let cause = root_cause(e);
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("unknownissuer") {
+        let hint = if ca_given {
+            "the server's certificate is not signed by the system's roots nor by --ca-cert"
+        } else {
+            "if the server uses a private CA, pass its certificate with --ca-cert FILE (or TOKENAUTH_CA_CERT)"
+        };
+        return anyhow::anyhow!("cannot reach {what}: {cause}; {hint}");
+    }
+    anyhow::anyhow!("cannot reach {what}: {cause}")
 }
 
 /// Signs a grant and exchanges it at the key file's token URI.
@@ -55,6 +93,7 @@ pub fn fetch(
     sub: Option<&str>,
     scope: Option<&str>,
     now: i64,
+    ca_cert: Option<&Path>,
 ) -> anyhow::Result<Token> {
     let req = GrantRequest {
         sub: sub.map(str::to_owned),
@@ -72,9 +111,11 @@ pub fn fetch(
         form.push(("scope", s));
     }
     let uri = &key.token_uri;
-    let resp = http_client()?.post(uri).form(&form).send().map_err(|e| {
-        anyhow::anyhow!("cannot reach the token endpoint {uri}: {}", root_cause(&e))
-    })?;
+    let resp = http_client(ca_cert)?
+        .post(uri)
+        .form(&form)
+        .send()
+        .map_err(|e| connect_error(&format!("the token endpoint {uri}"), &e, ca_cert.is_some()))?;
     let status = resp.status();
     let body = resp
         .bytes()
@@ -221,6 +262,8 @@ pub struct Getter<'a> {
     pub scope: Option<&'a str>,
     pub use_cache: bool,
     pub min_valid: i64,
+    /// Trusted besides the system's roots (--ca-cert).
+    pub ca_cert: Option<&'a Path>,
 }
 
 impl Getter<'_> {
@@ -229,7 +272,7 @@ impl Getter<'_> {
     }
 
     pub fn get(&self, now: i64) -> anyhow::Result<Token> {
-        let fetch = || fetch(self.key, self.sub, self.scope, now);
+        let fetch = || fetch(self.key, self.sub, self.scope, now, self.ca_cert);
         if !self.use_cache {
             return fetch();
         }

@@ -5,6 +5,13 @@ use std::process::ExitCode;
 use clap::error::ContextValue;
 use tokenauth::{cli, cmd, output, service_key};
 
+// The server allocates a little on every request: glibc's malloc and free took 9% of its time
+// in exchanges, mimalloc's take 5%. Built without transparent huge
+// pages: zeroing a 2 MiB page on the first allocation cost every CLI process about a
+// millisecond, as long as a whole cache-hit `get-token` takes now.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse_with_sources() {
         Ok(cli) => cli,

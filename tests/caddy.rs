@@ -95,18 +95,7 @@ fn read(p: &Path) -> String {
 
 impl Drop for Caddy {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            common::signal(self.child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        common::web::stop(&mut self.child);
     }
 }
 

@@ -41,12 +41,15 @@ const BODY_LIMIT: usize = 16 * 1024;
 const KIB_64: usize = 64 * 1024;
 const MIB: usize = 1024 * 1024;
 
-const ROUTES: [(&str, &str); 6] = [
+const ROUTES: [(&str, &str); 9] = [
     ("/token", "POST"),
     ("/introspect", "POST"),
     ("/revoke", "POST"),
     ("/auth", "GET, HEAD"),
     ("/healthz", "GET, HEAD"),
+    ("/readyz", "GET, HEAD"),
+    ("/metrics", "GET, HEAD"),
+    ("/openapi.json", "GET, HEAD"),
     ("/.well-known/oauth-authorization-server", "GET, HEAD"),
 ];
 
@@ -1561,7 +1564,7 @@ const METHODS: [&str; 13] = [
     "M-SEARCH", "PROPFIND",
 ];
 
-const PATHS: [&str; 23] = [
+const PATHS: [&str; 27] = [
     // Without --admin-api these are unknown.
     "/admin/v1/users",
     "/admin/v1/keys/x/revoke",
@@ -1571,6 +1574,10 @@ const PATHS: [&str; 23] = [
     "/revoke",
     "/auth",
     "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/metrics/",
     "/.well-known/oauth-authorization-server",
     "/nope",
     "/token/",

@@ -33,6 +33,16 @@ fn parse_expires(text: Option<&str>, now: i64) -> Result<Option<i64>> {
     crate::validate::parse_expires(text, now).map_err(invalid)
 }
 
+/// Titles and descriptions are free text, within reason.
+fn check_length(text: &str, what: &str) -> Result<()> {
+    if text.chars().count() > 1024 {
+        return Err(invalid(format!(
+            "the {what} is longer than 1024 characters"
+        )));
+    }
+    Ok(())
+}
+
 fn parse_origins(values: &[String]) -> Result<Vec<String>> {
     crate::validate::parse_origins(values).map_err(invalid)
 }
@@ -182,9 +192,7 @@ impl Admin for Local {
                 "bits and pkcs8 apply to generated keys, not to a public key the client brings",
             ));
         }
-        if req.title.chars().count() > 1024 {
-            return Err(invalid("the title is longer than 1024 characters"));
-        }
+        check_length(&req.title, "title")?;
         let ip_ranges = parse_ranges(req.ip_range.as_deref())?;
         let now = self.now();
         let expires = parse_expires(req.expires.as_deref(), now)?;
@@ -311,21 +319,15 @@ impl Admin for Local {
                 "nothing to change; pass --title, --ip-range, --no-ip-range, --origin or --no-origin",
             ));
         }
-        if change
-            .title
-            .as_ref()
-            .is_some_and(|t| t.chars().count() > 1024)
-        {
-            return Err(invalid("the title is longer than 1024 characters"));
+        if let Some(t) = &change.title {
+            check_length(t, "title")?;
         }
-        let ip_ranges = match &change.ip_range {
-            Some(r) => Some(parse_ranges(Some(r))?),
-            None => None,
-        };
-        let origins = match &change.origins {
-            Some(o) => Some(parse_origins(o)?),
-            None => None,
-        };
+        let ip_ranges = change
+            .ip_range
+            .as_deref()
+            .map(|r| parse_ranges(Some(r)))
+            .transpose()?;
+        let origins = change.origins.as_deref().map(parse_origins).transpose()?;
         let key_id = self.store.key(id)?.key_id;
         self.store.edit_key(
             &key_id,
@@ -350,9 +352,7 @@ impl Admin for Local {
 
     fn create_pat(&mut self, req: &CreatePat) -> Result<CreatedPat> {
         check_user_name(&req.user)?;
-        if req.description.chars().count() > 1024 {
-            return Err(invalid("the description is longer than 1024 characters"));
-        }
+        check_length(&req.description, "description")?;
         let now = self.now();
         let expires = parse_expires(req.expires.as_deref(), now)?;
         let ip_ranges = parse_ranges(req.ip_range.as_deref())?;
@@ -410,21 +410,15 @@ impl Admin for Local {
                 "nothing to change; pass --description, --scope, --ip-range, --no-ip-range, --origin or --no-origin",
             ));
         }
-        if change
-            .description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 1024)
-        {
-            return Err(invalid("the description is longer than 1024 characters"));
+        if let Some(d) = &change.description {
+            check_length(d, "description")?;
         }
-        let ip_ranges = match &change.ip_range {
-            Some(r) => Some(parse_ranges(Some(r))?),
-            None => None,
-        };
-        let origins = match &change.origins {
-            Some(o) => Some(parse_origins(o)?),
-            None => None,
-        };
+        let ip_ranges = change
+            .ip_range
+            .as_deref()
+            .map(|r| parse_ranges(Some(r)))
+            .transpose()?;
+        let origins = change.origins.as_deref().map(parse_origins).transpose()?;
         let id = self.store.pat(id)?.id;
         self.store.edit_pat(
             &id,

@@ -25,6 +25,8 @@ pub struct Remote {
     http: reqwest::blocking::Client,
     credential: Credential,
     clock: crate::clock::Clock,
+    /// Also trusted for HTTPS, at the admin API and at the key's token endpoint.
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(serde::Deserialize)]
@@ -41,6 +43,7 @@ impl Remote {
         server: &str,
         credential: Credential,
         clock: crate::clock::Clock,
+        ca_cert: Option<std::path::PathBuf>,
     ) -> anyhow::Result<Remote> {
         let mut base = url::Url::parse(server)
             .ok()
@@ -54,9 +57,10 @@ impl Remote {
         base.set_fragment(None);
         Ok(Remote {
             base,
-            http: client::http_client()?,
+            http: client::http_client(ca_cert.as_deref())?,
             credential,
             clock,
+            ca_cert,
         })
     }
 
@@ -82,6 +86,7 @@ impl Remote {
                     scope: scope.as_deref(),
                     use_cache: true,
                     min_valid: 60,
+                    ca_cert: self.ca_cert.as_deref(),
                 };
                 if fresh {
                     getter.forget()?;

@@ -1,7 +1,7 @@
 //! `tokenauth get-token`: an access token for a key file, cached between calls.
 
 use crate::client::Getter;
-use crate::cmd::{Ctx, GrantArgs};
+use crate::cmd::{Ctx, GrantArgs, TlsArgs};
 use crate::output;
 
 /// Get an access token with a key file, from the cache when it is still good.
@@ -20,6 +20,9 @@ use crate::output;
 pub struct Args {
     #[command(flatten)]
     pub grant: GrantArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// What to print
     #[arg(long, value_enum, default_value_t = Format::Token)]
@@ -55,6 +58,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         scope: args.grant.scope.as_deref(),
         use_cache: !args.no_cache,
         min_valid: i64::from(args.min_valid),
+        ca_cert: args.tls.ca_cert.as_deref(),
     };
     let token = getter.get(now)?;
     let secret = token.access_token.expose();

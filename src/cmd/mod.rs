@@ -96,6 +96,15 @@ impl GrantArgs {
     }
 }
 
+/// Whom client commands trust for HTTPS: the system's roots, plus --ca-cert.
+#[derive(Debug, clap::Args)]
+pub struct TlsArgs {
+    /// Also trust this CA certificate (PEM; the file may hold several) when checking the
+    /// server's certificate, e.g. a private CA; the system's roots stay trusted
+    #[arg(long, env = "TOKENAUTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
 /// A --key value as given, which may be the key file itself: `Debug` hides it.
 #[derive(Clone)]
 pub struct KeyArg(pub OsString);
@@ -126,6 +135,7 @@ pub struct Ctx {
     server: Option<String>,
     remote: Option<GrantArgs>,
     token: Option<crate::secret::SecretString>,
+    ca_cert: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -198,7 +208,10 @@ impl Ctx {
             ),
         };
         Ok(Box::new(admin::Remote::new(
-            server, credential, self.clock,
+            server,
+            credential,
+            self.clock,
+            self.ca_cert.clone(),
         )?))
     }
 }
@@ -217,6 +230,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         server: cli.server,
         remote: Some(cli.remote),
         token: cli.token,
+        ca_cert: cli.remote_tls.ca_cert,
     };
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::client::{self, Getter};
-use crate::cmd::{Ctx, GrantArgs};
+use crate::cmd::{Ctx, GrantArgs, TlsArgs};
 use crate::secret::SecretString;
 use crate::service_key::{self, KEY_BASE64_VAR};
 
@@ -26,6 +26,9 @@ use crate::service_key::{self, KEY_BASE64_VAR};
 pub struct Args {
     #[command(flatten)]
     pub grant: GrantArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// The HTTP method [default: GET, or POST with --data]
     #[arg(short = 'X', long, value_name = "METHOD")]
@@ -119,7 +122,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         );
     }
 
-    let http = client::http_client()?;
+    let ca_cert = args.tls.ca_cert.as_deref();
+    let http = client::http_client(ca_cert)?;
     let send = |token: &str| {
         let mut req = http
             .request(method.clone(), url.clone())
@@ -128,9 +132,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         if let Some(b) = &body {
             req = req.body(b.clone());
         }
-        let resp = req.send().map_err(|e| {
-            anyhow::anyhow!("request to {shown_url} failed: {}", client::root_cause(&e))
-        })?;
+        let resp = req
+            .send()
+            .map_err(|e| client::connect_error(&shown_url, &e, ca_cert.is_some()))?;
         let head = (resp.version(), resp.status(), resp.headers().clone());
         let bytes = resp.bytes().map_err(|e| {
             anyhow::anyhow!(
@@ -150,6 +154,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 scope: args.grant.scope.as_deref(),
                 use_cache: !args.no_cache,
                 min_valid: 60,
+                ca_cert,
             };
             let now = ctx.now();
             let mut resp = send(getter.get(now)?.access_token.expose())?;

@@ -1,6 +1,8 @@
 //! `tokenauth serve`: run the token endpoint and the resource-server checks.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,17 +10,31 @@ use ipnet::IpNet;
 
 use crate::clock;
 use crate::cmd::Ctx;
+use crate::server::logwriter;
+use crate::server::tls::Tls;
 use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen};
 
 /// Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers.
 ///
 /// Endpoints: POST /token, POST /introspect (RFC 7662), POST /revoke (RFC 7009), GET /auth
 /// (forward auth for nginx auth_request, Traefik, Caddy), GET
-/// /.well-known/oauth-authorization-server (RFC 8414) and GET /healthz. Changes made with
-/// the CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request;
-/// on a PostgreSQL store, which several servers may share, within milliseconds, and a server
-/// that could not confirm its copy of the store for 1 s answers 503 until it can. Stops gracefully on Ctrl-C or SIGTERM. Logs go to stderr; set RUST_LOG (e.g.
-/// RUST_LOG=tokenauth=debug) for more.
+/// /.well-known/oauth-authorization-server (RFC 8414), GET /healthz (liveness), GET /readyz
+/// (the store readable: 200, else 503), GET /metrics (Prometheus; on --metrics-listen
+/// instead when given) and GET /openapi.json (the API description). Changes made with the
+/// CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request; on a
+/// PostgreSQL store, which several servers may share, within milliseconds, and a server that
+/// could not confirm its copy of the store for 1 s answers 503 until it can. Stops
+/// gracefully on Ctrl-C or SIGTERM.
+///
+/// With --tls-cert and --tls-key it serves HTTPS (TLS 1.2 and 1.3); SIGHUP reads both files
+/// again, for new connections, without dropping open ones. Plain HTTP on a non-loopback
+/// address is warned about at start.
+///
+/// Logs go to stderr, as text or JSON (--log-format), with one line per request (method,
+/// route, status, latency, client address, key id and user where known, request id) unless
+/// --no-access-log; tokens, grants and secrets are never logged. Every response carries
+/// X-Request-Id: the caller's, when it is 1 to 128 characters of letters, digits and
+/// -_.:@+=/, else a new one. Set RUST_LOG (e.g. RUST_LOG=tokenauth=debug) for more.
 ///
 /// Slow and idle clients cannot hold connections: a request head must arrive within
 /// --header-timeout of its first byte, a body within --body-timeout, an answer within
@@ -30,7 +46,9 @@ use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen
   tokenauth serve
   tokenauth serve --listen 0.0.0.0:8080 --trusted-proxy 10.0.0.0/8 --token-lifetime 900
   tokenauth serve --admin-api
-  tokenauth serve --listen unix:/run/tokenauth/tokenauth.sock --socket-mode 0660")]
+  tokenauth serve --listen unix:/run/tokenauth/tokenauth.sock --socket-mode 0660
+  tokenauth serve --listen 0.0.0.0:8443 --tls-cert fullchain.pem --tls-key privkey.pem
+  tokenauth serve --log-format json --metrics-listen 127.0.0.1:9100")]
 pub struct Args {
     /// The address to listen on: HOST:PORT (port 0 picks a free port), or unix:PATH for a
     /// Unix socket that only a local proxy can reach; X-Forwarded-For from the socket is
@@ -98,6 +116,46 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+
+    /// Serve HTTPS with this certificate chain (PEM, server certificate first); needs
+    /// --tls-key. SIGHUP reloads both files without dropping connections
+    #[arg(
+        long,
+        env = "TOKENAUTH_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(
+        long,
+        env = "TOKENAUTH_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve GET /metrics on this address (plain HTTP) instead of on --listen, e.g. to keep
+    /// it off a public interface
+    #[arg(long, env = "TOKENAUTH_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<ListenAddr>,
+
+    /// Log lines as text or as JSON objects (one per line)
+    #[arg(long, env = "TOKENAUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Do not log a line per request
+    #[arg(long)]
+    pub no_access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines
+    Text,
+    /// One JSON object per line, fields at the top level
+    Json,
 }
 
 fn parse_public_origin(s: &str) -> Result<String, String> {
@@ -134,16 +192,29 @@ fn parse_proxy(s: &str) -> Result<IpNet, String> {
     }
 }
 
+/// Logs go to stderr through a writer thread (server::logwriter), so that a request never
+/// waits for the terminal or journal; the guard writes what is left when `serve` ends.
+fn init_logging(format: LogFormat) -> logwriter::Guard {
+    let (writer, guard) = logwriter::stderr();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tokenauth=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+    guard
+}
+
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     ctx.local_only("serve")?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("tokenauth=info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    let _log = init_logging(args.log_format);
     let db = ctx.location()?;
     // Create and migrate the store (with its default settings) before the server opens it.
     drop(ctx.store()?);
@@ -157,6 +228,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         max_connections: descriptor_budget(args.max_connections as usize),
     };
+    // Checked before anything is bound: a bad certificate is one clear error at start.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+        _ => None,
+    };
+    if args.metrics_listen.as_ref() == Some(&args.listen) {
+        anyhow::bail!("--metrics-listen must differ from --listen");
+    }
     let config = Config {
         token_lifetime: args.token_lifetime,
         usage_retention: args.usage_retention,
@@ -164,6 +243,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         require_jti: args.require_jti,
         limits,
         public_origins: args.public_origin,
+        access_log: !args.no_access_log,
+        metrics_on_main: args.metrics_listen.is_none(),
         admin_api: args.admin_api,
     };
     let (state, writer) = AppState::open(&db, config, ctx.clock)?;
@@ -173,8 +254,42 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let listener = Listener::bind(&args.listen, args.socket_mode.unwrap_or(0o660)).await?;
-        tracing::info!(store = %db, "listening on {}", listener.describe());
-        server::serve(listener, state, shutdown_signal())
+        let metrics_listener = match &args.metrics_listen {
+            Some(addr) => Some(Listener::bind(addr, 0o660).await?),
+            None => None,
+        };
+        // Handled from the start: SIGHUP's default action would end the server.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("handling SIGHUP")?;
+        tokio::spawn(reload_on_hangup(hangup, tls.clone()));
+        if tls.is_none()
+            && let Some(addr) = listener.local_addr()
+            && !addr.ip().is_loopback()
+        {
+            tracing::warn!(
+                "plain HTTP on the non-loopback address {addr}, without TLS: tokens cross the network in the clear; use --tls-cert and --tls-key, or a TLS-terminating proxy in front"
+            );
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(ml) = metrics_listener {
+            tracing::info!("metrics on {}/metrics", ml.describe(false));
+            let mut stop = stop_rx.clone();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server::serve_metrics(ml, state, stopped).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
+        tracing::info!(store = %db, "listening on {}", listener.describe(tls.is_some()));
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        };
+        server::serve(listener, state, tls.map(|t| t.acceptor()), shutdown)
             .await
             .context("serving")
     })?;
@@ -201,6 +316,23 @@ fn descriptor_budget(wanted: usize) -> usize {
         return room.max(1);
     }
     wanted
+}
+
+/// SIGHUP: read the TLS certificate and key again. New connections get the new pair;
+/// established ones keep theirs. A pair that fails to load leaves the old one in place.
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, tls: Option<Arc<Tls>>) {
+    while hangup.recv().await.is_some() {
+        match &tls {
+            None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            Some(tls) => match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => tracing::error!(
+                    error = %format!("{e:#}"),
+                    "SIGHUP: TLS certificate not reloaded; keeping the old one"
+                ),
+            },
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -40,7 +40,31 @@ impl AdminApi {
 
 pub const PREFIX: &str = "/admin/v1";
 
-/// What a path names, with the methods it answers.
+/// Every admin route: its path template (as docs/openapi.json names it) and the methods it
+/// answers, as an `Allow` header lists them. The one list: `dispatch` answers other methods
+/// with 405 and this `Allow`, and the OpenAPI test holds the document to it.
+pub const ROUTES: [(&str, &str); 18] = [
+    ("/admin/v1/users", "GET, HEAD, POST"),
+    ("/admin/v1/users/{name}", "GET, HEAD, DELETE"),
+    ("/admin/v1/users/{name}/grant", "POST"),
+    ("/admin/v1/users/{name}/revoke", "POST"),
+    ("/admin/v1/users/{name}/disable", "POST"),
+    ("/admin/v1/users/{name}/enable", "POST"),
+    ("/admin/v1/rotate-secret", "POST"),
+    ("/admin/v1/keys", "GET, HEAD, POST"),
+    ("/admin/v1/keys/{id}", "GET, HEAD, PATCH"),
+    ("/admin/v1/keys/{id}/revoke", "POST"),
+    ("/admin/v1/tokens", "GET, HEAD, POST"),
+    ("/admin/v1/tokens/{id}", "GET, HEAD, PATCH"),
+    ("/admin/v1/tokens/{id}/revoke", "POST"),
+    ("/admin/v1/audit", "GET, HEAD"),
+    ("/admin/v1/audit/verify", "GET, HEAD"),
+    ("/admin/v1/usage", "GET, HEAD"),
+    ("/admin/v1/usage/summary", "GET, HEAD"),
+    ("/admin/v1/report", "GET, HEAD"),
+];
+
+/// What a path names.
 #[derive(Debug, Clone, PartialEq)]
 enum Route {
     Users,
@@ -91,22 +115,37 @@ impl Route {
         })
     }
 
+    /// The route's path template, one of [`ROUTES`].
+    fn template(&self) -> &'static str {
+        match self {
+            Route::Users => "/admin/v1/users",
+            Route::User(_) => "/admin/v1/users/{name}",
+            Route::UserAction(_, "grant") => "/admin/v1/users/{name}/grant",
+            Route::UserAction(_, "revoke") => "/admin/v1/users/{name}/revoke",
+            Route::UserAction(_, "disable") => "/admin/v1/users/{name}/disable",
+            Route::UserAction(..) => "/admin/v1/users/{name}/enable",
+            Route::RotateSecret => "/admin/v1/rotate-secret",
+            Route::Keys => "/admin/v1/keys",
+            Route::Key(_) => "/admin/v1/keys/{id}",
+            Route::KeyRevoke(_) => "/admin/v1/keys/{id}/revoke",
+            Route::Tokens => "/admin/v1/tokens",
+            Route::Token(_) => "/admin/v1/tokens/{id}",
+            Route::TokenRevoke(_) => "/admin/v1/tokens/{id}/revoke",
+            Route::Audit => "/admin/v1/audit",
+            Route::AuditVerify => "/admin/v1/audit/verify",
+            Route::Usage => "/admin/v1/usage",
+            Route::UsageSummary => "/admin/v1/usage/summary",
+            Route::Report => "/admin/v1/report",
+        }
+    }
+
     /// The methods the route answers, as an Allow header lists them.
     fn allow(&self) -> &'static str {
-        match self {
-            Route::Users | Route::Keys | Route::Tokens => "GET, HEAD, POST",
-            Route::User(_) => "GET, HEAD, DELETE",
-            Route::Key(_) | Route::Token(_) => "GET, HEAD, PATCH",
-            Route::UserAction(..)
-            | Route::RotateSecret
-            | Route::KeyRevoke(_)
-            | Route::TokenRevoke(_) => "POST",
-            Route::Audit
-            | Route::AuditVerify
-            | Route::Usage
-            | Route::UsageSummary
-            | Route::Report => "GET, HEAD",
-        }
+        let template = self.template();
+        ROUTES
+            .iter()
+            .find(|(t, _)| *t == template)
+            .map_or("", |(_, allow)| allow)
     }
 }
 
@@ -533,4 +572,43 @@ fn own_usage(a: &mut Local, c: &Caller, q: &mut UsageQuery) -> Result<(), AdminE
     }
     q.user = Some(c.user.clone());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path of the template, its parameters filled in.
+    fn path_of(template: &str) -> String {
+        template
+            .replace("{name}", "carol")
+            .replace("{id}", "abcd1234")
+    }
+
+    #[test]
+    fn every_listed_route_parses_back_to_its_own_template_and_methods() {
+        for (template, allow) in ROUTES {
+            let route = segments(&path_of(template))
+                .unwrap()
+                .and_then(|s| Route::parse(&s))
+                .unwrap_or_else(|| panic!("{template} does not parse"));
+            assert_eq!(route.template(), template);
+            assert_eq!(route.allow(), allow);
+            assert!(!allow.is_empty() && allow.split(", ").all(|m| m == m.to_uppercase()));
+        }
+    }
+
+    #[test]
+    fn paths_outside_the_list_are_no_route() {
+        for path in [
+            "/admin/v1/users/carol/rename",
+            "/admin/v1/keys/abcd/revoke/now",
+            "/admin/v1/audit/verify/x",
+            "/admin/v1/nothing",
+            "/admin/v1/usage/summary/x",
+        ] {
+            let route = segments(path).unwrap().and_then(|s| Route::parse(&s));
+            assert_eq!(route, None, "{path}");
+        }
+    }
 }

@@ -16,6 +16,8 @@ use crate::scope::Scope;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::listen::Peer;
+use crate::server::metrics::{self, Check};
+use crate::server::observe::Caller;
 use crate::server::request::{self, printable};
 use crate::server::{SharedState, cors};
 use crate::store::UsageRow;
@@ -53,7 +55,17 @@ pub async fn forward_auth(
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
     let snap = state.snapshot()?;
     let origin = cors::cross_site_origin(&state, &snap, &headers);
-    let caller = check_bearer(&state, &snap, &headers, addr, required, origin.as_deref()).await?;
+    let caller = check_bearer(&state, &snap, &headers, addr, required, origin.as_deref())
+        .await
+        .inspect_err(|e| {
+            let outcome = match e {
+                ApiError::Bearer { missing: true, .. } => "missing",
+                ApiError::Bearer { invalid, .. } => metrics::invalid_reason(invalid),
+                _ => "error",
+            };
+            state.metrics.invalid(Check::Auth, outcome);
+        })?;
+    state.metrics.valid(Check::Auth);
     let (id_header, id_field, id) = match &caller {
         Checked::Access(c) => ("x-auth-key-id", "key_id", c.key_id.as_str()),
         Checked::Pat(p) => ("x-auth-token-id", "token_id", p.id.as_str()),
@@ -76,6 +88,9 @@ pub async fn forward_auth(
         h.insert("x-auth-allow-origin", v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if state.config.access_log {
+        resp.extensions_mut().insert(caller_of(&caller));
+    }
     Ok(resp)
 }
 
@@ -169,7 +184,14 @@ pub async fn introspect(
             ))
         })?)),
     };
-    let body = match credential::check(token, &snap, state.now(), client_ip, None, None) {
+    let checked = credential::check(token, &snap, state.now(), client_ip, None, None);
+    match &checked {
+        Ok(_) => state.metrics.valid(Check::Introspect),
+        Err(invalid) => state
+            .metrics
+            .invalid(Check::Introspect, metrics::invalid_reason(invalid)),
+    }
+    let body = match checked {
         Ok(Checked::Access(c)) => serde_json::json!({
             "active": true,
             "sub": c.sub,
@@ -204,7 +226,22 @@ pub async fn introspect(
     let mut resp = axum::Json(body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if state.config.access_log {
+        resp.extensions_mut().insert(caller_of(&caller));
+    }
     Ok(resp)
+}
+
+/// Who made a request, for the access log: the credential's key id (or token id) and user.
+fn caller_of(checked: &Checked) -> Caller {
+    let id = match checked {
+        Checked::Access(c) => c.key_id.clone(),
+        Checked::Pat(p) => p.id.clone(),
+    };
+    Caller {
+        key_id: Some(id),
+        user: Some(checked.user().to_owned()),
+    }
 }
 
 /// RFC 7009. Holding a token is enough to revoke it, an access token or a personal access

@@ -55,6 +55,22 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The `error` code the response will carry, and its description where one is fixed.
+    pub fn code_and_description(&self) -> (&'static str, &str) {
+        match self {
+            ApiError::OAuth {
+                error, description, ..
+            } => (error, description),
+            ApiError::Bearer { missing: true, .. } => ("invalid_request", ""),
+            ApiError::Bearer { invalid, .. } => (invalid.code(), ""),
+            ApiError::InvalidClient { description, .. } => ("invalid_client", description),
+            ApiError::Timeout(_) | ApiError::Unavailable(_) => ("temporarily_unavailable", ""),
+            ApiError::Internal(_) => ("server_error", ""),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         ApiError::Internal(format!("{e:#}"))

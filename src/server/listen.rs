@@ -20,9 +20,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::server::error::ApiError;
+use crate::server::observe::Observer;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +124,14 @@ impl Listener {
         }
     }
 
-    /// How the log names it: `http://127.0.0.1:8080` or `unix:/run/tokenauth.sock`.
-    pub fn describe(&self) -> String {
+    /// How the log names it: `http://127.0.0.1:8080`, `https://…` or
+    /// `unix:/run/tokenauth.sock`.
+    pub fn describe(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
         match self {
             Listener::Tcp(l) => l
                 .local_addr()
-                .map_or_else(|_| "http://?".into(), |a| format!("http://{a}")),
+                .map_or_else(|_| format!("{scheme}://?"), |a| format!("{scheme}://{a}")),
             Listener::Unix(u) => format!("unix:{}", u.path.display()),
         }
     }
@@ -189,12 +193,22 @@ fn bind_unix(path: &Path, mode: u32) -> anyhow::Result<UnixSocket> {
     })
 }
 
+/// How connections are served beyond HTTP itself: TLS, and what each request leaves behind.
+#[derive(Clone, Default)]
+pub struct Extras {
+    /// HTTPS: every connection's handshake goes through this acceptor first.
+    pub tls: Option<TlsAcceptor>,
+    /// Request ids, latency histograms and the access log.
+    pub observer: Option<Arc<Observer>>,
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight
 /// finish (for at most the request timeout) and closes idle connections.
 pub async fn serve(
     listener: Listener,
     router: Router,
     limits: Limits,
+    extras: Extras,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -214,27 +228,30 @@ pub async fn serve(
             a = accept(&listener) => a,
             () = &mut shutdown => break,
         };
+        let conn = Conn {
+            router: router.clone(),
+            limits,
+            observer: extras.observer.clone(),
+            slot,
+            stop: stop_rx.clone(),
+        };
         match accepted {
-            Ok(Accepted::Tcp(stream, addr)) => {
-                tokio::spawn(connection(
-                    stream,
-                    Peer::Tcp(addr),
-                    router.clone(),
-                    limits,
-                    slot,
-                    stop_rx.clone(),
-                ));
-            }
-            Ok(Accepted::Unix(stream)) => {
-                tokio::spawn(connection(
-                    stream,
-                    Peer::Unix,
-                    router.clone(),
-                    limits,
-                    slot,
-                    stop_rx.clone(),
-                ));
-            }
+            Ok(Accepted::Tcp(stream, addr)) => match &extras.tls {
+                None => {
+                    tokio::spawn(connection(stream, Peer::Tcp(addr), conn));
+                }
+                Some(tls) => {
+                    tokio::spawn(handshake(tls.clone(), stream, Peer::Tcp(addr), conn));
+                }
+            },
+            Ok(Accepted::Unix(stream)) => match &extras.tls {
+                None => {
+                    tokio::spawn(connection(stream, Peer::Unix, conn));
+                }
+                Some(tls) => {
+                    tokio::spawn(handshake(tls.clone(), stream, Peer::Unix, conn));
+                }
+            },
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
                 // Out of descriptors, most likely: wait for some to be released rather than
@@ -407,16 +424,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-async fn connection<S>(
-    stream: S,
-    peer: Peer,
+/// What a connection's task needs besides its stream.
+struct Conn {
     router: Router,
     limits: Limits,
-    _slot: OwnedSemaphorePermit,
-    mut stop: watch::Receiver<bool>,
-) where
+    observer: Option<Arc<Observer>>,
+    /// Held until the connection ends: what the cap on connections counts.
+    slot: OwnedSemaphorePermit,
+    stop: watch::Receiver<bool>,
+}
+
+/// The TLS handshake, bounded like a request head, then HTTP over the encrypted stream.
+async fn handshake<S>(tls: TlsAcceptor, stream: S, peer: Peer, conn: Conn)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    match tokio::time::timeout(conn.limits.header_timeout, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, peer, conn).await,
+        Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+    }
+}
+
+async fn connection<S>(stream: S, peer: Peer, conn: Conn)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Conn {
+        router,
+        limits,
+        observer,
+        slot: _slot,
+        mut stop,
+    } = conn;
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
         inner: stream,
@@ -426,29 +466,33 @@ async fn connection<S>(
         let activity = activity.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             activity.set(BUSY);
+            let probe = observer.as_ref().map(|o| o.begin(&req, peer));
             req.extensions_mut().insert(ConnectInfo(peer));
-            let (router, activity) = (router.clone(), activity.clone());
+            let (router, activity, observer) = (router.clone(), activity.clone(), observer.clone());
             async move {
                 let call = router.oneshot(req.map(Body::new));
-                let resp = match tokio::time::timeout(limits.request_timeout, call).await {
+                let mut resp = match tokio::time::timeout(limits.request_timeout, call).await {
                     Ok(Ok(resp)) => resp,
                     Ok(Err(never)) => match never {},
                     Err(_) => ApiError::Timeout(limits.request_timeout).into_response(),
                 };
+                if let (Some(o), Some(p)) = (&observer, probe) {
+                    o.end(p, &mut resp);
+                }
                 activity.set(IDLE);
                 Ok::<_, Infallible>(resp)
             }
         })
     };
-    let conn = hyper::server::conn::http1::Builder::new()
+    let http = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
         .serve_connection(io, service);
-    tokio::pin!(conn);
+    tokio::pin!(http);
     let mut stopping = false;
     loop {
         let check = activity.next_check(&limits);
         tokio::select! {
-            result = conn.as_mut() => {
+            result = http.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
@@ -462,7 +506,7 @@ async fn connection<S>(
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                conn.as_mut().graceful_shutdown();
+                http.as_mut().graceful_shutdown();
             }
         }
     }

@@ -5,7 +5,11 @@ mod check;
 pub mod cors;
 pub mod error;
 pub mod listen;
+pub mod logwriter;
+pub mod metrics;
+pub mod observe;
 pub mod request;
+pub mod tls;
 mod token;
 mod usage;
 
@@ -29,7 +33,9 @@ use crate::clock::Clock;
 use crate::registry::Snapshot;
 use crate::store::{ChangeProbe, Location, Store};
 use error::ApiError;
-pub use listen::{Limits, ListenAddr, Listener, Peer};
+pub use listen::{Extras, Limits, ListenAddr, Listener, Peer};
+use metrics::{Endpoint, Metrics, ROUTES};
+use observe::Observer;
 pub use usage::UsageWriter;
 
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
@@ -50,6 +56,10 @@ pub struct Config {
     pub public_origins: Vec<String>,
     /// Serve the remote admin API under /admin/v1.
     pub admin_api: bool,
+    /// One info line per request (target `tokenauth::access`).
+    pub access_log: bool,
+    /// Whether the main listener serves GET /metrics (false: a separate listener does).
+    pub metrics_on_main: bool,
 }
 
 struct Reader {
@@ -123,6 +133,9 @@ pub struct AppState {
     replay: Mutex<HashMap<[u8; 16], i64>>,
     /// The admin API's store connection, when it is on.
     admin: Option<admin::AdminApi>,
+    pub metrics: Arc<Metrics>,
+    /// The SQLite store's file, for readiness checks.
+    path: Option<std::path::PathBuf>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -141,7 +154,7 @@ impl AppState {
         let base = Instant::now();
         let snapshot = Snapshot::load(&store, now, None)?;
         let loaded = snapshot.generation;
-        let replay = store
+        let replay: HashMap<[u8; 16], i64> = store
             .live_used_grants(now)?
             .into_iter()
             .map(|g| (g.key, g.exp))
@@ -168,6 +181,7 @@ impl AppState {
                 seen: None,
             }));
         }
+        let metrics = Arc::new(Metrics::new());
         let live = Arc::new(Live {
             snapshot: RwLock::new(Arc::new(snapshot)),
             confirmed: AtomicU64::new(0),
@@ -183,8 +197,13 @@ impl AppState {
                 .spawn(move || refresh(refresher, live, clock))
                 .context("starting the snapshot refresher")?;
         }
-        let (usage, writer) =
-            UsageWriter::start(Store::connect(location)?, clock, config.usage_retention);
+        let (usage, writer) = UsageWriter::start(
+            Store::connect(location)?,
+            clock,
+            config.usage_retention,
+            metrics.clone(),
+        );
+        metrics.replay_set(replay.len());
         let admin = if config.admin_api {
             Some(admin::AdminApi::new(crate::admin::Local::new(
                 Store::connect(location)?,
@@ -202,6 +221,11 @@ impl AppState {
             usage,
             replay: Mutex::new(replay),
             admin,
+            metrics,
+            path: match location {
+                Location::Sqlite(path) => Some(path.clone()),
+                Location::Postgres(_) => None,
+            },
         };
         Ok((Arc::new(state), writer))
     }
@@ -226,6 +250,11 @@ impl AppState {
     /// PostgreSQL the refresher keeps it current, and a snapshot older than
     /// [`MAX_STALENESS`] is refused (503) rather than trusted.
     pub fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+        self.load_snapshot()
+            .inspect_err(|_| self.metrics.store_error())
+    }
+
+    fn load_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
         if self.postgres {
             let age = self.live.age();
             if age > MAX_STALENESS {
@@ -257,6 +286,7 @@ impl AppState {
             return Ok(seen);
         }
         let fresh = Snapshot::load(&reader.store, self.now(), Some(&seen))?;
+        self.metrics.snapshot_reloaded();
         tracing::debug!(
             generation = fresh.generation,
             "store changed; cache reloaded"
@@ -266,16 +296,6 @@ impl AppState {
         reader.data_version = dv;
         reader.seen = header;
         Ok(newest)
-    }
-
-    /// Whether this server can answer now: the store answers (SQLite), or the snapshot is
-    /// within [`MAX_STALENESS`] (PostgreSQL, where the refresher reads the database every
-    /// [`POLL`] anyway, so this costs no query). For `/readyz`.
-    pub fn ready(&self) -> Result<(), ApiError> {
-        if self.postgres {
-            return self.snapshot().map(|_| ());
-        }
-        Ok(self.reader().store.ready()?)
     }
 
     /// Runs a write on the reader connection; on PostgreSQL off the async workers (the
@@ -328,9 +348,21 @@ impl AppState {
             _ if seen.len() >= REPLAY_CAP => true,
             _ => {
                 seen.insert(key, exp);
+                self.metrics.replay_set(seen.len());
                 true
             }
         }
+    }
+
+    /// Whether the store's file is there and readable now (GET /readyz).
+    /// For /readyz: a SQLite store opens and reads afresh (connections already open answer
+    /// from their page cache, and would miss a store that has gone). On PostgreSQL the
+    /// refresher reads the database every [`POLL`] anyway: the snapshot's age tells.
+    fn store_reachable(&self) -> Result<(), ApiError> {
+        if let Some(path) = &self.path {
+            Store::check_readable(path).inspect_err(|_| self.metrics.store_error())?;
+        }
+        Ok(())
     }
 
     /// Notes that a personal access token was used: sent to the store at most once a minute.
@@ -344,19 +376,22 @@ impl AppState {
     fn revoke_pat(&self, id: &str) -> Result<(), ApiError> {
         let now = self.now();
         self.write(|s| s.revoke_pat(id, now).map(|_| ()))
+            .inspect_err(|_| self.metrics.store_error())
     }
 
     /// Writes a revoked token id (POST /revoke).
     fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
         let now = self.now();
         self.write(|s| s.revoke_token(jti, exp, now))
+            .inspect_err(|_| self.metrics.store_error())
     }
 }
 
-/// The router: the token endpoint, the resource-server checks, metadata and health.
+/// The router: the token endpoint, the resource-server checks, metadata, health and
+/// readiness, the API description and (unless served apart) the metrics.
 pub fn app(state: SharedState) -> Router {
     let cors = || axum::middleware::from_fn_with_state(state.clone(), cors::layer);
-    let router = if state.admin.is_some() {
+    let mut router = if state.admin.is_some() {
         Router::new()
             .route(admin::PREFIX, axum::routing::any(admin::dispatch))
             .route(
@@ -366,51 +401,89 @@ pub fn app(state: SharedState) -> Router {
     } else {
         Router::new()
     };
+    // metrics::ROUTES is the one list of routes: the access log, the latency histograms and
+    // the OpenAPI document's test all go by it.
+    for (endpoint, route) in ROUTES {
+        let handler = match endpoint {
+            Endpoint::Token => post(token::token)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+            Endpoint::Introspect => post(check::introspect)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+            Endpoint::Revoke => post(check::revoke)
+                .fallback(method_not_allowed)
+                .layer(cors()),
+            Endpoint::Auth => get(check::forward_auth).fallback(method_not_allowed),
+            Endpoint::Metadata | Endpoint::MetadataPath => {
+                get(metadata).fallback(method_not_allowed)
+            }
+            Endpoint::Healthz => get(healthz).fallback(method_not_allowed),
+            Endpoint::Readyz => get(readyz).fallback(method_not_allowed),
+            Endpoint::OpenApi => get(openapi).fallback(method_not_allowed),
+            Endpoint::Metrics if state.config.metrics_on_main => {
+                get(metrics).fallback(method_not_allowed)
+            }
+            Endpoint::Metrics | Endpoint::Admin | Endpoint::Unmatched => continue,
+        };
+        // The document's `{issuer_path}` is a catch-all: it may hold slashes.
+        let route = if endpoint == Endpoint::MetadataPath {
+            "/.well-known/oauth-authorization-server/{*issuer_path}"
+        } else {
+            route
+        };
+        router = router.route(route, handler);
+    }
     router
-        .route(
-            "/token",
-            post(token::token)
-                .fallback(method_not_allowed)
-                .layer(cors()),
-        )
-        .route(
-            "/introspect",
-            post(check::introspect)
-                .fallback(method_not_allowed)
-                .layer(cors()),
-        )
-        .route(
-            "/revoke",
-            post(check::revoke)
-                .fallback(method_not_allowed)
-                .layer(cors()),
-        )
-        .route(
-            "/auth",
-            get(check::forward_auth).fallback(method_not_allowed),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(metadata).fallback(method_not_allowed),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server/{*issuer_path}",
-            get(metadata).fallback(method_not_allowed),
-        )
-        .route("/healthz", get(healthz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// The router of `--metrics-listen`: GET /metrics only.
+pub fn metrics_app(state: SharedState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until `shutdown` resolves, then
+/// lets in-flight requests finish.
 pub async fn serve(
+    listener: Listener,
+    state: SharedState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.config.limits;
+    let extras = Extras {
+        tls,
+        observer: Some(Arc::new(Observer {
+            metrics: state.metrics.clone(),
+            access_log: state.config.access_log,
+            trusted_proxies: state.config.trusted_proxies.clone(),
+        })),
+    };
+    listen::serve(listener, app(state), limits, extras, shutdown).await
+}
+
+/// Serves the metrics alone on `listener` (`--metrics-listen`), plain HTTP, not counted in
+/// the request metrics nor logged.
+pub async fn serve_metrics(
     listener: Listener,
     state: SharedState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.config.limits;
-    listen::serve(listener, app(state), limits, shutdown).await
+    listen::serve(
+        listener,
+        metrics_app(state),
+        limits,
+        Extras::default(),
+        shutdown,
+    )
+    .await
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -448,6 +521,55 @@ async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError>
         state.snapshot()?;
     }
     Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
+}
+
+/// Ready to serve: the store answers and the snapshot is current. 503 otherwise, so that a
+/// load balancer sends traffic elsewhere.
+async fn readyz(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let unavailable = |e: ApiError| {
+        let why = match e {
+            ApiError::Internal(msg) => msg,
+            other => format!("{other:?}"),
+        };
+        tracing::warn!(error = %why, "not ready");
+        ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "Not ready: the store cannot be read; see the server log",
+        )
+    };
+    state.store_reachable().map_err(unavailable)?;
+    state.snapshot().map_err(unavailable)?;
+    let mut resp = axum::Json(serde_json::json!({ "status": "ready" })).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Prometheus text format.
+async fn metrics(State(state): State<SharedState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, metrics::CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI document (docs/openapi.json), with this server's issuer as its server.
+async fn openapi(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    static DOC: &str = include_str!("../../docs/openapi.json");
+    let snap = state.snapshot()?;
+    let mut doc: serde_json::Value = serde_json::from_str(DOC)
+        .map_err(|e| ApiError::Internal(format!("docs/openapi.json: {e}")))?;
+    let base = snap
+        .token_uri
+        .rsplit_once('/')
+        .map_or(snap.token_uri.as_str(), |(base, _)| base);
+    doc["servers"] = serde_json::json!([{ "url": base }]);
+    Ok(axum::Json(doc).into_response())
 }
 
 /// RFC 8414 authorization server metadata, at `/.well-known/oauth-authorization-server` and,

@@ -13,6 +13,8 @@ use crate::server::SharedState;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::listen::Peer;
+use crate::server::metrics;
+use crate::server::observe::Caller;
 use crate::server::request::{self, printable};
 use crate::store::{GrantUse, UsageRow, replay_reason};
 
@@ -24,6 +26,35 @@ pub async fn token(
     cross_site: Option<Extension<CrossSite>>,
     headers: HeaderMap,
     body: Body,
+) -> Result<Response, ApiError> {
+    // A refused grant's key and user, when known, for the access log.
+    let mut who = None;
+    match exchange(&state, peer, cross_site, headers, body, &mut who).await {
+        Ok(resp) => {
+            state.metrics.issued();
+            Ok(resp)
+        }
+        Err(e) => {
+            let (error, description) = e.code_and_description();
+            state
+                .metrics
+                .refused(error, metrics::refusal_reason(error, description));
+            let mut resp = e.into_response();
+            if let Some(caller) = who {
+                resp.extensions_mut().insert(caller);
+            }
+            Ok(resp)
+        }
+    }
+}
+
+async fn exchange(
+    state: &SharedState,
+    peer: Peer,
+    cross_site: Option<Extension<CrossSite>>,
+    headers: HeaderMap,
+    body: Body,
+    who: &mut Option<Caller>,
 ) -> Result<Response, ApiError> {
     let body = request::read_body(body, state.config.limits.body_timeout).await?;
     let form = request::form(&headers, &body)?;
@@ -58,7 +89,7 @@ pub async fn token(
     let accepted =
         match grant::validate(assertion, form.get("scope").map(String::as_str), &snap, now) {
             Ok(a) => a,
-            Err(r) => return Err(refuse(&state, &row, r).await),
+            Err(r) => return Err(refuse(state, who, &row, r).await),
         };
     let known = |description: String| Refusal {
         error: "invalid_grant",
@@ -69,7 +100,7 @@ pub async fn token(
     };
     if let Err(why) = client_auth.check(&accepted) {
         let basic = matches!(client_auth, ClientAuth { basic: Some(_), .. });
-        refuse(&state, &row, known(why.clone())).await;
+        refuse(state, who, &row, known(why.clone())).await;
         return Err(ApiError::InvalidClient {
             description: why,
             basic,
@@ -84,7 +115,7 @@ pub async fn token(
         && !key.origins.contains(origin)
     {
         let why = format!("Origin {origin} is not allowed for this key");
-        return Err(refuse(&state, &row, known(why)).await);
+        return Err(refuse(state, who, &row, known(why)).await);
     }
     if !addr.allowed_by(&key.ip_ranges) {
         // Worded as a token check would word it.
@@ -92,11 +123,12 @@ pub async fn token(
             crate::iprange::ClientAddr::Ip(ip) => access_token::Invalid::AddressNotAllowed(ip),
             crate::iprange::ClientAddr::Unknown => access_token::Invalid::AddressUnknown,
         };
-        return Err(refuse(&state, &row, known(why.to_string())).await);
+        return Err(refuse(state, who, &row, known(why.to_string())).await);
     }
     if accepted.jti.is_none() && state.config.require_jti {
         return Err(refuse(
-            &state,
+            state,
+            who,
             &UsageRow {
                 no_jti: true,
                 ..row
@@ -107,7 +139,7 @@ pub async fn token(
     }
     if !state.first_use(accepted.replay_key, accepted.exp) {
         let why = replay_reason(accepted.jti.is_some()).to_owned();
-        return Err(refuse(&state, &row, known(why)).await);
+        return Err(refuse(state, who, &row, known(why)).await);
     }
     // A token never outlives its key.
     let lifetime = match key.expires {
@@ -157,6 +189,12 @@ pub async fn token(
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if state.config.access_log {
+        resp.extensions_mut().insert(Caller {
+            key_id: Some(accepted.key_id),
+            user: Some(accepted.subject),
+        });
+    }
     Ok(resp)
 }
 
@@ -255,9 +293,20 @@ impl ClientAuth {
 /// Descriptions and subjects can echo what the caller wrote (alg, sub, scope); they go back
 /// in JSON and into the usage log, which `tokenauth usage-log` prints to a terminal, so
 /// control characters (escape sequences) are dropped.
-async fn refuse(state: &SharedState, row: &UsageRow, r: Refusal) -> ApiError {
+async fn refuse(
+    state: &SharedState,
+    who: &mut Option<Caller>,
+    row: &UsageRow,
+    r: Refusal,
+) -> ApiError {
     let clean = |s: String| -> String { s.chars().filter(|c| !c.is_control()).collect() };
     let description = clean(r.description);
+    if state.config.access_log && r.key_id.is_some() {
+        *who = Some(Caller {
+            key_id: r.key_id.clone(),
+            user: r.user.clone(),
+        });
+    }
     let failed = UsageRow {
         key_id: r.key_id,
         user: r.user,

@@ -2,13 +2,14 @@
 //! request waiting for its row is answered only once the batch holding it has committed.
 //! It also records when personal access tokens were last used, in the same batches.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::server::metrics::Metrics;
 use crate::store::{Store, UsageRow};
 
 /// A batch that could not be committed.
@@ -58,7 +59,12 @@ pub struct UsageWriter {
 
 impl UsageWriter {
     /// Starts the writer on its own store connection.
-    pub fn start(mut store: Store, clock: Clock, retention: i64) -> (UsageWriter, JoinHandle<()>) {
+    pub fn start(
+        mut store: Store,
+        clock: Clock,
+        retention: i64,
+        metrics: Arc<Metrics>,
+    ) -> (UsageWriter, JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE);
         let handle = std::thread::Builder::new()
             .name("usage-writer".into())
@@ -88,13 +94,18 @@ impl UsageWriter {
                     let prune =
                         (now.saturating_sub(last_prune) >= PRUNE_EVERY).then(|| now - retention);
                     let rows: Vec<UsageRow> = batch.iter().map(|j| j.row.clone()).collect();
-                    let result =
-                        store
-                            .append_usage(&rows, &touches, now, prune)
-                            .map_err(|e| WriteFailed {
-                                unavailable: e.is_unavailable(),
-                                message: e.to_string(),
-                            });
+                    let started = Instant::now();
+                    let result = store
+                        .append_usage(&rows, &touches, now, prune)
+                        .map_err(|e| WriteFailed {
+                            unavailable: e.is_unavailable(),
+                            message: e.to_string(),
+                        });
+                    if result.is_ok() {
+                        metrics.usage_committed(rows.len(), started.elapsed());
+                    } else {
+                        metrics.store_error();
+                    }
                     touches.clear();
                     match &result {
                         Ok(_) if prune.is_some() => last_prune = now,

@@ -315,6 +315,13 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// Opens the store at `path` afresh, read-only and without creating it, and reads a
+    /// table: whether the store is there and readable now (readiness). Open connections
+    /// would answer from their page cache whatever became of the file.
+    pub fn check_readable(path: &Path) -> Result<()> {
+        sqlite::check_readable(path)
+    }
+
     /// Opens (creating if needed, with mode 0600 and its folder) and migrates an SQLite store.
     pub fn open(path: &Path) -> Result<Store> {
         Ok(Store::new(Backend::Sqlite(sqlite::Db::open(path)?)))

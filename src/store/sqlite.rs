@@ -280,3 +280,22 @@ pub fn map_err(e: rusqlite::Error, path: &Path) -> StoreError {
         _ => StoreError::Sqlite(e),
     }
 }
+
+/// See [`super::Store::check_readable`].
+pub fn check_readable(path: &Path) -> Result<()> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| map_err(e, path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(2))
+        .and_then(|()| {
+            conn.query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM settings LIMIT 1)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|_| ())
+        .map_err(|e| map_err(e, path))
+}

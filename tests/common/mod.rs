@@ -279,6 +279,8 @@ pub struct Server {
     child: std::process::Child,
     pub addr: std::net::SocketAddr,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// `https` when the server said it listens with TLS.
+    pub scheme: &'static str,
     alive: Arc<AtomicBool>,
 }
 
@@ -303,6 +305,11 @@ impl Env {
     /// URI is left alone).
     pub fn serve_unix(&self, socket: &Path, extra: &[&str]) -> Server {
         self.spawn_server(&format!("unix:{}", socket.display()), extra, &[])
+    }
+
+    /// The server on any `--listen` address.
+    pub fn serve_at(&self, listen: &str, extra: &[&str], vars: &[(&str, &str)]) -> Server {
+        self.spawn_server(listen, extra, vars)
     }
 
     fn spawn_server(&self, listen: &str, extra: &[&str], vars: &[(&str, &str)]) -> Server {
@@ -334,18 +341,26 @@ impl Env {
                     l.push('\n');
                 }
                 if let Some(i) = line.find("listening on ") {
-                    // A Unix socket has no address: 0.0.0.0:0 stands for it.
-                    let addr: std::net::SocketAddr = line[i + 13..]
+                    // Text or JSON lines; a Unix socket has no address: 0.0.0.0:0 stands
+                    // for it.
+                    let rest = &line[i + 13..];
+                    let tls = rest.starts_with("https://");
+                    let addr: std::net::SocketAddr = rest
                         .strip_prefix("http://")
-                        .and_then(|a| a.split_whitespace().next())
+                        .or_else(|| rest.strip_prefix("https://"))
+                        .map(|a| {
+                            a.split(|c: char| c.is_whitespace() || c == '"')
+                                .next()
+                                .unwrap()
+                        })
                         .map_or(([0, 0, 0, 0], 0).into(), |a| a.parse().unwrap());
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
+                        let _ = tx.send((addr, tls));
                     }
                 }
             }
         });
-        let addr = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        let (addr, tls) = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -353,6 +368,7 @@ impl Env {
                 panic!("server did not start on {listen}: {}", log.lock().unwrap());
             }
         };
+        let scheme = if tls { "https" } else { "http" };
         let alive = Arc::new(AtomicBool::new(true));
         self.servers
             .lock()
@@ -363,10 +379,11 @@ impl Env {
             child,
             addr,
             log,
+            scheme,
             alive,
         };
         if addr.port() != 0 {
-            self.ok(&["init", "--token-uri", &format!("http://{addr}/token")]);
+            self.ok(&["init", "--token-uri", &format!("{scheme}://{addr}/token")]);
         }
         server
     }
@@ -374,7 +391,7 @@ impl Env {
 
 impl Server {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     pub fn log(&self) -> String {

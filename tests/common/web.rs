@@ -367,19 +367,24 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SIGTERM: fast shutdown; the master stops its worker before exiting.
-            super::signal(self.child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        stop(&mut self.child);
+    }
+}
+
+/// Stops a proxy we started: SIGTERM (a fast shutdown; nginx's master stops its worker
+/// first), then SIGKILL after 10 s.
+pub fn stop(child: &mut std::process::Child) {
+    if let Ok(None) = child.try_wait() {
+        super::signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
