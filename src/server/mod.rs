@@ -515,7 +515,7 @@ async fn not_found(uri: Uri) -> ApiError {
 }
 
 /// Liveness. On SQLite it also opens a read (as it always did); on PostgreSQL it does not
-/// depend on the database (readiness is [`AppState::ready`]).
+/// depend on the database (that is `/readyz`'s question).
 async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError> {
     if !state.postgres {
         state.snapshot()?;
