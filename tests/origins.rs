@@ -148,13 +148,19 @@ fn public_origins_are_same_site_and_pats_carry_origins_too() {
     let id = v["id"].as_str().unwrap();
     env.ok(&["token", "edit", id, "--no-origin"]);
     assert_eq!(auth_from(&server, pat, Some(OTHER)).status, 403);
-    // The refusal names the token in the usage log.
-    let rows = env.json(&["usage-log", "--json", "--failures"]);
+    // The refusal names the token in the usage log. Refusals are written by the usage
+    // writer's next batch, after the answer: poll, bounded.
+    let want = format!("Origin {OTHER} is not allowed for this token");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows = loop {
+        let rows = env.json(&["usage-log", "--json", "--failures"]);
+        if rows[0]["reason"] == want.as_str() || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(rows[0]["pat_id"], id);
-    assert_eq!(
-        rows[0]["reason"],
-        format!("Origin {OTHER} is not allowed for this token")
-    );
+    assert_eq!(rows[0]["reason"], want.as_str());
 }
 
 #[test]

@@ -299,8 +299,16 @@ fn an_expired_pat_gets_access_token_expired() {
         env.json(&["token", "list", "--json"])[0]["state"],
         "expired"
     );
-    // The refusal is in the usage log, with the token's id and never the token.
-    let rows = usage(&env, &["--failures"]);
+    // The refusal is in the usage log, with the token's id and never the token. It is
+    // written by the usage writer's next batch, after the answer: poll, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rows = loop {
+        let rows = usage(&env, &["--failures"]);
+        if !rows.is_empty() || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(rows.len(), 1, "{rows:#?}");
     assert_eq!(rows[0]["pat_id"], id.as_str());
     assert_eq!(rows[0]["user"], "hook");
