@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::web::{Site, readme_blocks};
+use common::web::{Site, readme_blocks, wait_listening};
 use common::{Env, JWT_BEARER, Reply, http, send};
 
 const CADDY: &str = "/usr/bin/caddy";
@@ -59,22 +58,9 @@ impl Caddy {
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last = format!("caddy exited with {status}:\n{}", read(&log));
-                    break;
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Caddy { child, dir, addr };
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last = format!("caddy did not listen:\n{}", read(&log));
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            match wait_listening(&mut child, addr, "caddy", &log) {
+                Ok(()) => return Caddy { child, dir, addr },
+                Err(e) => last = e,
             }
         }
         panic!("caddy did not start:\n{last}");

@@ -74,12 +74,14 @@ fn run_python(python: &Path, code: &str, vars: &[(&str, &str)], what: &str) -> S
     run(cmd, what)
 }
 
-/// The snippet's output for a call to `/auth`: the status, then `/auth`'s JSON answer.
-fn assert_authorised(out: &str, user: &str, what: &str) {
+/// The snippet's output for a call to `/auth`: the status, then `/auth`'s JSON answer,
+/// which is returned.
+fn assert_authorised(out: &str, user: &str, what: &str) -> serde_json::Value {
     let (status, body) = out.trim().split_once(' ').unwrap_or((out, ""));
     assert_eq!(status, "200", "{what}: {out}");
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["user"], user, "{what}: {out}");
+    body
 }
 
 #[test]
@@ -92,9 +94,7 @@ fn google_auth_loads_a_google_format_key_file_and_calls_the_api_unchanged() {
     let auth = server.url("/auth");
     let vars = [("KEY_FILE", key.to_str().unwrap()), ("API_URL", &auth)];
     let out = run_python(&python, &code, &vars, "the google-auth snippet");
-    assert_authorised(&out, "etl", "google-auth");
-    let body: serde_json::Value =
-        serde_json::from_str(out.trim().split_once(' ').unwrap().1).unwrap();
+    let body = assert_authorised(&out, "etl", "google-auth");
     assert_eq!(body["key_id"], key_id.as_str());
     assert_eq!(body["scope"], "read");
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -331,25 +331,8 @@ impl Nginx {
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run {NGINX}: {e}"))?;
-        let read_log = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "nginx exited with {status}:\n{}",
-                    read_log(&error_log)
-                ));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(Nginx { child, dir, addr });
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("nginx did not listen:\n{}", read_log(&error_log)));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(&mut child, addr, "nginx", &error_log)?;
+        Ok(Nginx { child, dir, addr })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -368,6 +351,32 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         stop(&mut self.child);
+    }
+}
+
+/// Waits (up to 20 s) until the proxy `child` we started listens on `addr`. On failure it is
+/// stopped, and the error holds its `log`.
+pub fn wait_listening(
+    child: &mut std::process::Child,
+    addr: SocketAddr,
+    name: &str,
+    log: &Path,
+) -> Result<(), String> {
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{name} exited with {status}:\n{}", read_log()));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name} did not listen:\n{}", read_log()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
