@@ -371,6 +371,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('--socket-mode', '--socket-mode', [CompletionResultType]::ParameterName, 'The Unix socket''s file mode (octal), with --listen unix:PATH: who may connect [default: 0660]')
             [CompletionResult]::new('--token-lifetime', '--token-lifetime', [CompletionResultType]::ParameterName, 'Access-token lifetime in seconds')
             [CompletionResult]::new('--usage-retention', '--usage-retention', [CompletionResultType]::ParameterName, 'How long usage-log rows are kept (each key''s newest row is always kept)')
+            [CompletionResult]::new('--feed-retention', '--feed-retention', [CompletionResultType]::ParameterName, 'How long the store''s change feed keeps entries: a server that could not follow it for longer (stopped, cut off from the database) loads everything again when it can')
             [CompletionResult]::new('--trusted-proxy', '--trusted-proxy', [CompletionResultType]::ParameterName, 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)')
             [CompletionResult]::new('--public-origin', '--public-origin', [CompletionResultType]::ParameterName, 'This site''s own origin (repeatable): browser requests from it are same-site, and keys need not list it [default: the issuer''s origin]')
             [CompletionResult]::new('--header-timeout', '--header-timeout', [CompletionResultType]::ParameterName, 'Close a connection whose request head is not complete this long after its first byte')

@@ -1318,7 +1318,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --feed-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1337,6 +1337,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --usage-retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --feed-retention)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

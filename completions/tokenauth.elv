@@ -331,6 +331,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --socket-mode 'The Unix socket''s file mode (octal), with --listen unix:PATH: who may connect [default: 0660]'
             cand --token-lifetime 'Access-token lifetime in seconds'
             cand --usage-retention 'How long usage-log rows are kept (each key''s newest row is always kept)'
+            cand --feed-retention 'How long the store''s change feed keeps entries: a server that could not follow it for longer (stopped, cut off from the database) loads everything again when it can'
             cand --trusted-proxy 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)'
             cand --public-origin 'This site''s own origin (repeatable): browser requests from it are same-site, and keys need not list it [default: the issuer''s origin]'
             cand --header-timeout 'Close a connection whose request head is not complete this long after its first byte'

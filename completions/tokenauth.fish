@@ -220,6 +220,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l listen -d 
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l socket-mode -d 'The Unix socket\'s file mode (octal), with --listen unix:PATH: who may connect [default: 0660]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l token-lifetime -d 'Access-token lifetime in seconds' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l usage-retention -d 'How long usage-log rows are kept (each key\'s newest row is always kept)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l feed-retention -d 'How long the store\'s change feed keeps entries: a server that could not follow it for longer (stopped, cut off from the database) loads everything again when it can' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l trusted-proxy -d 'A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l public-origin -d 'This site\'s own origin (repeatable): browser requests from it are same-site, and keys need not list it [default: the issuer\'s origin]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand serve" -l header-timeout -d 'Close a connection whose request head is not complete this long after its first byte' -r

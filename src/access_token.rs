@@ -1,15 +1,13 @@
 //! Access tokens (RFC 9068 JWTs, HS256 with the subject's own secret): issuing them and
 //! deciding whether one is good right now.
 
-use std::net::IpAddr;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Header};
 
-use crate::grant::Accepted;
+pub use crate::invalid::Invalid;
 use crate::iprange::ClientAddr;
-use crate::registry::Snapshot;
+use crate::registry::{Credentials, UserEntry};
 use crate::scope::Scope;
 
 pub const TYP: &str = "at+jwt";
@@ -37,26 +35,33 @@ impl Claims {
     }
 }
 
-/// Issues a token for an accepted grant, signed with the subject's secret. Returns the
+/// What a token is issued for: its subject, and the key (and client) that asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    pub subject: &'a str,
+    pub client_id: &'a str,
+    pub key_id: &'a str,
+    pub scope: Scope,
+}
+
+/// Issues a token for a grant, signed with the subject's secret, by `issuer`. Returns the
 /// token and its claims.
 pub fn issue(
-    grant: &Accepted,
-    snapshot: &Snapshot,
+    grant: Grant,
+    subject: &UserEntry,
+    issuer: &str,
     lifetime: i64,
     now: i64,
     rng: &mut impl rand::RngCore,
 ) -> anyhow::Result<(String, Claims)> {
-    let user = snapshot
-        .user(&grant.subject)
-        .ok_or_else(|| anyhow::anyhow!("user '{}' vanished", grant.subject))?;
     let mut jti = [0u8; 16];
     rng.fill_bytes(&mut jti);
     let claims = Claims {
-        iss: snapshot.issuer.clone(),
-        sub: grant.subject.clone(),
-        aud: snapshot.issuer.clone(),
-        client_id: grant.client_id.clone(),
-        key_id: grant.key_id.clone(),
+        iss: issuer.to_owned(),
+        sub: grant.subject.to_owned(),
+        aud: issuer.to_owned(),
+        client_id: grant.client_id.to_owned(),
+        key_id: grant.key_id.to_owned(),
         jti: URL_SAFE_NO_PAD.encode(jti),
         iat: now,
         exp: now + lifetime,
@@ -64,73 +69,8 @@ pub fn issue(
     };
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some(TYP.to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &user.signer)?;
+    let token = jsonwebtoken::encode(&header, &claims, &subject.signer)?;
     Ok((token, claims))
-}
-
-/// Why a token is not good. `Display` is the RFC 6750 `error_description`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Invalid {
-    #[error("Malformed access token: {0}")]
-    Malformed(String),
-    #[error("Access token expired")]
-    Expired,
-    #[error("Invalid signature")]
-    BadSignature,
-    #[error("Access token has been revoked")]
-    Revoked,
-    #[error("Key has been revoked")]
-    KeyRevoked,
-    #[error("Key has expired")]
-    KeyExpired,
-    #[error("Unknown key")]
-    UnknownKey,
-    #[error("User '{0}' is disabled")]
-    UserDisabled(String),
-    #[error("Address {0} is not allowed to use this key")]
-    AddressNotAllowed(IpAddr),
-    #[error(
-        "The client's address is unknown (a trusted proxy sent an unreadable X-Forwarded-For) and this key is limited to IP ranges"
-    )]
-    AddressUnknown,
-    #[error("Insufficient scope: '{0}' required")]
-    InsufficientScope(Scope),
-    #[error("Origin {0} is not allowed for this token")]
-    OriginNotAllowed(String),
-    #[error("Malformed personal access token: {0}")]
-    MalformedPat(crate::pat::FormatError),
-    #[error("Unknown personal access token")]
-    UnknownPat,
-    #[error("Personal access token has been revoked")]
-    PatRevoked,
-    #[error("Personal access token was ended when its user's secret was rotated")]
-    PatRotated,
-    /// A known personal access token refused for `why`: who it was, for the usage log.
-    #[error("{why}")]
-    Pat {
-        id: String,
-        user: String,
-        why: Box<Invalid>,
-    },
-}
-
-impl Invalid {
-    /// The RFC 6750 error code.
-    pub fn code(&self) -> &'static str {
-        match self.reason() {
-            Invalid::InsufficientScope(_) => "insufficient_scope",
-            Invalid::OriginNotAllowed(_) => "access_denied",
-            _ => "invalid_token",
-        }
-    }
-
-    /// What was wrong, whoever's token it was.
-    pub fn reason(&self) -> &Invalid {
-        match self {
-            Invalid::Pat { why, .. } => why.reason(),
-            other => other,
-        }
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -192,12 +132,12 @@ fn explain(bytes: &[u8], what: &str, shape: Shape) -> String {
     format!("{what} does not have the expected {noun}s")
 }
 
-/// Checks a token against the current snapshot: signature with the subject's current
+/// Checks a token against what `credentials` say now: signature with the subject's current
 /// secret, expiry, revoked jti, its key (not revoked or expired, `addr` inside the key's
 /// current IP ranges when given), enabled users, and the `required` scope.
 pub fn validate(
     token: &str,
-    snapshot: &Snapshot,
+    credentials: &dyn Credentials,
     now: i64,
     addr: Option<ClientAddr>,
     required: Option<Scope>,
@@ -226,7 +166,7 @@ pub fn validate(
     // Read before the signature check only to pick the secret; trusted only after it.
     let claims: Claims = part(payload, "claims", CLAIMS_SHAPE)?;
     // An unknown subject is indistinguishable from a bad signature on purpose.
-    let user = snapshot.user(&claims.sub).ok_or(Invalid::BadSignature)?;
+    let user = credentials.user(&claims.sub).ok_or(Invalid::BadSignature)?;
     match jsonwebtoken::crypto::verify(
         signature,
         message.as_bytes(),
@@ -240,10 +180,10 @@ pub fn validate(
     if claims.exp <= now {
         return Err(Invalid::Expired);
     }
-    if snapshot.token_revoked(&claims.jti) {
+    if credentials.token_revoked(&claims.jti) {
         return Err(Invalid::Revoked);
     }
-    let key = &snapshot.key(&claims.key_id).ok_or(Invalid::UnknownKey)?.key;
+    let key = credentials.key(&claims.key_id).ok_or(Invalid::UnknownKey)?;
     if key.revoked.is_some() {
         return Err(Invalid::KeyRevoked);
     }
@@ -253,7 +193,7 @@ pub fn validate(
     if user.user.disabled {
         return Err(Invalid::UserDisabled(claims.sub.clone()));
     }
-    if snapshot.user(&key.user).is_none_or(|u| u.user.disabled) {
+    if credentials.user(&key.user).is_none_or(|u| u.user.disabled) {
         return Err(Invalid::UserDisabled(key.user.clone()));
     }
     if let Some(addr) = addr
@@ -283,13 +223,13 @@ mod tests {
 
     use super::*;
     use crate::secret::Secret;
-    use crate::store::Store;
+    use crate::testing;
 
     /// The fixed "now" tokens are issued and validated at.
     const NOW: i64 = 1_700_000_000;
 
     struct Fixture {
-        snapshot: Snapshot,
+        credentials: testing::Fixture,
         /// alice's write token, good, and its claims.
         good: (String, Claims),
         /// alice's read-only token, good.
@@ -316,36 +256,33 @@ mod tests {
     fn fixture() -> &'static Fixture {
         static FIXTURE: OnceLock<Fixture> = OnceLock::new();
         FIXTURE.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let mut store = Store::open(&dir.path().join("tokens.db")).unwrap();
-            for user in ["alice", "bob", "carol", "dave", "erin"] {
-                store
-                    .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
-                    .unwrap();
-            }
-            for (user, scope, ranges, expires) in [
-                ("alice", Scope::Write, "10.0.0.0/8, 2001:db8::/32", None),
-                ("bob", Scope::Write, "", None),
-                ("carol", Scope::Write, "", None),
-                ("dave", Scope::Write, "", Some(NOW - 10)),
-            ] {
-                store
-                    .add_key(&crate::grant::tests::test_key(user, scope, ranges, expires))
-                    .unwrap();
-            }
-            let first = Snapshot::load(&store, NOW, None).unwrap();
+            let mut credentials = testing::Fixture::new(NOW, |store| {
+                for user in ["alice", "bob", "carol", "dave", "erin"] {
+                    store
+                        .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
+                        .unwrap();
+                }
+                for (user, scope, ranges, expires) in [
+                    ("alice", Scope::Write, "10.0.0.0/8, 2001:db8::/32", None),
+                    ("bob", Scope::Write, "", None),
+                    ("carol", Scope::Write, "", None),
+                    ("dave", Scope::Write, "", Some(NOW - 10)),
+                ] {
+                    store
+                        .add_key(&testing::key(user, scope, ranges, NOW - 10_000, expires))
+                        .unwrap();
+                }
+            });
+            let issuer = credentials.settings().issuer.clone();
             let issue_through = |key: &str, subject: &str, scope: Scope, at: i64| {
-                let grant = Accepted {
-                    key_id: format!("key-{key}"),
-                    client_id: format!("client-{key}"),
-                    user: key.to_owned(),
-                    subject: subject.to_owned(),
+                let grant = Grant {
+                    key_id: &format!("key-{key}"),
+                    client_id: &format!("client-{key}"),
+                    subject,
                     scope,
-                    jti: None,
-                    replay_key: [0; 16],
-                    exp: at + 300,
                 };
-                issue(&grant, &first, 300, at, &mut OsRng).unwrap()
+                let user = credentials.user(subject).unwrap();
+                issue(grant, &user, &issuer, 300, at, &mut OsRng).unwrap()
             };
             let issue_as = |user: &str, scope: Scope, at: i64| issue_through(user, user, scope, at);
             let good = issue_as("alice", Scope::Write, NOW);
@@ -357,14 +294,15 @@ mod tests {
             let key_expired = issue_as("dave", Scope::Write, NOW).0;
             let subject_disabled = issue_through("alice", "carol", Scope::Write, NOW).0;
             let key_owner_disabled = issue_through("carol", "erin", Scope::Write, NOW).0;
-            store
-                .revoke_token(&revoked_claims.jti, revoked_claims.exp, NOW)
-                .unwrap();
-            store.revoke_key("key-bob", NOW - 100).unwrap();
-            store.set_disabled("carol", true).unwrap();
-            let snapshot = Snapshot::load(&store, NOW, Some(&first)).unwrap();
+            credentials.change(|store| {
+                store
+                    .revoke_token(&revoked_claims.jti, revoked_claims.exp, NOW)
+                    .unwrap();
+                store.revoke_key("key-bob", NOW - 100).unwrap();
+                store.set_disabled("carol", true).unwrap();
+            });
             Fixture {
-                snapshot,
+                credentials,
                 good,
                 read_only,
                 revoked,
@@ -379,7 +317,7 @@ mod tests {
     }
 
     fn check(token: &str) -> Result<Claims, Invalid> {
-        validate(token, &fixture().snapshot, NOW, None, None)
+        validate(token, &fixture().credentials, NOW, None, None)
     }
 
     fn b64(bytes: &[u8]) -> String {
@@ -413,8 +351,8 @@ mod tests {
         format!("{input}.{signature}")
     }
 
-    fn signer(user: &str) -> &'static EncodingKey {
-        &fixture().snapshot.user(user).unwrap().signer
+    fn signer(user: &str) -> EncodingKey {
+        fixture().credentials.user(user).unwrap().signer.clone()
     }
 
     fn at_jwt() -> Value {
@@ -435,11 +373,16 @@ mod tests {
         assert_eq!(claims.exp, NOW + 300);
         // Good until the second it expires.
         assert_eq!(
-            validate(token, &fixture().snapshot, NOW + 299, None, None).as_ref(),
+            validate(token, &fixture().credentials, NOW + 299, None, None).as_ref(),
             Ok(claims)
         );
         // Its own secret, re-signed by hand, is just as good: the check is the signature.
-        let again = jws(&at_jwt(), &good_claims(), signer("alice"), Algorithm::HS256);
+        let again = jws(
+            &at_jwt(),
+            &good_claims(),
+            &signer("alice"),
+            Algorithm::HS256,
+        );
         assert_eq!(check(&again).as_ref(), Ok(claims));
     }
 
@@ -470,11 +413,11 @@ mod tests {
     #[test]
     fn token_signed_with_another_users_secret_is_a_bad_signature() {
         // alice's claims, signed with bob's secret; and bob's claims with alice's.
-        let forged = jws(&at_jwt(), &good_claims(), signer("bob"), Algorithm::HS256);
+        let forged = jws(&at_jwt(), &good_claims(), &signer("bob"), Algorithm::HS256);
         assert_eq!(check(&forged), Err(Invalid::BadSignature));
         let mut bobs = good_claims();
         bobs["sub"] = json!("bob");
-        let forged = jws(&at_jwt(), &bobs, signer("alice"), Algorithm::HS256);
+        let forged = jws(&at_jwt(), &bobs, &signer("alice"), Algorithm::HS256);
         assert_eq!(check(&forged), Err(Invalid::BadSignature));
     }
 
@@ -482,13 +425,13 @@ mod tests {
     fn unknown_subject_is_a_bad_signature() {
         let mut claims = good_claims();
         claims["sub"] = json!("mallory");
-        let forged = jws(&at_jwt(), &claims, signer("alice"), Algorithm::HS256);
+        let forged = jws(&at_jwt(), &claims, &signer("alice"), Algorithm::HS256);
         assert_eq!(check(&forged), Err(Invalid::BadSignature));
     }
 
     #[test]
     fn alg_other_than_hs256_is_malformed() {
-        let alice = signer("alice");
+        let alice = &signer("alice");
         for alg in [Algorithm::HS384, Algorithm::HS512] {
             let name = format!("{alg:?}");
             let token = jws(
@@ -516,7 +459,7 @@ mod tests {
 
     #[test]
     fn missing_or_wrong_typ_is_malformed() {
-        let alice = signer("alice");
+        let alice = &signer("alice");
         for header in [
             json!({"alg": "HS256"}),
             json!({"alg": "HS256", "typ": "JWT"}),
@@ -585,7 +528,7 @@ mod tests {
         // exp is the first second it is no longer good.
         let (token, claims) = &fixture().good;
         assert_eq!(
-            validate(token, &fixture().snapshot, claims.exp, None, None),
+            validate(token, &fixture().credentials, claims.exp, None, None),
             Err(Invalid::Expired)
         );
     }
@@ -609,7 +552,7 @@ mod tests {
     fn token_naming_an_unknown_key_is_unknown_key() {
         let mut claims = good_claims();
         claims["key_id"] = json!("key-nobody");
-        let token = jws(&at_jwt(), &claims, signer("alice"), Algorithm::HS256);
+        let token = jws(&at_jwt(), &claims, &signer("alice"), Algorithm::HS256);
         assert_eq!(check(&token), Err(Invalid::UnknownKey));
     }
 
@@ -634,7 +577,7 @@ mod tests {
                 addr,
                 validate(
                     token,
-                    &fixture().snapshot,
+                    &fixture().credentials,
                     NOW,
                     Some(ClientAddr::Ip(addr)),
                     None,
@@ -653,7 +596,7 @@ mod tests {
 
     #[test]
     fn unknown_address_is_refused_by_keys_with_ip_ranges() {
-        let snapshot = &fixture().snapshot;
+        let snapshot = &fixture().credentials;
         // alice's key is limited to IP ranges.
         assert_eq!(
             validate(
@@ -670,7 +613,7 @@ mod tests {
     /// Library wording (`missing field \`iss\` at line 1 column 12`) used to reach callers.
     #[test]
     fn malformed_parts_are_described_in_our_own_words() {
-        let alice = signer("alice");
+        let alice = &signer("alice");
         let cases = [
             (json!({"sub": "alice"}), "missing claim iss"),
             (
@@ -704,7 +647,7 @@ mod tests {
 
     #[test]
     fn read_token_with_required_write_is_insufficient_scope() {
-        let snapshot = &fixture().snapshot;
+        let snapshot = &fixture().credentials;
         let read_only = &fixture().read_only;
         assert_eq!(
             validate(read_only, snapshot, NOW, None, Some(Scope::Write)),

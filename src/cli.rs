@@ -1,6 +1,7 @@
 //! The command line: global flags and the command enum. Help text is the doc comments.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -91,6 +92,39 @@ pub enum Command {
 }
 
 impl Cli {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let ctx = cmd::Ctx::new(
+            self.db,
+            self.server,
+            self.remote,
+            self.token,
+            self.remote_tls,
+        );
+        match self.command {
+            Command::Init(a) => cmd::init::run(&ctx, a),
+            Command::User(a) => cmd::user::run(&ctx, a),
+            Command::IssueKey(a) => cmd::issue_key::run(&ctx, a),
+            Command::ListKeys(a) => cmd::list_keys::run(&ctx, a),
+            Command::EditKey(a) => cmd::edit_key::run(&ctx, a),
+            Command::RevokeKey(a) => cmd::revoke_key::run(&ctx, a),
+            Command::RotateSecret(a) => cmd::rotate_secret::run(&ctx, a),
+            Command::SignGrant(a) => cmd::sign_grant::run(&ctx, a),
+            Command::Serve(a) => cmd::serve::run(&ctx, a),
+            Command::GetToken(a) => cmd::get_token::run(&ctx, a),
+            Command::Request(a) => cmd::request::run(&ctx, a),
+            Command::Verify(a) => cmd::verify::run(&ctx, a),
+            Command::UsageLog(a) => cmd::usage_log::run(&ctx, a),
+            Command::Token(a) => cmd::token::run(&ctx, a),
+            Command::Audit(a) => cmd::audit::run(&ctx, a),
+            Command::Report(a) => cmd::report::run(&ctx, a),
+            Command::Store(a) => cmd::store::run(&ctx, a),
+            Command::Keygen(a) => cmd::keygen::run(a),
+            Command::Generate(a) => cmd::generate::run(a, Cli::command()),
+        }?;
+        Ok(ExitCode::SUCCESS)
+    }
+
     /// `Cli::try_parse`, plus what the parsed values cannot tell: whether --key came from
     /// TOKENAUTH_KEY, which errors name, and which must not be combined with
     /// TOKENAUTH_KEY_BASE64.
@@ -124,6 +158,8 @@ impl Command {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn walk(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
@@ -199,5 +235,46 @@ mod tests {
             "help text missing:\n{}",
             problems.join("\n")
         );
+    }
+
+    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            std::fs::read(e.path()).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn committed_completions_and_man_pages_are_current() {
+        let fresh = tempfile::tempdir().unwrap();
+        cmd::generate::write_all(fresh.path(), Cli::command()).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for sub in ["completions", "man"] {
+            let want = files(&fresh.path().join(sub));
+            let have = files(&root.join(sub));
+            let names =
+                |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+            assert_eq!(
+                names(&have),
+                names(&want),
+                "{sub}/ has the wrong files; refresh with `cargo run --release -- generate` and commit"
+            );
+            for ((name, a), (_, b)) in have.iter().zip(&want) {
+                assert!(
+                    a == b,
+                    "{sub}/{name} is stale; refresh with `cargo run --release -- generate` and commit"
+                );
+            }
+        }
     }
 }

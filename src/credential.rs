@@ -4,7 +4,7 @@
 use crate::access_token::{self, Claims, Invalid};
 use crate::iprange::ClientAddr;
 use crate::pat::{self, PatUse};
-use crate::registry::Snapshot;
+use crate::registry::Credentials;
 use crate::scope::Scope;
 
 /// A credential that passed every check.
@@ -31,11 +31,13 @@ impl Checked {
         }
     }
 
-    /// The origins the credential's key or token lists.
-    pub fn origins<'s>(&self, snapshot: &'s Snapshot) -> &'s [String] {
+    /// Whether the credential's key or token lists this browser origin.
+    fn lists(&self, origin: &str, credentials: &dyn Credentials) -> bool {
         match self {
-            Checked::Access(c) => snapshot.key(&c.key_id).map_or(&[], |k| &k.key.origins),
-            Checked::Pat(p) => snapshot.pat_by_id(&p.id).map_or(&[], |e| &e.pat.origins),
+            Checked::Access(c) => credentials
+                .key(&c.key_id)
+                .is_some_and(|k| k.origins.iter().any(|o| o == origin)),
+            Checked::Pat(p) => p.origins.iter().any(|o| o == origin),
         }
     }
 }
@@ -45,21 +47,25 @@ impl Checked {
 /// listed.
 pub fn check(
     token: &str,
-    snapshot: &Snapshot,
+    credentials: &dyn Credentials,
     now: i64,
     addr: Option<ClientAddr>,
     required: Option<Scope>,
     origin: Option<&str>,
 ) -> Result<Checked, Invalid> {
     let checked = if pat::is_pat(token) {
-        Checked::Pat(pat::validate(token, snapshot, now, addr, required)?)
+        Checked::Pat(pat::validate(token, credentials, now, addr, required)?)
     } else {
         Checked::Access(access_token::validate(
-            token, snapshot, now, addr, required,
+            token,
+            credentials,
+            now,
+            addr,
+            required,
         )?)
     };
     if let Some(origin) = origin
-        && !checked.origins(snapshot).iter().any(|o| o == origin)
+        && !checked.lists(origin, credentials)
     {
         let refused = Invalid::OriginNotAllowed(origin.to_owned());
         return Err(match checked {

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::public_key::{Alg, PublicKey};
-use crate::registry::Snapshot;
+use crate::registry::Credentials;
 use crate::scope::Scope;
 use crate::service_key::{GOOGLE_AUDIENCE, KeyFile};
 use crate::text::printable;
@@ -289,6 +289,18 @@ pub struct Accepted {
     pub exp: i64,
 }
 
+impl Accepted {
+    /// What the access token for this grant is issued for.
+    pub fn token_grant(&self) -> crate::access_token::Grant<'_> {
+        crate::access_token::Grant {
+            subject: &self.subject,
+            client_id: &self.client_id,
+            key_id: &self.key_id,
+            scope: self.scope,
+        }
+    }
+}
+
 fn decode_part(part: &str, what: &str) -> Result<Map<String, Value>, Refusal> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
@@ -333,7 +345,7 @@ fn str_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<&'a str, 
 pub fn validate(
     assertion: &str,
     requested_scope: Option<&str>,
-    snapshot: &Snapshot,
+    credentials: &dyn Credentials,
     now: i64,
 ) -> Result<Accepted, Refusal> {
     let parts: Vec<&str> = assertion.split('.').collect();
@@ -367,10 +379,9 @@ pub fn validate(
     }
     let unverified = decode_part(parts[1], "payload")?;
     let iss = str_claim(&unverified, "iss")?;
-    let Some(entry) = snapshot.key_by_client(iss) else {
+    let Some(key) = credentials.key_by_client(iss) else {
         return Err(Refusal::grant("No associated key found"));
     };
-    let key = &entry.key;
     let refuse = |error: &'static str, description: String, subject: Option<&str>| Refusal {
         error,
         description,
@@ -379,18 +390,18 @@ pub fn validate(
         subject: subject.map(str::to_owned),
     };
     // RFC 8725 §3.1: the key decides the algorithm, never the token.
-    if alg != entry.alg {
+    if alg != key.alg {
         return Err(refuse(
             "invalid_grant",
             format!(
                 "Algorithm '{alg}' does not match this key, which signs with {}",
-                entry.alg
+                key.alg
             ),
             None,
         ));
     }
     // Keys in Google's format take what google-auth sends unchanged (see README).
-    let google = key.format == "google";
+    let google = key.google;
 
     // The payload parsed above is exactly the signed bytes: once the signature holds, it
     // is the verified claim set, so nothing is decoded twice.
@@ -402,11 +413,11 @@ pub fn validate(
             None,
         )
     })?;
-    if entry
-        .verifier
-        .verify_sig(message.as_bytes(), &signature)
-        .is_err()
-    {
+    // A stored key that does not parse verifies nothing (logged once when first used).
+    let Some(verifier) = key.verifier() else {
+        return Err(Refusal::grant("No associated key found"));
+    };
+    if verifier.verify_sig(message.as_bytes(), &signature).is_err() {
         return Err(refuse("invalid_grant", "Invalid signature".into(), None));
     }
     let claims = unverified;
@@ -461,9 +472,10 @@ pub fn validate(
             None,
         ));
     }
+    let settings = credentials.settings();
     let audience_ok = |a: &Value| {
         a.as_str().is_some_and(|a| {
-            a == snapshot.token_uri || a == snapshot.issuer || (google && a == GOOGLE_AUDIENCE)
+            a == settings.token_uri || a == settings.issuer || (google && a == GOOGLE_AUDIENCE)
         })
     };
     match claims.get("aud") {
@@ -476,8 +488,8 @@ pub fn validate(
         None if google => key.user.as_str(),
         _ => str_claim(&claims, "sub").map_err(claim_err)?,
     };
-    let owner = snapshot.user(&key.user);
-    if owner.is_none_or(|u| u.user.disabled) {
+    let owner = credentials.user(&key.user);
+    if owner.as_ref().is_none_or(|u| u.user.disabled) {
         return Err(refuse(
             "invalid_grant",
             format!("User '{}' is disabled", key.user),
@@ -495,7 +507,7 @@ pub fn validate(
                 Some(sub),
             ));
         }
-        match snapshot.user(sub) {
+        match credentials.user(sub) {
             None => {
                 return Err(refuse(
                     "invalid_grant",
@@ -587,47 +599,21 @@ pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::registry::{DEFAULT_TOKEN_URI, Snapshot};
+    use crate::registry::DEFAULT_TOKEN_URI;
     use crate::secret::Secret;
-    use crate::service_key::{self, Format, Generated, KeyFile};
-    use crate::store::{Key, Store};
+    use crate::service_key::{Format, KeyFile};
+    use crate::store::Key;
+    use crate::testing;
 
     /// The fixed "now" everything is signed and validated at.
     const NOW: i64 = 1_700_000_000;
 
-    /// The one RSA key pair of the test binary (generating one is slow): every stored key
-    /// in the fixtures has its public half.
-    pub(crate) fn rsa_key() -> &'static Generated {
-        static KEY: OnceLock<Generated> = OnceLock::new();
-        KEY.get_or_init(|| {
-            service_key::generate(Alg::RS256, 2048, false, &mut OsRng).expect("generating RSA key")
-        })
-    }
-
-    /// `user`'s stored key (`key-<user>`, `client-<user>`, issued at `NOW - 10_000`), with
-    /// the public half of [`rsa_key`].
-    pub(crate) fn test_key(user: &str, scope: Scope, ip_ranges: &str, expires: Option<i64>) -> Key {
-        Key {
-            key_id: format!("key-{user}"),
-            client_id: format!("client-{user}"),
-            user: user.to_owned(),
-            title: String::new(),
-            alg: "RS256".to_owned(),
-            public_key: rsa_key().key.pem(),
-            ip_ranges: crate::iprange::parse(ip_ranges).unwrap(),
-            origins: Vec::new(),
-            format: "tokenauth".to_owned(),
-            client_email: None,
-            scope,
-            issued: NOW - 10_000,
-            expires,
-            revoked: None,
-            last_used: None,
-        }
+    fn test_key(user: &str, scope: Scope, expires: Option<i64>) -> Key {
+        testing::key(user, scope, "", NOW - 10_000, expires)
     }
 
     struct Fixture {
-        snapshot: Snapshot,
+        credentials: testing::Fixture,
         signer: EncodingKey,
     }
 
@@ -637,26 +623,29 @@ pub(crate) mod tests {
     fn fixture() -> &'static Fixture {
         static FIXTURE: OnceLock<Fixture> = OnceLock::new();
         FIXTURE.get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let mut store = Store::open(&dir.path().join("grant.db")).unwrap();
-            for user in ["alice", "bob", "dave", "erin"] {
-                store
-                    .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
-                    .unwrap();
-            }
-            store.set_permission("alice", "impersonate", true).unwrap();
-            for (user, scope) in [
-                ("alice", Scope::Write),
-                ("bob", Scope::Read),
-                ("dave", Scope::Read),
-            ] {
-                store.add_key(&test_key(user, scope, "", None)).unwrap();
-            }
-            store.revoke_key("key-dave", NOW - 100).unwrap();
-            let snapshot = Snapshot::load(&store, NOW, None).unwrap();
+            let credentials = testing::Fixture::new(NOW, |store| {
+                for user in ["alice", "bob", "dave", "erin"] {
+                    store
+                        .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
+                        .unwrap();
+                }
+                store.set_permission("alice", "impersonate", true).unwrap();
+                for (user, scope) in [
+                    ("alice", Scope::Write),
+                    ("bob", Scope::Read),
+                    ("dave", Scope::Read),
+                ] {
+                    store.add_key(&test_key(user, scope, None)).unwrap();
+                }
+                store.revoke_key("key-dave", NOW - 100).unwrap();
+            });
             let signer =
-                EncodingKey::from_rsa_pem(rsa_key().private_pem.expose().as_bytes()).unwrap();
-            Fixture { snapshot, signer }
+                EncodingKey::from_rsa_pem(testing::rsa_key().private_pem.expose().as_bytes())
+                    .unwrap();
+            Fixture {
+                credentials,
+                signer,
+            }
         })
     }
 
@@ -667,7 +656,7 @@ pub(crate) mod tests {
             user_id: Some(user.to_owned()),
             issued: crate::clock::rfc3339(NOW - 10_000),
             token_uri: DEFAULT_TOKEN_URI.into(),
-            private_key: Some(rsa_key().private_pem.clone()),
+            private_key: Some(testing::rsa_key().private_pem.clone()),
             private_key_file: None,
             private_key_from: None,
             alg: Alg::RS256,
@@ -719,7 +708,7 @@ pub(crate) mod tests {
     }
 
     fn check(assertion: &str) -> Result<Accepted, Refusal> {
-        validate(assertion, None, &fixture().snapshot, NOW)
+        validate(assertion, None, &fixture().credentials, NOW)
     }
 
     /// The refusal's (error, description).
@@ -756,7 +745,7 @@ pub(crate) mod tests {
                 ..GrantRequest::default()
             },
         );
-        let accepted = validate(&grant, Some("read"), &fixture().snapshot, NOW).unwrap();
+        let accepted = validate(&grant, Some("read"), &fixture().credentials, NOW).unwrap();
         assert_eq!(accepted.scope, Scope::Read);
     }
 
@@ -826,7 +815,7 @@ pub(crate) mod tests {
             b64(c.to_string().as_bytes())
         );
         // The classic confusion: HS256 keyed with the (public) PEM.
-        let public_as_secret = EncodingKey::from_secret(rsa_key().key.pem().as_bytes());
+        let public_as_secret = EncodingKey::from_secret(testing::rsa_key().key.pem().as_bytes());
         let hs256 = jws(
             &json!({"alg": "HS256", "typ": "JWT"}),
             &c,
@@ -953,7 +942,7 @@ pub(crate) mod tests {
                 "aud {aud}"
             );
         }
-        let issuer = fixture().snapshot.issuer.clone();
+        let issuer = fixture().credentials.settings().issuer.clone();
         for aud in [
             json!(issuer),
             json!(["https://elsewhere.example/token", DEFAULT_TOKEN_URI]),
@@ -1006,7 +995,7 @@ pub(crate) mod tests {
             "Requested scope 'write' exceeds the key's scope 'read'".to_owned(),
         );
         let plain = signed_grant("bob", GrantRequest::default());
-        let r = validate(&plain, Some("read write"), &fixture().snapshot, NOW).unwrap_err();
+        let r = validate(&plain, Some("read write"), &fixture().credentials, NOW).unwrap_err();
         assert_eq!((r.error, r.description), exceeds.clone());
         assert_eq!(r.key_id.as_deref(), Some("key-bob"));
 
@@ -1020,7 +1009,7 @@ pub(crate) mod tests {
         assert_eq!(refused(&in_claim), exceeds);
 
         // Within the key's scope, or none asked for: the key's own scope.
-        let read = validate(&plain, Some("read"), &fixture().snapshot, NOW).unwrap();
+        let read = validate(&plain, Some("read"), &fixture().credentials, NOW).unwrap();
         assert_eq!(read.scope, Scope::Read);
         assert_eq!(check(&plain).unwrap().scope, Scope::Read);
     }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cmd;
 pub mod credential;
 pub mod grant;
+pub mod invalid;
 pub mod iprange;
 pub mod origin;
 pub mod output;
@@ -20,5 +21,7 @@ pub mod secret;
 pub mod server;
 pub mod service_key;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod text;
 pub mod validate;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    match cmd::run(cli) {
+    match cli.run() {
         Ok(code) => code,
         Err(err) => {
             if let Some(cmd::Quiet(code)) = err.downcast_ref::<cmd::Quiet>() {

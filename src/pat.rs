@@ -5,9 +5,10 @@
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::access_token::Invalid;
+pub use crate::invalid::FormatError;
+use crate::invalid::Invalid;
 use crate::iprange::ClientAddr;
-use crate::registry::Snapshot;
+use crate::registry::Credentials;
 use crate::scope::Scope;
 use crate::secret::SecretString;
 
@@ -17,17 +18,6 @@ const RANDOM_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
 pub const LEN: usize = PREFIX.len() + RANDOM_LEN + CHECKSUM_LEN;
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/// Why a string is not a well-formed token: said without a store lookup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum FormatError {
-    #[error("a personal access token is {LEN} characters long")]
-    Length,
-    #[error("a personal access token holds only letters and digits after tapat_")]
-    Alphabet,
-    #[error("checksum does not match; the token was mistyped or cut")]
-    Checksum,
-}
 
 /// A fresh token.
 pub fn generate(rng: &mut (impl rand::RngCore + rand::CryptoRng)) -> SecretString {
@@ -91,20 +81,25 @@ pub struct PatUse {
     pub scope: Scope,
     pub created: i64,
     pub expires: Option<i64>,
+    /// What the registry knows it by.
+    pub hash: [u8; 32],
+    /// The browser origins it lists.
+    pub origins: Vec<String>,
 }
 
-/// Checks a personal access token against the current snapshot, by the rules access tokens
-/// follow: well formed, known, not revoked, not ended by a secret rotation, not expired, its
-/// user enabled, `addr` inside its IP ranges, enough scope.
+/// Checks a personal access token against what `credentials` say now, by the rules access
+/// tokens follow: well formed, known, not revoked, not ended by a secret rotation, not
+/// expired, its user enabled, `addr` inside its IP ranges, enough scope.
 pub fn validate(
     token: &str,
-    snapshot: &Snapshot,
+    credentials: &dyn Credentials,
     now: i64,
     addr: Option<ClientAddr>,
     required: Option<Scope>,
 ) -> Result<PatUse, Invalid> {
     check_format(token).map_err(Invalid::MalformedPat)?;
-    let entry = snapshot.pat(&hash(token)).ok_or(Invalid::UnknownPat)?;
+    let hash = hash(token);
+    let entry = credentials.pat(&hash).ok_or(Invalid::UnknownPat)?;
     let pat = &entry.pat;
     let refused = |why| Invalid::Pat {
         id: pat.id.clone(),
@@ -114,13 +109,14 @@ pub fn validate(
     if pat.revoked.is_some() {
         return Err(refused(Invalid::PatRevoked));
     }
-    if !entry.current {
+    let owner = credentials.user(&pat.user);
+    if owner.as_ref().is_none_or(|u| u.epoch != pat.secret_epoch) {
         return Err(refused(Invalid::PatRotated));
     }
     if pat.expires.is_some_and(|e| e <= now) {
         return Err(refused(Invalid::Expired));
     }
-    if snapshot.user(&pat.user).is_none_or(|u| u.user.disabled) {
+    if owner.is_none_or(|u| u.user.disabled) {
         return Err(refused(Invalid::UserDisabled(pat.user.clone())));
     }
     if let Some(addr) = addr
@@ -142,6 +138,8 @@ pub fn validate(
         scope: pat.scope,
         created: pat.created,
         expires: pat.expires,
+        hash,
+        origins: pat.origins.clone(),
     })
 }
 
@@ -163,6 +161,7 @@ mod tests {
             assert!(is_pat(t));
         }
         assert_eq!(LEN, 55);
+        assert!(FormatError::Length.to_string().contains(&LEN.to_string()));
     }
 
     #[test]

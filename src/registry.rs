@@ -1,39 +1,164 @@
-//! An in-memory snapshot of what the token plane checks against (keys, users, secrets,
-//! revoked token ids, settings), loaded from the store and reloaded when it changes.
+//! The registry: the token plane's in-memory copy of what checks need (users with their
+//! signing keys, live service keys and personal access tokens, revoked token ids, the
+//! settings). Loaded whole once, then kept current by applying the store's change feed: a
+//! change costs what it changes. Revoked credentials leave it at once and expired ones after
+//! [`GRACE`]; checks ask for them through [`Credentials`], which the server answers from the
+//! registry and, for what is not there, from the store.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::signature::ParsedPublicKey;
+use ipnet::IpNet;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 
 use crate::public_key::{Alg, PublicKey};
-use crate::store::{Key, Pat, Store, User};
+use crate::scope::Scope;
+use crate::store::{FeedBatch, Key, Pat, Store, User, UserAuth};
 
 pub const DEFAULT_TOKEN_URI: &str = "http://127.0.0.1:8080/token";
 
-pub struct KeyEntry {
-    pub key: Key,
-    /// The only algorithm the key's grants may use (RFC 8725 §3.1).
-    pub alg: Alg,
-    /// The public key, parsed once: a grant's verify is then only the signature operation,
-    /// not a DER parse (and for RSA a fresh Montgomery setup) per request.
-    pub verifier: Arc<ParsedPublicKey>,
+/// How long an expired key or token stays in memory: its refusals are worded from there
+/// for that long, and from the store after.
+pub const GRACE: i64 = 3_600;
+
+/// What checks read: the registry in a server, the store itself in `verify`. Each answer is
+/// the credential as it is now; a revoked or expired one may be answered too (to say so).
+pub trait Credentials {
+    fn settings(&self) -> Arc<Settings>;
+    fn user(&self, name: &str) -> Option<Arc<UserEntry>>;
+    fn key(&self, key_id: &str) -> Option<Arc<KeyEntry>>;
+    /// The key a grant's issuer names: its client id, or a Google-format key's address.
+    fn key_by_client(&self, client: &str) -> Option<Arc<KeyEntry>>;
+    /// The personal access token with this SHA-256 hash.
+    fn pat(&self, hash: &[u8; 32]) -> Option<Arc<PatEntry>>;
+    fn token_revoked(&self, jti: &str) -> bool;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub token_uri: String,
+    pub issuer: String,
+    /// Where people read about this server (RFC 8414 `service_documentation`).
+    pub service_documentation: Option<String>,
+}
+
+impl Settings {
+    pub fn from_rows(rows: &[(String, String)]) -> Settings {
+        let get = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let token_uri = get("token_uri").unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        Settings {
+            issuer: get("issuer").unwrap_or_else(|| default_issuer(&token_uri)),
+            service_documentation: get("service_documentation"),
+            token_uri,
+        }
+    }
 }
 
 pub struct UserEntry {
     pub user: User,
+    /// How many times the secret was rotated: tokens made under another epoch are dead.
+    pub epoch: i64,
     pub signer: EncodingKey,
     pub verifier: DecodingKey,
 }
 
+impl From<UserAuth> for UserEntry {
+    fn from(a: UserAuth) -> UserEntry {
+        UserEntry {
+            signer: EncodingKey::from_secret(a.secret.expose()),
+            verifier: DecodingKey::from_secret(a.secret.expose()),
+            epoch: a.epoch,
+            user: a.user,
+        }
+    }
+}
+
+/// A service key as checks need it: no title, no PEM, the public key parsed on first use.
+pub struct KeyEntry {
+    pub key_id: String,
+    pub client_id: String,
+    pub user: String,
+    /// The only algorithm the key's grants may use (RFC 8725 §3.1).
+    pub alg: Alg,
+    pub scope: Scope,
+    /// A key in Google's service-account format (see README).
+    pub google: bool,
+    pub client_email: Option<String>,
+    pub ip_ranges: Vec<IpNet>,
+    pub origins: Vec<String>,
+    pub expires: Option<i64>,
+    /// Set only on a key read from the store to word a refusal: live ones are never revoked.
+    pub revoked: Option<i64>,
+    spki: Box<[u8]>,
+    verifier: OnceLock<Option<Arc<ParsedPublicKey>>>,
+}
+
+impl KeyEntry {
+    /// None when the stored key is unusable (logged): its grants are refused as if unknown.
+    pub fn from_key(key: Key) -> Option<KeyEntry> {
+        let parsed = pem::parse(&key.public_key)
+            .map_err(|e| e.to_string())
+            .and_then(|p| Ok((key.alg.parse::<Alg>()?, p.into_contents())));
+        let (alg, spki) = match parsed {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(key_id = %key.key_id, error = %e, "stored public key does not parse; key skipped");
+                return None;
+            }
+        };
+        Some(KeyEntry {
+            google: key.format == "google",
+            key_id: key.key_id,
+            client_id: key.client_id,
+            user: key.user,
+            alg,
+            scope: key.scope,
+            client_email: key.client_email,
+            ip_ranges: key.ip_ranges,
+            origins: key.origins,
+            expires: key.expires,
+            revoked: key.revoked,
+            spki: spki.into_boxed_slice(),
+            verifier: OnceLock::new(),
+        })
+    }
+
+    /// The public key, parsed on first use (then kept): a grant's verify is only the
+    /// signature operation, not a DER parse (and for RSA a fresh Montgomery setup). None,
+    /// logged once, when the stored key is unusable.
+    pub fn verifier(&self) -> Option<&ParsedPublicKey> {
+        self.verifier
+            .get_or_init(|| match parse_public_key(&self.spki, self.alg) {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    tracing::warn!(key_id = %self.key_id, error = %e, "stored public key is unusable; its grants are refused");
+                    None
+                }
+            })
+            .as_deref()
+    }
+
+    fn live(&self, cutoff: i64) -> bool {
+        self.revoked.is_none() && self.expires.is_none_or(|e| e > cutoff)
+    }
+}
+
 pub struct PatEntry {
     pub pat: Pat,
-    /// Made under its user's current secret: a rotation ends it.
-    pub current: bool,
     /// When its last use was last sent to the store (Unix seconds).
     last_touch: AtomicI64,
+}
+
+impl From<Pat> for PatEntry {
+    fn from(pat: Pat) -> PatEntry {
+        PatEntry {
+            pat,
+            last_touch: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 /// How often, at most, a personal access token's last use is written to the store: a busy
@@ -53,157 +178,342 @@ impl PatEntry {
     }
 }
 
-pub struct Snapshot {
-    pub generation: i64,
-    pub token_uri: String,
-    pub issuer: String,
-    /// Where people read about this server (RFC 8414 `service_documentation`).
-    pub service_documentation: Option<String>,
-    keys_by_client: HashMap<String, Arc<KeyEntry>>,
-    keys_by_id: HashMap<String, Arc<KeyEntry>>,
-    users: HashMap<String, UserEntry>,
-    revoked_tokens: HashSet<String>,
-    /// By the SHA-256 of the token.
-    pats: HashMap<[u8; 32], Arc<PatEntry>>,
-    pats_by_id: HashMap<String, Arc<PatEntry>>,
-    /// Origins some active key or token lists: the ones CORS may answer at all.
-    origins: HashSet<String>,
+/// A feed batch made ready to apply: everything that costs (PEM decoding, HMAC keys) done
+/// before the registry is locked for writing.
+pub struct Prepared {
+    upto: i64,
+    settings: Option<Settings>,
+    removed_users: Vec<String>,
+    users: Vec<UserEntry>,
+    removed_keys: Vec<String>,
+    keys: Vec<KeyEntry>,
+    pats: Vec<Pat>,
+    revoked_tokens: Vec<(String, i64)>,
 }
 
-impl Snapshot {
-    /// Loads everything; parsed public keys are reused from `previous` when unchanged, since
-    /// parsing them is the expensive part.
-    pub fn load(store: &Store, now: i64, previous: Option<&Snapshot>) -> anyhow::Result<Snapshot> {
-        let generation = store.generation()?;
-        let token_uri = store
-            .setting("token_uri")?
-            .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
-        let issuer = store
-            .setting("issuer")?
-            .unwrap_or_else(|| default_issuer(&token_uri));
-        let service_documentation = store.setting("service_documentation")?;
-        let mut keys_by_client = HashMap::new();
-        let mut keys_by_id = HashMap::new();
-        for key in store.keys(None, true)? {
-            let (alg, verifier) = match previous.and_then(|p| p.keys_by_id.get(&key.key_id)) {
-                Some(old) if old.key.public_key == key.public_key && old.key.alg == key.alg => {
-                    (old.alg, old.verifier.clone())
+#[derive(Default)]
+pub struct Registry {
+    /// The feed position everything here is current to.
+    seq: i64,
+    settings: Arc<Settings>,
+    users: HashMap<String, Arc<UserEntry>>,
+    /// By key id, and by client id and Google address.
+    keys: HashMap<String, Arc<KeyEntry>>,
+    clients: HashMap<String, Arc<KeyEntry>>,
+    /// By the SHA-256 of the token.
+    pats: HashMap<[u8; 32], Arc<PatEntry>>,
+    /// Revoked token ids, until their token's expiry (the heap says which goes next).
+    revoked: HashMap<Arc<str>, i64>,
+    revoked_expiry: BinaryHeap<Reverse<(i64, Arc<str>)>>,
+    /// How many live keys and tokens list each origin: CORS answers only these.
+    origins: HashMap<String, u32>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings::from_rows(&[])
+    }
+}
+
+impl Registry {
+    /// Loads everything live as of one moment, and the feed position it is current to.
+    pub fn load(store: &Store, now: i64) -> crate::store::Result<Registry> {
+        let cutoff = now - GRACE;
+        store.read_transaction(|| {
+            let mut reg = Registry {
+                seq: store.feed_head()?,
+                settings: Arc::new(Settings::from_rows(&store.settings()?)),
+                ..Registry::default()
+            };
+            store.each_user_auth(|a| {
+                reg.users.insert(a.user.name.clone(), Arc::new(a.into()));
+            })?;
+            store.each_live_key(cutoff, |k| {
+                if let Some(k) = KeyEntry::from_key(k) {
+                    reg.insert_key(k);
                 }
-                _ => match parse_public_key(&key.public_key, &key.alg) {
-                    Ok((alg, k)) => (alg, Arc::new(k)),
-                    Err(e) => {
-                        tracing::warn!(key_id = %key.key_id, error = %e, "stored public key does not parse; key skipped");
-                        continue;
-                    }
-                },
-            };
-            let entry = Arc::new(KeyEntry { key, alg, verifier });
-            keys_by_client.insert(entry.key.client_id.clone(), entry.clone());
-            // Google's libraries sign with the service account address as the issuer.
-            if let Some(email) = &entry.key.client_email {
-                keys_by_client.insert(email.clone(), entry.clone());
+            })?;
+            store.each_live_pat(cutoff, |p| reg.insert_pat(PatEntry::from(p)))?;
+            for (jti, exp) in store.revoked_tokens(now)? {
+                reg.revoke_token(jti, exp);
             }
-            keys_by_id.insert(entry.key.key_id.clone(), entry);
-        }
-        let mut epochs = HashMap::new();
-        let users = store
-            .user_auths()?
-            .into_iter()
-            .map(|a| {
-                epochs.insert(a.user.name.clone(), a.epoch);
-                let entry = UserEntry {
-                    signer: EncodingKey::from_secret(a.secret.expose()),
-                    verifier: DecodingKey::from_secret(a.secret.expose()),
-                    user: a.user,
-                };
-                (entry.user.name.clone(), entry)
-            })
-            .collect();
-        let revoked_tokens = store.revoked_tokens(now)?.into_iter().collect();
-        let mut pats = HashMap::new();
-        for pat in store.pats(None, true)? {
-            let last_touch = previous
-                .and_then(|p| p.pats.get(&pat.hash))
-                .map_or(i64::MIN, |old| old.last_touch.load(Ordering::Relaxed));
-            let entry = PatEntry {
-                current: epochs.get(&pat.user) == Some(&pat.secret_epoch),
-                last_touch: AtomicI64::new(last_touch),
-                pat,
-            };
-            pats.insert(entry.pat.hash, Arc::new(entry));
-        }
-        let pats_by_id = pats
-            .values()
-            .map(|e| (e.pat.id.clone(), e.clone()))
-            .collect();
-        let live = |revoked: Option<i64>, expires: Option<i64>| {
-            revoked.is_none() && expires.is_none_or(|e| e > now)
-        };
-        let origins = keys_by_id
-            .values()
-            .filter(|k: &&Arc<KeyEntry>| live(k.key.revoked, k.key.expires))
-            .flat_map(|k| k.key.origins.iter().cloned())
-            .chain(
-                pats.values()
-                    .filter(|p| p.current && live(p.pat.revoked, p.pat.expires))
-                    .flat_map(|p| p.pat.origins.iter().cloned()),
-            )
-            .collect();
-        Ok(Snapshot {
-            generation,
-            token_uri,
-            issuer,
-            service_documentation,
-            keys_by_client,
-            keys_by_id,
-            users,
-            revoked_tokens,
-            pats,
-            pats_by_id,
-            origins,
+            Ok(reg)
         })
     }
 
-    /// The personal access token with this SHA-256 hash.
-    pub fn pat(&self, hash: &[u8; 32]) -> Option<&PatEntry> {
-        self.pats.get(hash).map(|p| &**p)
+    /// The feed position everything here is current to.
+    pub fn seq(&self) -> i64 {
+        self.seq
     }
 
-    pub fn pat_by_id(&self, id: &str) -> Option<&PatEntry> {
-        self.pats_by_id.get(id).map(|p| &**p)
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.users.len(),
+            self.keys.len(),
+            self.pats.len(),
+            self.revoked.len(),
+        )
     }
 
-    /// Whether some active key or token lists this (normalised) origin.
+    /// Whether some live key or token lists this (normalised) origin.
     pub fn origin_known(&self, origin: &str) -> bool {
-        self.origins.contains(origin)
+        self.origins.contains_key(origin)
     }
 
-    pub fn key_by_client(&self, client_id: &str) -> Option<&KeyEntry> {
-        self.keys_by_client.get(client_id).map(|k| &**k)
+    /// Readies a batch for [`Registry::apply`] without touching the registry.
+    pub fn prepare(batch: FeedBatch) -> Prepared {
+        let present: HashSet<&str> = batch.users.iter().map(|u| u.user.name.as_str()).collect();
+        let removed_users = batch
+            .user_names
+            .iter()
+            .filter(|n| !present.contains(n.as_str()))
+            .cloned()
+            .collect();
+        let keys: Vec<KeyEntry> = batch
+            .keys
+            .into_iter()
+            .filter_map(KeyEntry::from_key)
+            .collect();
+        let present: HashSet<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
+        // Gone from the store, or no longer parsing: either way not a usable key.
+        let removed_keys = batch
+            .key_ids
+            .iter()
+            .filter(|id| !present.contains(id.as_str()))
+            .cloned()
+            .collect();
+        Prepared {
+            upto: batch.upto,
+            settings: batch.settings.as_deref().map(Settings::from_rows),
+            removed_users,
+            users: batch.users.into_iter().map(UserEntry::from).collect(),
+            removed_keys,
+            keys,
+            pats: batch.pats,
+            revoked_tokens: batch.revoked_tokens,
+        }
     }
 
-    pub fn key(&self, key_id: &str) -> Option<&KeyEntry> {
-        self.keys_by_id.get(key_id).map(|k| &**k)
+    /// Applies a prepared batch: O(its size). Each credential it names is replaced by what
+    /// the store holds now, or leaves when it is gone, revoked, ended or long expired.
+    pub fn apply(&mut self, batch: Prepared, now: i64) {
+        let cutoff = now - GRACE;
+        if let Some(s) = batch.settings {
+            self.settings = Arc::new(s);
+        }
+        for name in &batch.removed_users {
+            self.users.remove(name);
+        }
+        // Users first: the tokens below are checked against their current secret epoch.
+        for u in batch.users {
+            self.users.insert(u.user.name.clone(), Arc::new(u));
+        }
+        for id in &batch.removed_keys {
+            self.remove_key(id);
+        }
+        for k in batch.keys {
+            self.remove_key(&k.key_id);
+            if k.live(cutoff) {
+                self.insert_key(k);
+            }
+        }
+        for p in batch.pats {
+            let old = self.remove_pat(&p.hash);
+            let current = self.users.get(&p.user).map(|u| u.epoch) == Some(p.secret_epoch);
+            if current && p.revoked.is_none() && p.expires.is_none_or(|e| e > cutoff) {
+                let entry = PatEntry::from(p);
+                if let Some(old) = old {
+                    let touched = old.last_touch.load(Ordering::Relaxed);
+                    entry.last_touch.store(touched, Ordering::Relaxed);
+                }
+                self.insert_pat(entry);
+            }
+        }
+        for (jti, exp) in batch.revoked_tokens {
+            if exp >= now {
+                self.revoke_token(jti, exp);
+            }
+        }
+        self.seq = self.seq.max(batch.upto);
     }
 
-    pub fn user(&self, name: &str) -> Option<&UserEntry> {
-        self.users.get(name)
+    /// Drops keys and tokens whose expiry passed long enough ago (`keys` and `pats`, from
+    /// the store's expiry index): O(what goes).
+    pub fn sweep(&mut self, keys: &[String], pats: &[[u8; 32]], now: i64) {
+        for id in keys {
+            if self.keys.get(id).is_some_and(|k| !k.live(now - GRACE)) {
+                self.remove_key(id);
+            }
+        }
+        for hash in pats {
+            if self
+                .pats
+                .get(hash)
+                .is_some_and(|p| p.pat.expires.is_some_and(|e| e <= now - GRACE))
+            {
+                self.remove_pat(hash);
+            }
+        }
     }
 
-    pub fn token_revoked(&self, jti: &str) -> bool {
-        self.revoked_tokens.contains(jti)
+    /// When the next revoked token id can go (its token expires), if any.
+    pub fn next_revoked_expiry(&self) -> Option<i64> {
+        self.revoked_expiry.peek().map(|Reverse((exp, _))| *exp)
+    }
+
+    /// Drops revoked token ids whose tokens have expired: O(what goes).
+    pub fn expire_revoked(&mut self, now: i64) {
+        while let Some(Reverse((exp, _))) = self.revoked_expiry.peek()
+            && *exp < now
+        {
+            let Some(Reverse((exp, jti))) = self.revoked_expiry.pop() else {
+                break;
+            };
+            // Revoked again with a later expiry: that later entry removes it.
+            if self.revoked.get(&jti) == Some(&exp) {
+                self.revoked.remove(&jti);
+            }
+        }
+    }
+
+    fn revoke_token(&mut self, jti: String, exp: i64) {
+        let jti: Arc<str> = jti.into();
+        if self.revoked.get(&jti).is_none_or(|e| *e < exp) {
+            self.revoked.insert(jti.clone(), exp);
+            self.revoked_expiry.push(Reverse((exp, jti)));
+        }
+    }
+
+    fn insert_key(&mut self, k: KeyEntry) {
+        let k = Arc::new(k);
+        self.count_origins(&k.origins, true);
+        self.clients.insert(k.client_id.clone(), k.clone());
+        // Google's libraries sign with the service account address as the issuer.
+        if let Some(email) = &k.client_email {
+            self.clients.insert(email.clone(), k.clone());
+        }
+        self.keys.insert(k.key_id.clone(), k);
+    }
+
+    fn remove_key(&mut self, key_id: &str) {
+        if let Some(k) = self.keys.remove(key_id) {
+            self.count_origins(&k.origins, false);
+            self.clients.remove(&k.client_id);
+            if let Some(email) = &k.client_email {
+                self.clients.remove(email);
+            }
+        }
+    }
+
+    fn insert_pat(&mut self, p: PatEntry) {
+        self.count_origins(&p.pat.origins, true);
+        self.pats.insert(p.pat.hash, Arc::new(p));
+    }
+
+    fn remove_pat(&mut self, hash: &[u8; 32]) -> Option<Arc<PatEntry>> {
+        let p = self.pats.remove(hash)?;
+        self.count_origins(&p.pat.origins, false);
+        Some(p)
+    }
+
+    fn count_origins(&mut self, origins: &[String], add: bool) {
+        for o in origins {
+            if add {
+                *self.origins.entry(o.clone()).or_default() += 1;
+            } else if let Some(n) = self.origins.get_mut(o) {
+                *n -= 1;
+                if *n == 0 {
+                    self.origins.remove(o);
+                }
+            }
+        }
     }
 }
 
-/// A stored public key (PEM) ready to verify grants of its algorithm.
-fn parse_public_key(pem: &str, alg: &str) -> anyhow::Result<(Alg, ParsedPublicKey)> {
-    let key = PublicKey::parse(pem)?;
-    if key.alg.as_str() != alg {
+impl Credentials for Registry {
+    fn settings(&self) -> Arc<Settings> {
+        self.settings.clone()
+    }
+
+    fn user(&self, name: &str) -> Option<Arc<UserEntry>> {
+        self.users.get(name).cloned()
+    }
+
+    fn key(&self, key_id: &str) -> Option<Arc<KeyEntry>> {
+        self.keys.get(key_id).cloned()
+    }
+
+    fn key_by_client(&self, client: &str) -> Option<Arc<KeyEntry>> {
+        self.clients.get(client).cloned()
+    }
+
+    fn pat(&self, hash: &[u8; 32]) -> Option<Arc<PatEntry>> {
+        self.pats.get(hash).cloned()
+    }
+
+    fn token_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains_key(jti)
+    }
+}
+
+/// The store itself as [`Credentials`], a point lookup per question: for `verify`, and for
+/// the server's questions about what its registry does not hold (revoked, long expired).
+pub struct StoreCredentials<'a> {
+    pub store: &'a Store,
+    pub now: i64,
+}
+
+impl StoreCredentials<'_> {
+    fn found<T>(&self, what: &str, r: crate::store::Result<Option<T>>) -> Option<T> {
+        r.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "looking up {what} in the store failed");
+            None
+        })
+    }
+}
+
+impl Credentials for StoreCredentials<'_> {
+    fn settings(&self) -> Arc<Settings> {
+        let rows = self.found("the settings", self.store.settings().map(Some));
+        Arc::new(Settings::from_rows(&rows.unwrap_or_default()))
+    }
+
+    fn user(&self, name: &str) -> Option<Arc<UserEntry>> {
+        self.found("a user", self.store.user_auth(name))
+            .map(|a| Arc::new(a.into()))
+    }
+
+    fn key(&self, key_id: &str) -> Option<Arc<KeyEntry>> {
+        self.found("a key", self.store.key_exact(key_id))
+            .and_then(KeyEntry::from_key)
+            .map(Arc::new)
+    }
+
+    fn key_by_client(&self, client: &str) -> Option<Arc<KeyEntry>> {
+        self.found("a key", self.store.key_by_client(client))
+            .and_then(KeyEntry::from_key)
+            .map(Arc::new)
+    }
+
+    fn pat(&self, hash: &[u8; 32]) -> Option<Arc<PatEntry>> {
+        self.found("a token", self.store.pat_by_hash(hash))
+            .map(|p| Arc::new(p.into()))
+    }
+
+    fn token_revoked(&self, jti: &str) -> bool {
+        // Unanswerable is revoked: fail closed.
+        self.store.token_revoked(jti, self.now).unwrap_or(true)
+    }
+}
+
+/// A stored public key (DER SubjectPublicKeyInfo) ready to verify grants of its algorithm.
+fn parse_public_key(spki: &[u8], alg: Alg) -> anyhow::Result<ParsedPublicKey> {
+    let key = PublicKey::from_spki(spki)?;
+    if key.alg != alg {
         anyhow::bail!("the key is {} but stored as {alg}", key.alg);
     }
-    let parsed = ParsedPublicKey::new(key.alg.verification(), key.spki_der())
-        .map_err(|e| anyhow::anyhow!("aws-lc refused the key: {e}"))?;
-    Ok((key.alg, parsed))
+    ParsedPublicKey::new(key.alg.verification(), key.spki_der())
+        .map_err(|e| anyhow::anyhow!("aws-lc refused the key: {e}"))
 }
 
 /// The issuer is where the token endpoint lives: its URI without the last path segment
@@ -221,27 +531,148 @@ pub fn default_issuer(token_uri: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::testing::{self, Fixture};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn pat(id: &str, user: &str, hash: u8, origins: &[&str], expires: Option<i64>) -> Pat {
+        Pat {
+            id: id.into(),
+            user: user.into(),
+            hash: [hash; 32],
+            last4: "abcd".into(),
+            description: String::new(),
+            scope: Scope::Read,
+            ip_ranges: Vec::new(),
+            origins: origins.iter().map(|o| o.to_string()).collect(),
+            created: NOW,
+            expires,
+            revoked: None,
+            secret_epoch: 0,
+            last_used: None,
+        }
+    }
+
+    fn with_alice() -> Fixture {
+        Fixture::new(NOW, |s| {
+            s.add_user("alice", &Secret::new(vec![1; 32]), NOW).unwrap();
+            let mut key = testing::key("alice", Scope::Write, "", NOW, None);
+            key.origins = vec!["https://a.example".into()];
+            s.add_key(&key).unwrap();
+            s.add_pat(&pat("p1", "alice", 1, &["https://a.example"], None))
+                .unwrap();
+        })
+    }
+
+    #[test]
+    fn each_change_reaches_the_registry_as_itself() {
+        let mut f = with_alice();
+        let seq = f.registry.seq();
+        assert_eq!(f.registry.counts(), (1, 1, 1, 0));
+        f.change(|s| {
+            s.edit_key(
+                "key-alice",
+                &crate::store::KeyChange {
+                    ip_ranges: Some(crate::iprange::parse("10.0.0.0/8").unwrap()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            s.set_disabled("alice", true).unwrap();
+            s.revoke_token("j1", NOW + 60, NOW).unwrap();
+        });
+        assert!(f.registry.seq() > seq);
+        let key = f.registry.key("key-alice").unwrap();
+        assert_eq!(crate::iprange::format(&key.ip_ranges), "10.0.0.0/8");
+        assert!(Arc::ptr_eq(
+            &key,
+            &f.registry.key_by_client("client-alice").unwrap()
+        ));
+        assert!(f.registry.user("alice").unwrap().user.disabled);
+        assert!(f.registry.token_revoked("j1"));
+        // A revoked key leaves memory; asked for, the store says it was revoked.
+        f.change(|s| assert!(s.revoke_key("key-alice", NOW).unwrap()));
+        assert!(f.registry.key("key-alice").is_none());
+        assert!(f.registry.key_by_client("client-alice").is_none());
+        assert_eq!(f.key("key-alice").unwrap().revoked, Some(NOW));
+        assert_eq!(f.registry.counts(), (1, 0, 1, 1));
+    }
+
+    #[test]
+    fn a_rotation_ends_the_users_tokens_in_memory() {
+        let mut f = with_alice();
+        assert!(f.registry.pat(&[1; 32]).is_some());
+        f.change(|s| {
+            s.rotate_secret("alice", &Secret::new(vec![2; 32]), NOW)
+                .unwrap()
+        });
+        assert!(f.registry.pat(&[1; 32]).is_none());
+        assert_eq!(f.registry.user("alice").unwrap().epoch, 1);
+        // A token made after the rotation lives.
+        f.change(|s| s.add_pat(&pat("p2", "alice", 2, &[], None)).unwrap());
+        assert_eq!(f.registry.pat(&[2; 32]).unwrap().pat.secret_epoch, 1);
+    }
+
+    #[test]
+    fn origins_count_while_a_live_credential_lists_them() {
+        let mut f = with_alice();
+        assert!(f.registry.origin_known("https://a.example"));
+        f.change(|s| assert!(s.revoke_pat("p1", NOW).unwrap()));
+        assert!(
+            f.registry.origin_known("https://a.example"),
+            "the key lists it"
+        );
+        f.change(|s| assert!(s.revoke_key("key-alice", NOW).unwrap()));
+        assert!(!f.registry.origin_known("https://a.example"));
+    }
+
+    #[test]
+    fn expired_credentials_and_revoked_ids_leave_after_their_time() {
+        let mut f = Fixture::new(NOW, |s| {
+            s.add_user("alice", &Secret::new(vec![1; 32]), NOW).unwrap();
+            s.add_key(&testing::key("alice", Scope::Read, "", NOW, Some(NOW + 10)))
+                .unwrap();
+            s.add_pat(&pat("p1", "alice", 1, &[], Some(NOW + 10)))
+                .unwrap();
+            s.revoke_token("j1", NOW + 100, NOW).unwrap();
+        });
+        let (keys, pats) = (vec!["key-alice".to_owned()], vec![[1u8; 32]]);
+        // Expired, but within the grace: kept, to word the refusal.
+        f.registry.sweep(&keys, &pats, NOW + GRACE);
+        assert_eq!(f.registry.counts(), (1, 1, 1, 1));
+        assert_eq!(f.registry.next_revoked_expiry(), Some(NOW + 100));
+        f.registry.expire_revoked(NOW + 100);
+        assert_eq!(
+            f.registry.counts(),
+            (1, 1, 1, 1),
+            "j1's token lives until then"
+        );
+        f.registry.expire_revoked(NOW + 101);
+        assert_eq!(f.registry.counts(), (1, 1, 1, 0), "j1's token has expired");
+        assert_eq!(f.registry.next_revoked_expiry(), None);
+        f.registry.sweep(&keys, &pats, NOW + 10 + GRACE);
+        assert_eq!(f.registry.counts(), (1, 0, 0, 0));
+    }
+
     #[test]
     fn a_tokens_use_is_written_at_most_once_a_minute() {
-        let entry = super::PatEntry {
-            pat: crate::store::Pat {
-                id: "p".into(),
-                user: "u".into(),
-                hash: [0; 32],
-                last4: "abcd".into(),
-                description: String::new(),
-                scope: crate::scope::Scope::Read,
-                ip_ranges: Vec::new(),
-                origins: Vec::new(),
-                created: 0,
-                expires: None,
-                revoked: None,
-                secret_epoch: 0,
-                last_used: None,
-            },
-            current: true,
-            last_touch: super::AtomicI64::new(i64::MIN),
-        };
+        let entry = super::PatEntry::from(crate::store::Pat {
+            id: "p".into(),
+            user: "u".into(),
+            hash: [0; 32],
+            last4: "abcd".into(),
+            description: String::new(),
+            scope: crate::scope::Scope::Read,
+            ip_ranges: Vec::new(),
+            origins: Vec::new(),
+            created: 0,
+            expires: None,
+            revoked: None,
+            secret_epoch: 0,
+            last_used: None,
+        });
         assert!(entry.claim_touch(1_000));
         assert!(!entry.claim_touch(1_000));
         assert!(!entry.claim_touch(1_059));

@@ -240,7 +240,9 @@ fn metrics_count_issuances_refusals_and_validations_without_secrets() {
     );
     for name in [
         "tokenauth_build_info{version=",
-        "tokenauth_snapshot_reloads_total ",
+        "tokenauth_registry_loads_total 1",
+        "tokenauth_registry_entries{kind=\"keys\"} ",
+        "tokenauth_feed_entries_applied_total ",
         "tokenauth_usage_batch_rows_bucket",
         "tokenauth_usage_commit_duration_seconds_bucket",
         "tokenauth_replay_set_size ",

@@ -102,8 +102,14 @@ fn the_units_command_line_and_environment_start_the_server() {
     }
     let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut first).unwrap();
+    // The line saying where it listens (after the one saying what it loaded).
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let first = lines
+        .by_ref()
+        .take(5)
+        .map(Result::unwrap)
+        .find(|l| l.contains("listening on"))
+        .unwrap_or_default();
     common::signal(child.id(), "TERM");
     let _ = child.wait();
     // TOKENAUTH_LOG_FORMAT=json: JSON lines; the store made under the state directory.

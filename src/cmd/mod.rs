@@ -24,13 +24,11 @@ pub mod verify;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::builder::{OsStringValueParser, TypedValueParser};
 
 use crate::admin::{self, Admin, remote::Credential};
-use crate::cli::{Cli, Command};
 use crate::clock::Clock;
 use crate::output::terminal_safe;
 use crate::registry::DEFAULT_TOKEN_URI;
@@ -139,6 +137,25 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// What the global flags say: the store, and for remote administration the server, the
+    /// caller's credential and whom to trust for HTTPS.
+    pub fn new(
+        db: Option<PathBuf>,
+        server: Option<String>,
+        remote: GrantArgs,
+        token: Option<crate::secret::SecretString>,
+        tls: TlsArgs,
+    ) -> Ctx {
+        Ctx {
+            db,
+            clock: Clock::from_env(),
+            server,
+            remote: Some(remote),
+            token,
+            ca_cert: tls.ca_cert,
+        }
+    }
+
     /// The store named by --db / TOKENAUTH_DB (a path or a postgres:// URL), or the default
     /// SQLite file.
     pub fn location(&self) -> anyhow::Result<Location> {
@@ -221,39 +238,6 @@ pub fn cli_actor() -> String {
     let user = whoami::username().unwrap_or_else(|_| "unknown".to_owned());
     let host = whoami::hostname().unwrap_or_else(|_| "unknown-host".to_owned());
     format!("{user}@{host}")
-}
-
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = Ctx {
-        db: cli.db,
-        clock: Clock::from_env(),
-        server: cli.server,
-        remote: Some(cli.remote),
-        token: cli.token,
-        ca_cert: cli.remote_tls.ca_cert,
-    };
-    match cli.command {
-        Command::Init(a) => init::run(&ctx, a),
-        Command::User(a) => user::run(&ctx, a),
-        Command::IssueKey(a) => issue_key::run(&ctx, a),
-        Command::ListKeys(a) => list_keys::run(&ctx, a),
-        Command::EditKey(a) => edit_key::run(&ctx, a),
-        Command::RevokeKey(a) => revoke_key::run(&ctx, a),
-        Command::RotateSecret(a) => rotate_secret::run(&ctx, a),
-        Command::SignGrant(a) => sign_grant::run(&ctx, a),
-        Command::Serve(a) => serve::run(&ctx, a),
-        Command::GetToken(a) => get_token::run(&ctx, a),
-        Command::Request(a) => request::run(&ctx, a),
-        Command::Verify(a) => verify::run(&ctx, a),
-        Command::UsageLog(a) => usage_log::run(&ctx, a),
-        Command::Token(a) => token::run(&ctx, a),
-        Command::Audit(a) => audit::run(&ctx, a),
-        Command::Report(a) => report::run(&ctx, a),
-        Command::Store(a) => store::run(&ctx, a),
-        Command::Keygen(a) => keygen::run(a),
-        Command::Generate(a) => generate::run(a),
-    }?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Asks before a destructive action: `--yes` skips the question; without a terminal to ask

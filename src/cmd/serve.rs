@@ -23,7 +23,9 @@ use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen
 /// instead when given) and GET /openapi.json (the API description). Changes made with the
 /// CLI (revoke-key, rotate-secret, edit-key, user disable) apply on the next request; on a
 /// PostgreSQL store, which several servers may share, within milliseconds, and a server that
-/// could not confirm its copy of the store for 1 s answers 503 until it can. Stops
+/// could not confirm its copy of the store for 1 s answers 503 until it can. Each change
+/// reaches a server as itself, through the store's change feed: its cost does not grow with
+/// the store. Stops
 /// gracefully on Ctrl-C or SIGTERM.
 ///
 /// With --tls-cert and --tls-key it serves HTTPS (TLS 1.2 and 1.3); SIGHUP reads both files
@@ -74,6 +76,11 @@ pub struct Args {
     /// How long usage-log rows are kept (each key's newest row is always kept)
     #[arg(long, default_value = "7d", value_name = "DURATION", value_parser = parse_retention)]
     pub usage_retention: i64,
+
+    /// How long the store's change feed keeps entries: a server that could not follow it for
+    /// longer (stopped, cut off from the database) loads everything again when it can
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = clock::parse_duration)]
+    pub feed_retention: i64,
 
     /// A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)
     #[arg(long, value_name = "CIDR", value_parser = parse_proxy)]
@@ -246,6 +253,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         access_log: !args.no_access_log,
         metrics_on_main: args.metrics_listen.is_none(),
         admin_api: args.admin_api,
+        feed_retention: args.feed_retention,
     };
     let (state, writer) = AppState::open(&db, config, ctx.clock)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

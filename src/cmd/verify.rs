@@ -8,7 +8,7 @@ use crate::cmd::{Ctx, Quiet};
 use crate::credential::{self, Checked};
 use crate::output::{self, terminal_safe};
 use crate::pat;
-use crate::registry::Snapshot;
+use crate::registry::StoreCredentials;
 use crate::scope::Scope;
 
 /// Check an access token or a personal access token against the store, without a server.
@@ -52,9 +52,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         Some(Err(e)) => Err(Invalid::MalformedPat(e)),
         _ => {
             let store = ctx.store()?;
-            let snapshot = Snapshot::load(&store, now, None)?;
+            // Point lookups of what this token names: O(log n) however big the store.
+            let credentials = StoreCredentials { store: &store, now };
             let addr = args.ip.map(crate::iprange::ClientAddr::Ip);
-            credential::check(&token, &snapshot, now, addr, args.scope, None)
+            credential::check(&token, &credentials, now, addr, args.scope, None)
         }
     };
     match result {

@@ -17,11 +17,12 @@ use crate::admin::{
     PatFilter, ReportQuery, UsageQuery,
 };
 use crate::credential::Checked;
+use crate::registry::Credentials;
 use crate::scope::Scope;
 use crate::server::SharedState;
 use crate::server::check::check_bearer;
 use crate::server::error::ApiError;
-use crate::server::listen::Peer;
+use crate::server::request::Peer;
 use crate::server::request::{self, printable};
 
 /// The admin side of the server: one store connection, used by one request at a time
@@ -323,11 +324,11 @@ pub async fn dispatch(
         return Err(not_found());
     }
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
-    let snap = state.snapshot()?;
+    let view = state.view()?;
     let required = (!reads).then_some(Scope::Write);
-    let checked = check_bearer(&state, &snap, &headers, addr, required, None).await?;
+    let checked = check_bearer(&state, &view, &headers, addr, required, None).await?;
     let user = checked.user().to_owned();
-    let (is_admin, own) = snap.user(&user).map_or((false, false), |u| {
+    let (is_admin, own) = view.user(&user).map_or((false, false), |u| {
         (u.user.may("admin"), u.user.may("manage-own-keys"))
     });
     if !is_admin && !own {

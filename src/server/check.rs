@@ -11,15 +11,15 @@ use axum::response::{IntoResponse, Response};
 use crate::access_token;
 use crate::credential::{self, Checked};
 use crate::iprange::ClientAddr;
-use crate::registry::Snapshot;
+use crate::registry::Credentials;
 use crate::scope::Scope;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
-use crate::server::listen::Peer;
 use crate::server::metrics::{self, Check};
 use crate::server::observe::Caller;
+use crate::server::request::Peer;
 use crate::server::request::{self, printable};
-use crate::server::{SharedState, cors};
+use crate::server::{SharedState, View, cors};
 use crate::store::UsageRow;
 
 /// Methods that only read: anything else needs the `write` scope.
@@ -53,9 +53,9 @@ pub async fn forward_auth(
         required = required.max(Some(Scope::Write));
     }
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
-    let snap = state.snapshot()?;
-    let origin = cors::cross_site_origin(&state, &snap, &headers);
-    let caller = check_bearer(&state, &snap, &headers, addr, required, origin.as_deref())
+    let view = state.view()?;
+    let origin = cors::cross_site_origin(&state, &view, &headers);
+    let caller = check_bearer(&state, &view, &headers, addr, required, origin.as_deref())
         .await
         .inspect_err(|e| {
             let outcome = match e {
@@ -95,11 +95,11 @@ pub async fn forward_auth(
 }
 
 /// Checks the request's own bearer credential (an access token or a personal access token)
-/// against `snap`. A known personal access token that is refused is logged, with its reason;
+/// against `view`. A known personal access token that is refused is logged, with its reason;
 /// a good one is noted as used, at most once a minute.
 pub(super) async fn check_bearer(
     state: &SharedState,
-    snap: &Snapshot,
+    view: &View<'_>,
     headers: &HeaderMap,
     addr: ClientAddr,
     required: Option<Scope>,
@@ -112,10 +112,10 @@ pub(super) async fn check_bearer(
         });
     };
     let now = state.now();
-    match credential::check(&token, snap, now, Some(addr), required, origin) {
+    match credential::check(&token, view, now, Some(addr), required, origin) {
         Ok(checked) => {
             if let Checked::Pat(p) = &checked {
-                state.pat_used(snap, &p.id, now);
+                state.pat_used(p, now);
             }
             Ok(checked)
         }
@@ -152,12 +152,12 @@ pub async fn introspect(
     body: Body,
 ) -> Result<Response, ApiError> {
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
-    let snap = state.snapshot()?;
+    let view = state.view()?;
     // A page on another site may introspect only with a credential that lists its origin,
     // as at /auth: that some other key lists it only lets the browser show the answer.
     let origin = cross_site.and_then(|Extension(CrossSite(o))| o);
-    let caller = check_bearer(&state, &snap, &headers, addr, None, origin.as_deref()).await?;
-    if !snap
+    let caller = check_bearer(&state, &view, &headers, addr, None, origin.as_deref()).await?;
+    if !view
         .user(caller.user())
         .is_some_and(|u| u.user.may("introspect"))
     {
@@ -184,7 +184,7 @@ pub async fn introspect(
             ))
         })?)),
     };
-    let checked = credential::check(token, &snap, state.now(), client_ip, None, None);
+    let checked = credential::check(token, &view, state.now(), client_ip, None, None);
     match &checked {
         Ok(_) => state.metrics.valid(Check::Introspect),
         Err(invalid) => state
@@ -212,7 +212,7 @@ pub async fn introspect(
                 "username": p.user,
                 "scope": p.scope.granted(),
                 "iat": p.created,
-                "iss": snap.issuer,
+                "iss": view.settings().issuer,
                 "token_id": p.id,
                 "token_type": "personal_access_token",
             });
@@ -256,8 +256,8 @@ pub async fn revoke(
     let Some(token) = form.get("token") else {
         return Err(ApiError::invalid_request("Missing parameter: token"));
     };
-    let snap = state.snapshot()?;
-    match credential::check(token, &snap, state.now(), None, None, None) {
+    let view = state.view()?;
+    match credential::check(token, &view, state.now(), None, None, None) {
         Ok(Checked::Access(claims)) => {
             state.revoke_token(&claims.jti, claims.exp)?;
             tracing::info!(jti = %claims.jti, sub = %claims.sub, "access token revoked");

@@ -7,9 +7,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::origin;
-use crate::registry::Snapshot;
-use crate::server::SharedState;
+use crate::registry::Credentials;
 use crate::server::request::printable;
+use crate::server::{SharedState, View};
 
 /// How long browsers may keep a preflight answer.
 const MAX_AGE: &str = "600";
@@ -20,7 +20,7 @@ const MAX_AGE: &str = "600";
 /// no list.
 pub fn cross_site_origin(
     state: &SharedState,
-    snap: &Snapshot,
+    view: &View<'_>,
     headers: &HeaderMap,
 ) -> Option<String> {
     let value = headers.get(header::ORIGIN)?;
@@ -29,7 +29,8 @@ pub fn cross_site_origin(
     let public = &state.config.public_origins;
     let same_site = if public.is_empty() {
         // The issuer may carry a path: its origin is what a same-site page sends.
-        url::Url::parse(&snap.issuer).is_ok_and(|u| u.origin().ascii_serialization() == origin)
+        url::Url::parse(&view.settings().issuer)
+            .is_ok_and(|u| u.origin().ascii_serialization() == origin)
     } else {
         public.contains(&origin)
     };
@@ -47,13 +48,13 @@ pub async fn layer(State(state): State<SharedState>, mut req: Request, next: Nex
     if !req.headers().contains_key(header::ORIGIN) {
         return next.run(req).await;
     }
-    let Ok(snap) = state.snapshot() else {
+    let Ok(view) = state.view() else {
         return next.run(req).await;
     };
-    let origin = cross_site_origin(&state, &snap, req.headers());
+    let origin = cross_site_origin(&state, &view, req.headers());
     let allowed = origin
         .as_deref()
-        .filter(|o| snap.origin_known(o))
+        .filter(|o| view.origin_known(o))
         .and_then(|o| HeaderValue::from_str(o).ok());
     let mut resp = if req.method() == Method::OPTIONS {
         let mut resp = StatusCode::NO_CONTENT.into_response();

@@ -25,14 +25,7 @@ use tower::ServiceExt;
 
 use crate::server::error::ApiError;
 use crate::server::observe::Observer;
-
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
-    Tcp(SocketAddr),
-    /// A local process on the Unix socket: only a proxy the socket's mode lets in.
-    Unix,
-}
+use crate::server::request::Peer;
 
 /// What `serve --listen` names: `HOST:PORT` or `unix:/path/to.sock`.
 #[derive(Debug, Clone, PartialEq, Eq)]

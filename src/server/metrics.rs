@@ -204,6 +204,7 @@ const BATCH_BOUNDS: &[f64] = &[
 ];
 const MICROS: f64 = 1e-6;
 
+type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
 
 /// Every metric the server exports.
@@ -215,7 +216,10 @@ pub struct Metrics {
     valid: [Counter; 2],
     validations: Family<Labels2, Counter>,
     latency: Vec<Histogram>,
-    snapshot_reloads: Counter,
+    registry_loads: Counter,
+    feed_entries: Counter,
+    registry_entries: Family<Labels1, Gauge>,
+    registry_misses: Family<Labels1, Counter>,
     usage_batch: Histogram,
     usage_commit: Histogram,
     replay_set: Gauge,
@@ -283,11 +287,29 @@ impl Metrics {
             "Time from a request's head to its response, by route template",
             Latencies(latency.clone()),
         );
-        let snapshot_reloads = Counter::default();
+        let registry_loads = Counter::default();
         registry.register(
-            "snapshot_reloads",
-            "Times the in-memory snapshot of keys and users was reloaded after a store change",
-            snapshot_reloads.clone(),
+            "registry_loads",
+            "Times the in-memory registry was loaded whole: at start, after falling behind the change feed, or after store copy replaced the store",
+            registry_loads.clone(),
+        );
+        let feed_entries = Counter::default();
+        registry.register(
+            "feed_entries_applied",
+            "Change-feed entries applied to the in-memory registry",
+            feed_entries.clone(),
+        );
+        let registry_entries = Family::<Labels1, Gauge>::default();
+        registry.register(
+            "registry_entries",
+            "What the in-memory registry holds, by kind: users, live keys and personal access tokens, revoked token ids",
+            registry_entries.clone(),
+        );
+        let registry_misses = Family::<Labels1, Counter>::default();
+        registry.register(
+            "registry_misses",
+            "Keys and tokens a check asked for that the registry does not hold, by how they were answered: from the store (found, absent), from the cache of revoked and expired ones (cached), or not looked up because lookups were over their rate (limited)",
+            registry_misses.clone(),
         );
         let usage_batch = Histogram::new(BATCH_BOUNDS, 1.0);
         registry.register(
@@ -320,7 +342,10 @@ impl Metrics {
             valid,
             validations,
             latency,
-            snapshot_reloads,
+            registry_loads,
+            feed_entries,
+            registry_entries,
+            registry_misses,
             usage_batch,
             usage_commit,
             replay_set,
@@ -354,8 +379,35 @@ impl Metrics {
         self.latency[endpoint.index()].observe_duration(took);
     }
 
-    pub fn snapshot_reloaded(&self) {
-        self.snapshot_reloads.inc();
+    /// The registry was loaded whole.
+    pub fn registry_loaded(&self, registry: &crate::registry::Registry) {
+        self.registry_loads.inc();
+        self.registry_sized(registry);
+    }
+
+    pub fn registry_sized(&self, registry: &crate::registry::Registry) {
+        let (users, keys, pats, revoked) = registry.counts();
+        for (kind, n) in [
+            ("users", users),
+            ("keys", keys),
+            ("pats", pats),
+            ("revoked_tokens", revoked),
+        ] {
+            self.registry_entries
+                .get_or_create(&[("kind", kind)])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn feed_applied(&self, entries: usize) {
+        self.feed_entries.inc_by(entries as u64);
+    }
+
+    /// A key or token not in the registry: `outcome` is found, absent, cached or limited.
+    pub fn registry_miss(&self, outcome: &'static str) {
+        self.registry_misses
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 
     pub fn usage_committed(&self, rows: usize, took: Duration) {

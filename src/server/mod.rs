@@ -5,8 +5,10 @@ mod check;
 pub mod cors;
 pub mod error;
 pub mod listen;
+mod live;
 pub mod logwriter;
 pub mod metrics;
+mod misses;
 pub mod observe;
 pub mod request;
 pub mod tls;
@@ -15,10 +17,9 @@ mod usage;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 
@@ -30,12 +31,17 @@ use axum::routing::{get, post};
 use ipnet::IpNet;
 
 use crate::clock::Clock;
-use crate::registry::Snapshot;
+use crate::registry::{
+    Credentials, KeyEntry, PatEntry, Registry, Settings, StoreCredentials, UserEntry,
+};
 use crate::store::{ChangeProbe, Location, Store};
 use error::ApiError;
-pub use listen::{Extras, Limits, ListenAddr, Listener, Peer};
+pub use listen::{Extras, Limits, ListenAddr, Listener};
+use live::Live;
+pub use live::{MAX_STALENESS, POLL};
 use metrics::{Endpoint, Metrics, ROUTES};
 use observe::Observer;
+pub use request::Peer;
 pub use usage::UsageWriter;
 
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
@@ -60,61 +66,18 @@ pub struct Config {
     pub access_log: bool,
     /// Whether the main listener serves GET /metrics (false: a separate listener does).
     pub metrics_on_main: bool,
+    /// Change-feed entries older than this (seconds) are pruned; a server that falls
+    /// further behind loads everything again.
+    pub feed_retention: i64,
 }
 
 struct Reader {
     store: Store,
     data_version: i64,
     probe: Option<ChangeProbe>,
-    /// The store's WAL-index header, read just before the last check that found the shared
-    /// snapshot current: while it is unchanged, nothing was committed since.
+    /// The store's WAL-index header, read just before the last check that found the
+    /// registry current: while it is unchanged, nothing was committed since.
     seen: Option<[u8; 48]>,
-}
-
-/// On PostgreSQL, a replica serves from a snapshot at most this old: a refresher thread
-/// confirms it (LISTEN/NOTIFY, and a generation poll every [`POLL`]); when it cannot (the
-/// database or the connection is gone), checks fail closed with 503 once this much time has
-/// passed since the last confirmation.
-pub const MAX_STALENESS: Duration = Duration::from_secs(1);
-/// How often the refresher reads the generation when no notification came.
-pub const POLL: Duration = Duration::from_millis(50);
-
-/// The snapshot every handler reads, and (PostgreSQL) when it was last known current.
-struct Live {
-    snapshot: RwLock<Arc<Snapshot>>,
-    /// Milliseconds since `base` at which a generation read that started then found the
-    /// snapshot current; only moves forward.
-    confirmed: AtomicU64,
-    base: Instant,
-}
-
-impl Live {
-    fn current(&self) -> Arc<Snapshot> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Installs `fresh` unless a newer one is there already; returns the newest.
-    fn install(&self, fresh: Snapshot) -> Arc<Snapshot> {
-        let mut shared = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
-        // Two connections may reload at once: never replace a newer snapshot with an older.
-        if fresh.generation >= shared.generation {
-            *shared = Arc::new(fresh);
-        }
-        shared.clone()
-    }
-
-    fn confirm(&self, started: Instant) {
-        let ms = started.duration_since(self.base).as_millis() as u64;
-        self.confirmed.fetch_max(ms, Ordering::Relaxed);
-    }
-
-    fn age(&self) -> Duration {
-        let now = self.base.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.confirmed.load(Ordering::Relaxed)))
-    }
 }
 
 /// Everything the handlers share.
@@ -123,7 +86,8 @@ pub struct AppState {
     clock: Clock,
     /// One per worker thread or so: on SQLite every check asks the store whether it
     /// changed, and one shared connection made the workers queue behind each other for it.
-    /// On PostgreSQL only one, for the writes /revoke makes: checks never touch the database.
+    /// On PostgreSQL only one, for the writes /revoke makes and the lookups of keys and
+    /// tokens the registry does not hold.
     readers: Vec<Mutex<Reader>>,
     postgres: bool,
     live: Arc<Live>,
@@ -131,6 +95,8 @@ pub struct AppState {
     /// Replay key -> grant expiry: a fast first check for replays; the store's `used_grants`
     /// decides, across processes.
     replay: Mutex<HashMap<[u8; 16], i64>>,
+    /// Revoked and expired keys and tokens a check asked for, as the store said.
+    misses: misses::Misses,
     /// The admin API's store connection, when it is on.
     admin: Option<admin::AdminApi>,
     pub metrics: Arc<Metrics>,
@@ -141,8 +107,8 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    /// Opens the server's connections to the store and starts the usage writer (and, on
-    /// PostgreSQL, the snapshot refresher).
+    /// Opens the server's connections to the store, loads the registry, and starts the
+    /// usage writer and the follower that keeps the registry current.
     pub fn open(
         location: &Location,
         config: Config,
@@ -151,9 +117,21 @@ impl AppState {
         let postgres = location.is_postgres();
         let store = Store::connect(location)?;
         let now = clock.now();
-        let base = Instant::now();
-        let snapshot = Snapshot::load(&store, now, None)?;
-        let loaded = snapshot.generation;
+        let started = Instant::now();
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::load(&store, now).context("loading the registry")?;
+        let (users, keys, pats, revoked) = registry.counts();
+        tracing::info!(
+            generation = registry.seq(),
+            users,
+            keys,
+            pats,
+            revoked_tokens = revoked,
+            took_ms = started.elapsed().as_millis() as u64,
+            "registry loaded"
+        );
+        let live = Arc::new(Live::new(registry, metrics.clone()));
+        live.confirm(started);
         let replay: HashMap<[u8; 16], i64> = store
             .live_used_grants(now)?
             .into_iter()
@@ -173,7 +151,7 @@ impl AppState {
             };
             // What these connections change: tokens revoked by whoever holds them.
             store.set_actor("token holder (POST /revoke)", clock);
-            // Unknown yet: the first check on each compares generations.
+            // Unknown yet: the first check on each compares feed positions.
             readers.push(Mutex::new(Reader {
                 probe: store.path().and_then(ChangeProbe::open),
                 store,
@@ -181,21 +159,15 @@ impl AppState {
                 seen: None,
             }));
         }
-        let metrics = Arc::new(Metrics::new());
-        let live = Arc::new(Live {
-            snapshot: RwLock::new(Arc::new(snapshot)),
-            confirmed: AtomicU64::new(0),
-            base,
-        });
-        if postgres {
-            tracing::info!(generation = loaded, "snapshot loaded");
-            let refresher = Store::connect(location)?;
-            refresher.listen()?;
+        let follower = Store::connect(location)?;
+        follower.listen()?;
+        {
             let live = live.clone();
+            let retention = config.feed_retention;
             std::thread::Builder::new()
-                .name("snapshot-refresher".into())
-                .spawn(move || refresh(refresher, live, clock))
-                .context("starting the snapshot refresher")?;
+                .name("feed-follower".into())
+                .spawn(move || live::follow(follower, live, clock, retention))
+                .context("starting the change-feed follower")?;
         }
         let (usage, writer) = UsageWriter::start(
             Store::connect(location)?,
@@ -220,6 +192,7 @@ impl AppState {
             live,
             usage,
             replay: Mutex::new(replay),
+            misses: misses::Misses::default(),
             admin,
             metrics,
             path: match location {
@@ -246,83 +219,68 @@ impl AppState {
         self.readers[0].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The current snapshot, reloaded first when the CLI (or anyone) changed the store. On
-    /// PostgreSQL the refresher keeps it current, and a snapshot older than
-    /// [`MAX_STALENESS`] is refused (503) rather than trusted.
-    pub fn snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
-        self.load_snapshot()
-            .inspect_err(|_| self.metrics.store_error())
+    /// What checks read, current: on SQLite, a store that moved on since this connection
+    /// last looked is caught up with first (O(the changes)); on PostgreSQL the follower keeps
+    /// it current, and a registry not confirmed for [`MAX_STALENESS`] is refused (503) rather
+    /// than trusted.
+    pub fn view(&self) -> Result<View<'_>, ApiError> {
+        self.catch_up()
+            .inspect_err(|_| self.metrics.store_error())?;
+        Ok(View { state: self })
     }
 
-    fn load_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+    fn catch_up(&self) -> Result<(), ApiError> {
         if self.postgres {
             let age = self.live.age();
             if age > MAX_STALENESS {
                 return Err(ApiError::Unavailable(format!(
-                    "the snapshot was last confirmed {} ms ago (limit {} ms): PostgreSQL or the notification connection is gone",
+                    "the registry was last confirmed current {} ms ago (limit {} ms): PostgreSQL or the notification connection is gone",
                     age.as_millis(),
                     MAX_STALENESS.as_millis()
                 )));
             }
-            return Ok(self.live.current());
+            return Ok(());
         }
         let mut reader = self.reader();
         // Read before asking SQLite, so that a commit after this read changes it again.
         let header = reader.probe.as_ref().and_then(ChangeProbe::header);
         if header.is_some() && header == reader.seen {
-            return Ok(self.live.current());
+            return Ok(());
         }
         let dv = reader.store.data_version()?;
-        if dv == reader.data_version {
-            // Nothing committed since this connection last looked, and the shared snapshot
-            // was current then and only moves forward.
-            reader.seen = header;
-            return Ok(self.live.current());
+        if dv != reader.data_version && reader.store.feed_head()? > self.live.read().seq() {
+            self.live.catch_up(&reader.store, self.now())?;
         }
-        let seen = self.live.current();
-        if reader.store.generation()? == seen.generation {
-            reader.data_version = dv;
-            reader.seen = header;
-            return Ok(seen);
-        }
-        let fresh = Snapshot::load(&reader.store, self.now(), Some(&seen))?;
-        self.metrics.snapshot_reloaded();
-        tracing::debug!(
-            generation = fresh.generation,
-            "store changed; cache reloaded"
-        );
-        let newest = self.live.install(fresh);
-        // Only now: a failed reload is retried on the next request.
+        // Only now: a failed catch-up is retried on the next request.
         reader.data_version = dv;
         reader.seen = header;
-        Ok(newest)
+        Ok(())
     }
 
-    /// Runs a write on the reader connection; on PostgreSQL off the async workers (the
-    /// driver blocks), and then reloads the snapshot, so that this replica's next check
-    /// sees its own write without waiting for the notification.
+    /// Runs a write on a reader connection (on PostgreSQL off the async workers: the driver
+    /// blocks), then applies it to the registry, so that this server's next check sees it
+    /// without waiting for the follower.
     fn write(
         &self,
         f: impl FnOnce(&mut Store) -> crate::store::Result<()>,
     ) -> Result<(), ApiError> {
-        let run = || -> Result<(), ApiError> {
-            let mut reader = self.reader();
+        self.with_reader(|reader| {
+            let started = Instant::now();
             f(&mut reader.store)?;
+            self.live.catch_up(&reader.store, self.now())?;
             if self.postgres {
-                let started = Instant::now();
-                let fresh = Snapshot::load(&reader.store, self.now(), Some(&self.live.current()))?;
-                self.live.install(fresh);
                 self.live.confirm(started);
             }
-            // `PRAGMA data_version` does not move for a connection's own commits: without
-            // this, the change would go unseen until some other connection wrote.
-            reader.data_version = i64::MIN;
             Ok(())
-        };
+        })
+    }
+
+    /// Runs `f` on a free reader connection; on PostgreSQL off the async workers.
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Reader) -> T) -> T {
         if self.postgres {
-            tokio::task::block_in_place(run)
+            tokio::task::block_in_place(|| f(&mut self.reader()))
         } else {
-            run()
+            f(&mut self.reader())
         }
     }
 
@@ -357,7 +315,7 @@ impl AppState {
     /// Whether the store's file is there and readable now (GET /readyz).
     /// For /readyz: a SQLite store opens and reads afresh (connections already open answer
     /// from their page cache, and would miss a store that has gone). On PostgreSQL the
-    /// refresher reads the database every [`POLL`] anyway: the snapshot's age tells.
+    /// follower reads the database every [`POLL`] anyway: the registry's age tells.
     fn store_reachable(&self) -> Result<(), ApiError> {
         if let Some(path) = &self.path {
             Store::check_readable(path).inspect_err(|_| self.metrics.store_error())?;
@@ -366,9 +324,14 @@ impl AppState {
     }
 
     /// Notes that a personal access token was used: sent to the store at most once a minute.
-    fn pat_used(&self, snap: &Snapshot, id: &str, now: i64) {
-        if snap.pat_by_id(id).is_some_and(|e| e.claim_touch(now)) {
-            self.usage.touch(id.to_owned(), now);
+    fn pat_used(&self, pat: &crate::pat::PatUse, now: i64) {
+        if self
+            .live
+            .read()
+            .pat(&pat.hash)
+            .is_some_and(|e| e.claim_touch(now))
+        {
+            self.usage.touch(pat.id.clone(), now);
         }
     }
 
@@ -518,12 +481,12 @@ async fn not_found(uri: Uri) -> ApiError {
 /// depend on the database (that is `/readyz`'s question).
 async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError> {
     if !state.postgres {
-        state.snapshot()?;
+        state.view()?;
     }
     Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
 }
 
-/// Ready to serve: the store answers and the snapshot is current. 503 otherwise, so that a
+/// Ready to serve: the store answers and the registry is current. 503 otherwise, so that a
 /// load balancer sends traffic elsewhere.
 async fn readyz(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let unavailable = |e: ApiError| {
@@ -539,7 +502,7 @@ async fn readyz(State(state): State<SharedState>) -> Result<Response, ApiError> 
         )
     };
     state.store_reachable().map_err(unavailable)?;
-    state.snapshot().map_err(unavailable)?;
+    state.view().map_err(unavailable)?;
     let mut resp = axum::Json(serde_json::json!({ "status": "ready" })).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -561,7 +524,7 @@ async fn metrics(State(state): State<SharedState>) -> Response {
 /// The OpenAPI document (docs/openapi.json), with this server's issuer as its server.
 async fn openapi(State(state): State<SharedState>) -> Result<Response, ApiError> {
     static DOC: &str = include_str!("../../docs/openapi.json");
-    let snap = state.snapshot()?;
+    let snap = state.view()?.settings();
     let mut doc: serde_json::Value = serde_json::from_str(DOC)
         .map_err(|e| ApiError::Internal(format!("docs/openapi.json: {e}")))?;
     let base = snap
@@ -578,7 +541,7 @@ async fn metadata(
     State(state): State<SharedState>,
     suffix: Option<axum::extract::Path<String>>,
 ) -> Result<Response, ApiError> {
-    let snap = state.snapshot()?;
+    let snap = state.view()?.settings();
     if let Some(axum::extract::Path(suffix)) = suffix {
         let issuer_path = url::Url::parse(&snap.issuer)
             .map(|u| u.path().trim_matches('/').to_owned())
@@ -622,46 +585,108 @@ async fn metadata(
     Ok(axum::Json(doc).into_response())
 }
 
-/// The PostgreSQL refresher: waits for a change notification (or [`POLL`]), reads the
-/// generation, reloads the snapshot when it moved, and marks the snapshot confirmed as of
-/// the moment the read began. Errors (the database gone) leave it unconfirmed, so checks
-/// fail closed after [`MAX_STALENESS`]; the store reconnects on the next round by itself.
-/// Ends when the server's state is gone.
-fn refresh(store: Store, live: Arc<Live>, clock: Clock) {
-    let mut failing = false;
-    while Arc::strong_count(&live) > 1 {
-        let started = Instant::now();
-        let round = || -> anyhow::Result<()> {
-            let current = live.current();
-            if store.generation()? != current.generation {
-                let fresh = Snapshot::load(&store, clock.now(), Some(&current))?;
-                // Info: on PostgreSQL this is the moment admin changes reach this replica.
-                tracing::info!(
-                    generation = fresh.generation,
-                    "store changed; snapshot reloaded"
-                );
-                live.install(fresh);
-            }
-            Ok(())
-        };
-        match round() {
-            Ok(()) => {
-                live.confirm(started);
-                if std::mem::take(&mut failing) {
-                    tracing::info!("store reachable again; snapshot current");
-                }
-            }
-            Err(e) => {
-                if !std::mem::replace(&mut failing, true) {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot refresh the snapshot; checks fail closed after {} ms", MAX_STALENESS.as_millis());
-                }
-                std::thread::sleep(POLL);
-                continue;
-            }
+/// The registry as checks read it, current as of [`AppState::view`]: keys and tokens it does
+/// not hold (revoked, long expired, or too new to have reached it) are asked of the store, at
+/// a bounded rate, and the revoked and expired ones remembered.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    state: &'a AppState,
+}
+
+impl View<'_> {
+    /// Whether some live key or token lists this (normalised) origin.
+    pub fn origin_known(&self, origin: &str) -> bool {
+        self.state.live.read().origin_known(origin)
+    }
+
+    /// A key or token the registry lacks, from the cache or the store.
+    fn missed<T: Clone>(
+        &self,
+        miss: misses::Miss,
+        cached: impl FnOnce(&misses::Dead) -> Option<T>,
+        look_up: impl FnOnce(&StoreCredentials) -> Option<T>,
+        dead: impl FnOnce(&T, i64) -> bool,
+        into: impl FnOnce(T) -> misses::Dead,
+    ) -> Option<T> {
+        let state = self.state;
+        let misses = &state.misses;
+        if let Some(found) = misses.cached(&miss).as_ref().and_then(cached) {
+            state.metrics.registry_miss("cached");
+            return Some(found);
         }
-        if let Err(e) = store.wait_for_change(POLL) {
-            tracing::debug!(error = %e, "change notifications interrupted");
-            std::thread::sleep(POLL);
+        if !misses.may_look_up() {
+            state.metrics.registry_miss("limited");
+            return None;
         }
+        let now = state.now();
+        let found = state.with_reader(|r| {
+            look_up(&StoreCredentials {
+                store: &r.store,
+                now,
+            })
+        });
+        state
+            .metrics
+            .registry_miss(if found.is_some() { "found" } else { "absent" });
+        if let Some(f) = &found
+            && dead(f, now)
+        {
+            misses.remember(miss, into(f.clone()));
+        }
+        found
+    }
+}
+
+impl Credentials for View<'_> {
+    fn settings(&self) -> Arc<Settings> {
+        self.state.live.read().settings()
+    }
+
+    fn user(&self, name: &str) -> Option<Arc<UserEntry>> {
+        self.state.live.read().user(name)
+    }
+
+    fn key(&self, key_id: &str) -> Option<Arc<KeyEntry>> {
+        if let Some(k) = self.state.live.read().key(key_id) {
+            return Some(k);
+        }
+        self.missed(
+            misses::Miss::Key(key_id.to_owned()),
+            misses::Dead::key,
+            |s| s.key(key_id),
+            |k, now| misses::key_is_dead(k, now),
+            misses::Dead::Key,
+        )
+    }
+
+    fn key_by_client(&self, client: &str) -> Option<Arc<KeyEntry>> {
+        if let Some(k) = self.state.live.read().key_by_client(client) {
+            return Some(k);
+        }
+        self.missed(
+            misses::Miss::Client(client.to_owned()),
+            misses::Dead::key,
+            |s| s.key_by_client(client),
+            |k, now| misses::key_is_dead(k, now),
+            misses::Dead::Key,
+        )
+    }
+
+    fn pat(&self, hash: &[u8; 32]) -> Option<Arc<PatEntry>> {
+        if let Some(p) = self.state.live.read().pat(hash) {
+            return Some(p);
+        }
+        let epoch_of = |user: &str| self.state.live.read().user(user).map(|u| u.epoch);
+        self.missed(
+            misses::Miss::Pat(*hash),
+            misses::Dead::pat,
+            |s| s.pat(hash),
+            |p, now| misses::pat_is_dead(p, epoch_of(&p.pat.user), now),
+            misses::Dead::Pat,
+        )
+    }
+
+    fn token_revoked(&self, jti: &str) -> bool {
+        self.state.live.read().token_revoked(jti)
     }
 }

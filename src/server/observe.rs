@@ -8,9 +8,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, Response};
 use ipnet::IpNet;
 
 use crate::iprange::ClientAddr;
-use crate::server::listen::Peer;
 use crate::server::metrics::{Endpoint, Metrics};
-use crate::server::request;
+use crate::server::request::{self, Peer};
 
 pub const REQUEST_ID: &str = "x-request-id";
 /// Longest request id taken from a caller; longer ones are replaced.

@@ -2,7 +2,7 @@
 //! headers and cookies, and strict form bodies.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -13,7 +13,14 @@ use ipnet::IpNet;
 use crate::iprange::ClientAddr;
 use crate::server::BODY_LIMIT;
 use crate::server::error::ApiError;
-use crate::server::listen::Peer;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    /// A local process on the Unix socket: only a proxy the socket's mode lets in.
+    Unix,
+}
 
 /// The client address: the socket peer, or, when the peer is a trusted proxy (or on the Unix
 /// socket), the rightmost `X-Forwarded-For` hop that is not itself a trusted proxy. Hops may

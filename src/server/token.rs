@@ -9,12 +9,13 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::access_token;
 use crate::grant::{self, Accepted, Refusal};
+use crate::registry::Credentials;
 use crate::server::SharedState;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
-use crate::server::listen::Peer;
 use crate::server::metrics;
 use crate::server::observe::Caller;
+use crate::server::request::Peer;
 use crate::server::request::{self, printable};
 use crate::store::{GrantUse, UsageRow, replay_reason};
 
@@ -78,7 +79,7 @@ async fn exchange(
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
     let user_agent = request::user_agent(&headers);
     let now = state.now();
-    let snap = state.snapshot()?;
+    let view = state.view()?;
     let row = UsageRow {
         time: now,
         address: addr.to_string(),
@@ -87,7 +88,7 @@ async fn exchange(
     };
 
     let accepted =
-        match grant::validate(assertion, form.get("scope").map(String::as_str), &snap, now) {
+        match grant::validate(assertion, form.get("scope").map(String::as_str), &view, now) {
             Ok(a) => a,
             Err(r) => return Err(refuse(state, who, &row, r).await),
         };
@@ -106,9 +107,8 @@ async fn exchange(
             basic,
         });
     }
-    let key = snap
+    let key = view
         .key(&accepted.key_id)
-        .map(|k| &k.key)
         .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
     // A page on another site may exchange grants only for keys that list its origin.
     if let Some(Extension(CrossSite(Some(origin)))) = &cross_site
@@ -146,8 +146,17 @@ async fn exchange(
         Some(e) => state.config.token_lifetime.min(e - now),
         None => state.config.token_lifetime,
     };
-    let (token, claims) =
-        access_token::issue(&accepted, &snap, lifetime, now, &mut rand::thread_rng())?;
+    let subject = view
+        .user(&accepted.subject)
+        .ok_or_else(|| ApiError::Internal(format!("user '{}' vanished", accepted.subject)))?;
+    let (token, claims) = access_token::issue(
+        accepted.token_grant(),
+        &subject,
+        &view.settings().issuer,
+        lifetime,
+        now,
+        &mut rand::thread_rng(),
+    )?;
     // The store has the last word on replays: another process on it may have taken this
     // grant since our own check.
     let fresh = state

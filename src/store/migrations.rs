@@ -145,12 +145,79 @@ pub const MIGRATIONS: &[&str] = &[
         '0000000000000000000000000000000000000000000000000000000000000000', 0,
         '0000000000000000000000000000000000000000000000000000000000000000');
     "#,
+    // 6: the change feed (store/feed.rs) replaces the generation counter: a server applies
+    // each change as itself instead of reloading everything. Triggers write a row per
+    // changed row a check depends on, unless a bulk write quiets them (`feed_state.quiet`,
+    // only ever set inside `store copy`'s transaction). Rotating a secret names the user's
+    // live tokens too, which it ends. Indexes for what servers sweep (expired keys and
+    // tokens) and what `/revoke` prunes (revoked ids past their expiry).
+    r#"
+    DROP TRIGGER users_i; DROP TRIGGER users_u; DROP TRIGGER users_d;
+    DROP TRIGGER secrets_i; DROP TRIGGER secrets_u; DROP TRIGGER secrets_d;
+    DROP TRIGGER keys_i; DROP TRIGGER keys_u; DROP TRIGGER keys_d;
+    DROP TRIGGER revoked_i; DROP TRIGGER settings_i; DROP TRIGGER settings_u;
+    DROP TRIGGER pats_i; DROP TRIGGER pats_u; DROP TRIGGER pats_d;
+    DROP TABLE generation;
+    CREATE TABLE changes (
+        seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+        time   INTEGER NOT NULL DEFAULT (unixepoch()),
+        entity TEXT NOT NULL,
+        id     TEXT NOT NULL
+    );
+    CREATE INDEX changes_time ON changes(time);
+    CREATE TABLE feed_state (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        pruned INTEGER NOT NULL,
+        quiet  INTEGER NOT NULL
+    );
+    INSERT INTO feed_state VALUES (1, 0, 0);
+    CREATE TRIGGER users_feed_i AFTER INSERT ON users WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('user', NEW.name); END;
+    CREATE TRIGGER users_feed_u AFTER UPDATE ON users WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('user', NEW.name); END;
+    CREATE TRIGGER users_feed_d AFTER DELETE ON users WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('user', OLD.name); END;
+    CREATE TRIGGER secrets_feed_i AFTER INSERT ON secrets WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('user', NEW.user_name); END;
+    CREATE TRIGGER secrets_feed_u AFTER UPDATE ON secrets WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN
+            INSERT INTO changes(entity, id) VALUES ('user', NEW.user_name);
+            INSERT INTO changes(entity, id) SELECT 'pat', id FROM pats
+                WHERE user_name = NEW.user_name AND revoked IS NULL AND NEW.epoch <> OLD.epoch;
+        END;
+    CREATE TRIGGER secrets_feed_d AFTER DELETE ON secrets WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('user', OLD.user_name); END;
+    CREATE TRIGGER keys_feed_i AFTER INSERT ON keys WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('key', NEW.key_id); END;
+    CREATE TRIGGER keys_feed_u AFTER UPDATE ON keys WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('key', NEW.key_id); END;
+    CREATE TRIGGER keys_feed_d AFTER DELETE ON keys WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('key', OLD.key_id); END;
+    CREATE TRIGGER pats_feed_i AFTER INSERT ON pats WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('pat', NEW.id); END;
+    CREATE TRIGGER pats_feed_u
+        AFTER UPDATE OF user_name, hash, scope, ip_ranges, origins, expires, revoked, secret_epoch
+        ON pats WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('pat', NEW.id); END;
+    CREATE TRIGGER pats_feed_d AFTER DELETE ON pats WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('pat', OLD.id); END;
+    CREATE TRIGGER revoked_feed_i AFTER INSERT ON revoked_tokens WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('jti', NEW.jti); END;
+    CREATE TRIGGER settings_feed_i AFTER INSERT ON settings WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('setting', NEW.name); END;
+    CREATE TRIGGER settings_feed_u AFTER UPDATE ON settings WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('setting', NEW.name); END;
+    CREATE TRIGGER settings_feed_d AFTER DELETE ON settings WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('setting', OLD.name); END;
+    CREATE INDEX revoked_tokens_exp ON revoked_tokens(exp);
+    CREATE INDEX keys_expires ON keys(expires);
+    CREATE INDEX pats_expires ON pats(expires);
+    "#,
 ];
 
 /// The same history for PostgreSQL, step for step (so that a schema version means the same
 /// on both): `BIGINT` for times and booleans (row mapping is shared), `BYTEA` for bytes.
-/// Row triggers bump the generation and notify [`super::postgres::CHANNEL`], which every
-/// `serve` replica listens on.
+/// Feed triggers notify the channel every `serve` replica listens on (`postgres::CHANNEL`).
 pub const PG_MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     r#"
@@ -287,5 +354,79 @@ pub const PG_MIGRATIONS: &[&str] = &[
     INSERT INTO audit_state VALUES (1, 0,
         '0000000000000000000000000000000000000000000000000000000000000000', 0,
         '0000000000000000000000000000000000000000000000000000000000000000');
+    "#,
+    // 6: the change feed (see MIGRATIONS[5]). Each feed row is written under the admin
+    // advisory lock (see store/feed.rs), and notifies the replicas. The "C" indexes serve
+    // id-prefix lookups whatever the database's collation.
+    r#"
+    DROP TRIGGER users_c ON users;
+    DROP TRIGGER secrets_c ON secrets;
+    DROP TRIGGER keys_c ON keys;
+    DROP TRIGGER revoked_i ON revoked_tokens;
+    DROP TRIGGER settings_c ON settings;
+    DROP TRIGGER pats_i ON pats;
+    DROP TRIGGER pats_u ON pats;
+    DROP FUNCTION tokenauth_changed();
+    DROP TABLE generation;
+    CREATE TABLE changes (
+        seq    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time   BIGINT NOT NULL DEFAULT CAST(extract(epoch FROM now()) AS BIGINT),
+        entity TEXT NOT NULL,
+        id     TEXT NOT NULL
+    );
+    CREATE INDEX changes_time ON changes(time);
+    CREATE TABLE feed_state (
+        id     BIGINT PRIMARY KEY CHECK (id = 1),
+        pruned BIGINT NOT NULL,
+        quiet  BIGINT NOT NULL
+    );
+    INSERT INTO feed_state VALUES (1, 0, 0);
+    -- Arguments: the entity, and the column naming the row.
+    CREATE FUNCTION tokenauth_feed() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        changed JSONB;
+    BEGIN
+        IF (SELECT quiet FROM feed_state) <> 0 THEN
+            RETURN NULL;
+        END IF;
+        PERFORM pg_advisory_xact_lock(8389754676633777524);
+        IF TG_OP = 'DELETE' THEN changed := to_jsonb(OLD); ELSE changed := to_jsonb(NEW); END IF;
+        INSERT INTO changes(entity, id) VALUES (TG_ARGV[0], changed ->> TG_ARGV[1]);
+        PERFORM pg_notify('tokenauth_changes', '');
+        RETURN NULL;
+    END $$;
+    -- A rotation ends the user's live tokens: name them too.
+    CREATE FUNCTION tokenauth_feed_rotation() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF (SELECT quiet FROM feed_state) <> 0 THEN
+            RETURN NULL;
+        END IF;
+        PERFORM pg_advisory_xact_lock(8389754676633777524);
+        INSERT INTO changes(entity, id)
+            SELECT 'pat', p.id FROM pats p WHERE p.user_name = NEW.user_name AND p.revoked IS NULL;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER users_feed AFTER INSERT OR UPDATE OR DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('user', 'name');
+    CREATE TRIGGER secrets_feed AFTER INSERT OR UPDATE OR DELETE ON secrets
+        FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('user', 'user_name');
+    CREATE TRIGGER secrets_rotation AFTER UPDATE OF epoch ON secrets
+        FOR EACH ROW WHEN (NEW.epoch <> OLD.epoch) EXECUTE FUNCTION tokenauth_feed_rotation();
+    CREATE TRIGGER keys_feed AFTER INSERT OR UPDATE OR DELETE ON keys
+        FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('key', 'key_id');
+    CREATE TRIGGER pats_feed AFTER INSERT OR DELETE ON pats
+        FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('pat', 'id');
+    CREATE TRIGGER pats_feed_u
+        AFTER UPDATE OF user_name, hash, scope, ip_ranges, origins, expires, revoked, secret_epoch
+        ON pats FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('pat', 'id');
+    CREATE TRIGGER revoked_feed AFTER INSERT ON revoked_tokens
+        FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('jti', 'jti');
+    CREATE TRIGGER settings_feed AFTER INSERT OR UPDATE OR DELETE ON settings
+        FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('setting', 'name');
+    CREATE INDEX revoked_tokens_exp ON revoked_tokens(exp);
+    CREATE INDEX keys_expires ON keys(expires);
+    CREATE INDEX pats_expires ON pats(expires);
+    CREATE INDEX keys_key_id_c ON keys (key_id COLLATE "C");
+    CREATE INDEX pats_id_c ON pats (id COLLATE "C");
     "#,
 ];

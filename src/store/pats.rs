@@ -117,8 +117,7 @@ impl Store {
                 .set("ip_ranges", ranges.as_str())
                 .set("origins", pat.origins.join(" "))
                 .set("expires", pat.expires);
-            self.record(
-"token.create", &pat.id, changes)
+            self.record("token.create", &pat.id, changes)
         })
     }
 
@@ -136,13 +135,9 @@ impl Store {
 
     /// Finds a token by its id or a unique prefix of at least 4 characters.
     pub fn pat(&self, id: &str) -> Result<Pat> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM pats p
-             WHERE p.id = ?1 OR (length(?1) >= 4 AND substr(p.id, 1, length(?1)) = ?1)
-             ORDER BY p.id = ?1 DESC LIMIT 2"
-        );
+        let select = format!("SELECT {COLUMNS} FROM pats p");
         let found = self
-            .rows(&sql, &params![id])?
+            .by_id_or_prefix(&select, "p.id", id)?
             .iter()
             .map(from_row)
             .collect::<Result<Vec<Pat>>>()?;
@@ -227,5 +222,53 @@ impl Store {
             self.pat(id)?;
         }
         Ok(n > 0)
+    }
+
+    /// Tokens neither revoked, nor ended by a rotation, nor expired by `cutoff`, one at a
+    /// time (a server's start).
+    pub fn each_live_pat(&self, cutoff: i64, mut f: impl FnMut(Pat)) -> Result<()> {
+        self.each(
+            &format!(
+                "SELECT {COLUMNS} FROM pats p JOIN secrets s ON s.user_name = p.user_name
+                 WHERE p.revoked IS NULL AND (p.expires IS NULL OR p.expires > ?1)
+                   AND p.secret_epoch = s.epoch"
+            ),
+            &params![cutoff],
+            |r| {
+                f(from_row(&r)?);
+                Ok(())
+            },
+        )
+    }
+
+    /// The token with this SHA-256 hash, revoked or not.
+    pub fn pat_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Pat>> {
+        self.row(
+            &format!("SELECT {COLUMNS} FROM pats p WHERE p.hash = ?1"),
+            &params![hash],
+        )?
+        .map(|r| from_row(&r))
+        .transpose()
+    }
+
+    /// The tokens the change feed names between two positions, as they are now.
+    pub(super) fn changed_pats(&self, after: i64, upto: i64) -> Result<Vec<Pat>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM pats p WHERE p.id IN ({})",
+            super::CHANGED.replace("{entity}", "pat")
+        );
+        self.rows(&sql, &params![after, upto])?
+            .iter()
+            .map(from_row)
+            .collect()
+    }
+
+    /// Hashes of unrevoked tokens that expired after `from` and by `to` (on the expiry
+    /// index).
+    pub fn pats_expired_between(&self, from: i64, to: i64) -> Result<Vec<[u8; 32]>> {
+        self.column(
+            "SELECT hash FROM pats WHERE expires > ?1 AND expires <= ?2 AND revoked IS NULL",
+            &params![from, to],
+        )
     }
 }

@@ -583,10 +583,38 @@ impl Db {
         })
     }
 
+    /// Streams the rows to `f` as they arrive, without holding them all.
+    pub fn each(
+        &self,
+        sql: &str,
+        params: &[Param],
+        mut f: impl FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
+        self.with(|c, db| {
+            let stmt = db.statement(c, sql)?;
+            let refs = params.iter().map(|p| p as &(dyn ToSql + Sync));
+            let mut rows = c.query_raw(&stmt, refs).map_err(|e| db.err(e))?;
+            while let Some(r) = rows.next().map_err(|e| db.err(e))? {
+                let cells = (0..r.len())
+                    .map(|i| r.try_get::<_, Cell>(i).map_err(|e| db.err(e)))
+                    .collect::<Result<Vec<Cell>>>()?;
+                f(Row(cells))?;
+            }
+            Ok(())
+        })
+    }
+
     /// Starts a transaction; `admin` ones queue on one advisory lock (the usage writer's do
     /// not: replicas append rows side by side, and the used-grants key decides replays).
     pub fn begin(&self, admin: bool) -> Result<()> {
         self.batch(if admin { BEGIN_ADMIN } else { "BEGIN" })?;
+        self.in_tx.set(true);
+        Ok(())
+    }
+
+    /// A read transaction: every read in it sees one snapshot.
+    pub fn begin_read(&self) -> Result<()> {
+        self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
         self.in_tx.set(true);
         Ok(())
     }

@@ -66,7 +66,7 @@ mod tests {
         let probe = ChangeProbe::open(&db).expect("a WAL store has a -shm file");
         let before = probe.header().unwrap();
         reader.data_version().unwrap();
-        reader.generation().unwrap();
+        reader.feed_head().unwrap();
         assert_eq!(probe.header(), Some(before), "reads leave the header alone");
         let secret = crate::secret::Secret::generate(&mut rand::thread_rng());
         writer.add_user("a", &secret, 1).unwrap();

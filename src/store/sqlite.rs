@@ -176,6 +176,12 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
+    /// A read transaction: its reads see one snapshot of the store; no lock is held
+    /// against writers (WAL).
+    pub fn begin_read(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))
+    }
+
     pub fn commit(&self) -> Result<()> {
         self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))
     }
@@ -210,6 +216,27 @@ impl Db {
             Ok(out)
         };
         run().map_err(|e| self.err(e))
+    }
+
+    pub fn each(
+        &self,
+        sql: &str,
+        params: &[Param],
+        mut f: impl FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let width = stmt.column_count();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let cells = (0..width)
+                .map(|i| r.get_ref(i).map(cell))
+                .collect::<rusqlite::Result<Vec<Cell>>>()
+                .map_err(|e| self.err(e))?;
+            f(Row(cells))?;
+        }
+        Ok(())
     }
 
     /// Changes whenever any other connection commits (cheap; no table read).

@@ -10,19 +10,19 @@ use std::sync::{Arc, Mutex};
 use assert_cmd::Command;
 pub use tokenauth::store::postgres::ScratchDatabase;
 
-/// The store's generation, read from PostgreSQL.
+/// The store's change-feed head (the newest change), read from PostgreSQL.
 pub fn pg_generation(url: &str) -> i64 {
     let mut client = tokenauth::store::PgUrl::parse(url)
         .unwrap()
         .connect()
         .unwrap();
     client
-        .query_one("SELECT value FROM generation", &[])
+        .query_one("SELECT coalesce(max(seq), 0) FROM changes", &[])
         .unwrap()
         .get(0)
 }
 
-/// The newest generation a server's log says it loaded.
+/// The newest feed position a server's log says it applied or loaded.
 fn logged_generation(log: &str) -> i64 {
     log.lines()
         .filter_map(|l| l.split("generation=").nth(1))
@@ -113,6 +113,15 @@ impl Env {
         }
     }
 
+    /// An env on SQLite, whichever backend the test runs on.
+    pub fn new_sqlite() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            pg: None,
+            servers: Default::default(),
+        }
+    }
+
     /// An env whose store is this PostgreSQL database.
     pub fn on_postgres(db: ScratchDatabase) -> Env {
         Env {
@@ -139,8 +148,8 @@ impl Env {
         }
     }
 
-    /// On PostgreSQL, waits until every running server of this env has loaded the store's
-    /// current generation (they learn of changes asynchronously, within milliseconds).
+    /// On PostgreSQL, waits until every running server of this env has applied the store's
+    /// newest change (they learn of changes asynchronously, within milliseconds).
     pub fn wait_for_servers(&self) {
         let Some(pg) = &self.pg else { return };
         let servers: Vec<_> = self

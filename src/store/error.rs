@@ -1,0 +1,95 @@
+//! What can go wrong in the store, in terms callers branch on.
+
+use std::path::PathBuf;
+
+use super::sqlite::BUSY_TIMEOUT;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the store {path}: {source}; check the path and its permissions, or pass another --db"
+    )]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a tokenauth store (not an SQLite database, or corrupt); pass another --db"
+    )]
+    Corrupt { path: PathBuf },
+    #[error(
+        "the store {store} was written by a newer tokenauth (schema {found}, this build knows {known}); upgrade tokenauth"
+    )]
+    TooNew {
+        store: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("the store {path} stayed locked by another process for {}s; retry when it finishes", BUSY_TIMEOUT.as_secs())]
+    Locked { path: PathBuf },
+    #[error("the store {path} is read-only; check its permissions")]
+    ReadOnly { path: PathBuf },
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    #[error("no user named '{0}'; see `tokenauth user list`")]
+    UnknownUser(String),
+    #[error("no key with id '{0}'; see `tokenauth list-keys --all`")]
+    UnknownKey(String),
+    #[error("key id prefix '{0}' matches more than one key; give more characters")]
+    AmbiguousKey(String),
+    #[error("no personal access token with id '{0}'; see `tokenauth token list --all`")]
+    UnknownPat(String),
+    #[error("token id prefix '{0}' matches more than one token; give more characters")]
+    AmbiguousPat(String),
+    #[error(
+        "user '{name}' still has {count} active key(s) or personal access token(s); revoke them first with `tokenauth revoke-key` and `tokenauth token revoke`"
+    )]
+    UserHasKeys { name: String, count: i64 },
+    #[error("store error: {0}")]
+    Sqlite(rusqlite::Error),
+    #[error("{url} is not a valid PostgreSQL URL: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error(
+        "cannot reach PostgreSQL at {url}: {reason}; check that it runs and that the URL's host and port are right"
+    )]
+    Unavailable { url: String, reason: String },
+    #[error(
+        "TLS with PostgreSQL at {url} failed: {reason}; connect by the name its certificate carries, pass the certificate's CA as sslrootcert=PATH, or use sslmode=require"
+    )]
+    Tls { url: String, reason: String },
+    #[error(
+        "PostgreSQL at {url} refused user '{user}': {reason}; check the user and password in the URL (postgres://USER:PASSWORD@HOST/DB) and pg_hba.conf"
+    )]
+    Login {
+        url: String,
+        user: String,
+        reason: String,
+    },
+    #[error(
+        "PostgreSQL at {url}: {reason}; create it (createdb) or name another database in the URL"
+    )]
+    NoDatabase { url: String, reason: String },
+    #[error("PostgreSQL at {url}: {message}")]
+    Postgres { url: String, message: String },
+    /// A unique key already holds the value (mapped to a specific error by the caller).
+    #[error("already exists: {0}")]
+    Duplicate(String),
+    /// A transaction lost a conflict with another; retried by `Store::transaction`.
+    #[error("store conflict: {0}")]
+    Conflict(String),
+    #[error("unreadable value in the store: {0}")]
+    Data(String),
+    #[error(
+        "the store {0} already holds users, keys, tokens or logs; pass --force to replace them"
+    )]
+    NotEmpty(String),
+}
+
+impl StoreError {
+    /// The database is out of reach for now (not the caller's fault, worth retrying).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
