@@ -61,7 +61,9 @@ impl Live {
                 FeedRead::Batch(b) if !b.reset => b,
                 behind => {
                     let why = match behind {
-                        FeedRead::Behind => "this server fell behind the change feed's retention",
+                        FeedRead::Behind => {
+                            "this server fell behind the change feed's retention (or the store was restored to an earlier state)"
+                        }
                         FeedRead::Batch(_) => "the store was replaced (store copy)",
                     };
                     tracing::warn!(after, "{why}; loading everything again");

@@ -248,7 +248,7 @@ impl AppState {
             return Ok(());
         }
         let dv = reader.store.data_version()?;
-        if dv != reader.data_version && reader.store.feed_head()? > self.live.read().seq() {
+        if dv != reader.data_version && reader.store.feed_head()? != self.live.read().seq() {
             self.live.catch_up(&reader.store, self.now())?;
         }
         // Only now: a failed catch-up is retried on the next request.

@@ -21,7 +21,8 @@ pub const BATCH: i64 = 1024;
 /// What the feed says happened after a reader's position.
 #[derive(Debug)]
 pub enum FeedRead {
-    /// The entries after the reader's position were pruned: it must load everything.
+    /// The entries after the reader's position were pruned (or the store no longer reaches
+    /// that position): it must load everything.
     Behind,
     Batch(FeedBatch),
 }
@@ -59,8 +60,15 @@ impl Store {
     /// they name, all as of one moment.
     pub fn read_feed(&self, after: i64) -> Result<FeedRead> {
         self.read_transaction(|| {
-            let pruned: i64 = self.value("SELECT pruned FROM feed_state", &[])?;
-            if after < pruned {
+            let state = self
+                .row(
+                    "SELECT pruned, (SELECT coalesce(max(seq), 0) FROM changes) FROM feed_state",
+                    &[],
+                )?
+                .ok_or_else(|| super::StoreError::Data("feed_state holds no row".into()))?;
+            let (pruned, head): (i64, i64) = (state.get(0)?, state.get(1)?);
+            // Past the head: the store was put back to an earlier state under the reader.
+            if after < pruned || after > head {
                 return Ok(FeedRead::Behind);
             }
             let entries = self.rows(

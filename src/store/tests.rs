@@ -293,6 +293,8 @@ both! {
             panic!("a reader that needs only the head is not behind");
         };
         assert_eq!((b.entries, b.upto), (1, head));
+        // A reader past the head (the store put back under it) loads everything too.
+        assert!(matches!(store.read_feed(head + 5).unwrap(), FeedRead::Behind));
         // The numbering goes on after pruning.
         store.add_user("d", &Secret::new(vec![1; 32]), 1).unwrap();
         assert!(store.feed_head().unwrap() > head);
