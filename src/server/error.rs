@@ -87,6 +87,15 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<super::live::CatchUpError> for ApiError {
+    fn from(e: super::live::CatchUpError) -> ApiError {
+        match e {
+            super::live::CatchUpError::Store(e) => e.into(),
+            reloading => ApiError::Unavailable(reloading.to_string()),
+        }
+    }
+}
+
 impl From<super::usage::WriteFailed> for ApiError {
     fn from(e: super::usage::WriteFailed) -> ApiError {
         if e.unavailable {

@@ -3,7 +3,7 @@
 //! header), and by a request that finds the SQLite store moved on. Applying a batch holds the
 //! registry's write lock for O(batch); checks take its read lock for a lookup at a time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ pub struct Live {
     /// Milliseconds since `base` at which a feed read that started then found the registry
     /// current; only moves forward.
     confirmed: AtomicU64,
+    /// The registry must be loaded whole, and the follower is on it.
+    reloading: AtomicBool,
     base: Instant,
     metrics: Arc<Metrics>,
 }
@@ -41,6 +43,7 @@ impl Live {
             registry: RwLock::new(registry),
             applying: Mutex::new(()),
             confirmed: AtomicU64::new(0),
+            reloading: AtomicBool::new(false),
             base: Instant::now(),
             metrics,
         }
@@ -50,10 +53,21 @@ impl Live {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies every feed entry after the registry's position, batch by batch; loads
-    /// everything again when the feed no longer holds them (this server fell behind its
-    /// retention) or the store was replaced. Returns the position reached.
-    pub fn catch_up(&self, store: &Store, now: i64) -> Result<i64, StoreError> {
+    /// Whether the registry is being loaded whole, or must be: until it is, it may miss
+    /// changes, and checks answer 503 rather than trust it.
+    pub fn reloading(&self) -> bool {
+        self.reloading.load(Ordering::Relaxed)
+    }
+
+    /// Applies every feed entry after the registry's position, batch by batch, and returns
+    /// the position reached. When the feed no longer holds them (this server fell behind its
+    /// retention) or the store was replaced, the registry must be loaded whole: with
+    /// `may_load` this does it (the follower), else it leaves it to the follower and says
+    /// so, so that a request never waits for a load.
+    pub fn catch_up(&self, store: &Store, now: i64, may_load: bool) -> Result<i64, CatchUpError> {
+        if !may_load && self.reloading() {
+            return Err(CatchUpError::Reloading);
+        }
         let _one = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             let after = self.read().seq();
@@ -66,12 +80,18 @@ impl Live {
                         }
                         FeedRead::Batch(_) => "the store was replaced (store copy)",
                     };
-                    tracing::warn!(after, "{why}; loading everything again");
-                    // Built beside the current registry, which serves meanwhile.
+                    if !self.reloading.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(after, "{why}; loading everything again");
+                    }
+                    if !may_load {
+                        return Err(CatchUpError::Reloading);
+                    }
+                    // Built beside the current registry; checks answer 503 meanwhile.
                     let fresh = Registry::load(store, now)?;
                     let seq = fresh.seq();
                     self.metrics.registry_loaded(&fresh);
                     *self.registry.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    self.reloading.store(false, Ordering::Relaxed);
                     tracing::info!(generation = seq, "registry loaded");
                     return Ok(seq);
                 }
@@ -127,6 +147,16 @@ impl Live {
     }
 }
 
+/// Why the registry could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum CatchUpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// It must be loaded whole, which the follower is doing.
+    #[error("the registry is being loaded again (this server fell behind the store's changes)")]
+    Reloading,
+}
+
 /// The follower: reads the feed's head (when PostgreSQL notifies, every [`POLL`] anyway, and
 /// on SQLite only when the WAL header says someone committed), applies what is new, marks
 /// the registry confirmed as of the moment the read began, drops revoked token ids whose
@@ -144,11 +174,11 @@ pub fn follow(mut store: Store, live: Arc<Live>, clock: Clock, retention: i64) {
     let mut next_prune = Instant::now();
     while Arc::strong_count(&live) > 1 {
         let started = Instant::now();
-        let mut round = || -> Result<(), StoreError> {
+        let mut round = || -> Result<(), CatchUpError> {
             let header = probe.as_ref().and_then(ChangeProbe::header);
             if header.is_none() || header != seen {
-                if store.feed_head()? != live.read().seq() {
-                    live.catch_up(&store, clock.now())?;
+                if live.reloading() || store.feed_head()? != live.read().seq() {
+                    live.catch_up(&store, clock.now(), true)?;
                 }
                 seen = header;
             }

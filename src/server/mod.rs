@@ -248,8 +248,10 @@ impl AppState {
             return Ok(());
         }
         let dv = reader.store.data_version()?;
-        if dv != reader.data_version && reader.store.feed_head()? != self.live.read().seq() {
-            self.live.catch_up(&reader.store, self.now())?;
+        if self.live.reloading()
+            || (dv != reader.data_version && reader.store.feed_head()? != self.live.read().seq())
+        {
+            self.live.catch_up(&reader.store, self.now(), false)?;
         }
         // Only now: a failed catch-up is retried on the next request.
         reader.data_version = dv;
@@ -267,9 +269,11 @@ impl AppState {
         self.with_reader(|reader| {
             let started = Instant::now();
             f(&mut reader.store)?;
-            self.live.catch_up(&reader.store, self.now())?;
-            if self.postgres {
-                self.live.confirm(started);
+            match self.live.catch_up(&reader.store, self.now(), false) {
+                Ok(_) if self.postgres => self.live.confirm(started),
+                // Written; the registry follows once the follower has loaded it.
+                Ok(_) | Err(live::CatchUpError::Reloading) => {}
+                Err(live::CatchUpError::Store(e)) => return Err(e.into()),
             }
             Ok(())
         })
@@ -480,7 +484,8 @@ async fn not_found(uri: Uri) -> ApiError {
 /// Liveness. On SQLite it also opens a read (as it always did); on PostgreSQL it does not
 /// depend on the database (that is `/readyz`'s question).
 async fn healthz(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    if !state.postgres {
+    // A registry being loaded again (seconds, rarely) is /readyz's question, not liveness's.
+    if !state.postgres && !state.live.reloading() {
         state.view()?;
     }
     Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())

@@ -418,6 +418,18 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// Stops the process where it is (SIGSTOP): CLI helpers no longer wait for it.
+    pub fn pause(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+        signal(self.child.id(), "STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "CONT");
+        self.alive.store(true, Ordering::Relaxed);
+    }
+
     pub fn kill(&mut self) {
         self.alive.store(false, Ordering::Relaxed);
         let _ = self.child.kill();
