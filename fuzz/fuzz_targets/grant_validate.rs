@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
 use tokenauth::grant::{self, MAX_LIFETIME};
+use tokenauth::registry::Credentials;
 use tokenauth_fuzz::{NOW, edit, fixture, lines, sign_raw};
 
 fn text(b: &[u8]) -> String {
@@ -55,13 +56,10 @@ fuzz_target!(|data: &[u8]| {
         Some((b'm', ops)) => (edit(&fx.grant, ops), None),
         _ => (text(data), None),
     };
-    let snapshot = &fx.snapshot;
-    match grant::validate(&assertion, requested.as_deref(), snapshot, NOW) {
+    let registry = &fx.registry;
+    match grant::validate(&assertion, requested.as_deref(), registry, NOW) {
         Ok(ok) => {
-            let key = &snapshot
-                .key(&ok.key_id)
-                .expect("accepted an unknown key")
-                .key;
+            let key = registry.key(&ok.key_id).expect("accepted an unknown key");
             assert_eq!(key.client_id, ok.client_id);
             assert_eq!(key.user, ok.user);
             assert!(key.revoked.is_none(), "accepted a revoked key");
@@ -76,11 +74,11 @@ fuzz_target!(|data: &[u8]| {
             );
             assert!(key.scope.covers(ok.scope), "scope beyond the key's");
             for name in [&ok.user, &ok.subject] {
-                let user = snapshot.user(name).expect("accepted an unknown user");
+                let user = registry.user(name).expect("accepted an unknown user");
                 assert!(!user.user.disabled, "accepted a disabled user");
             }
             if ok.subject != ok.user {
-                assert!(snapshot.user(&ok.user).unwrap().user.may("impersonate"));
+                assert!(registry.user(&ok.user).unwrap().user.may("impersonate"));
             }
         }
         Err(refusal) => {

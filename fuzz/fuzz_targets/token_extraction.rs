@@ -22,6 +22,7 @@ use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
 use tokenauth::access_token;
 use tokenauth::iprange;
+use tokenauth::registry::Credentials;
 use tokenauth::server::request::extract_token;
 use tokenauth_fuzz::{NOW, edit, fixture, sign_raw};
 
@@ -44,7 +45,7 @@ fn substitute(value: &[u8], tokens: &[(u8, &str)]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let fx = fixture();
-    let snapshot = &fx.snapshot;
+    let registry = &fx.registry;
     let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
     let field = |tag: u8| {
         lines
@@ -63,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some(payload) = field(b'p') {
         let header = field(b'h').unwrap_or(br#"{"alg":"HS256","typ":"at+jwt"}"#);
         let user = field(b'u').map_or("alice".into(), String::from_utf8_lossy);
-        if let Some(user) = snapshot.user(&user) {
+        if let Some(user) = registry.user(&user) {
             built = sign_raw(header, payload, &user.signer, Algorithm::HS256);
             tokens.push((b'P', &built));
         }
@@ -108,23 +109,20 @@ fuzz_target!(|data: &[u8]| {
     let addr = field(b'i').and_then(|a| std::str::from_utf8(a).ok()?.parse::<IpAddr>().ok());
     let required = field(b's').and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
     let caller = addr.map(tokenauth::iprange::ClientAddr::Ip);
-    if let Ok(claims) = access_token::validate(&token, snapshot, now, caller, required) {
+    if let Ok(claims) = access_token::validate(&token, registry, now, caller, required) {
         assert!(claims.exp > now, "accepted an expired token");
         assert!(
-            !snapshot.token_revoked(&claims.jti),
+            !registry.token_revoked(&claims.jti),
             "accepted a revoked token"
         );
-        let key = &snapshot
-            .key(&claims.key_id)
-            .expect("accepted an unknown key")
-            .key;
+        let key = registry.key(&claims.key_id).expect("accepted an unknown key");
         assert!(key.revoked.is_none(), "accepted a token of a revoked key");
         assert!(
             key.expires.is_none_or(|e| e > now),
             "accepted an expired key"
         );
         for name in [&claims.sub, &key.user] {
-            let user = snapshot.user(name).expect("accepted an unknown user");
+            let user = registry.user(name).expect("accepted an unknown user");
             assert!(!user.user.disabled, "accepted a disabled user");
         }
         if let Some(addr) = addr {

@@ -1,26 +1,29 @@
-//! What the fuzz targets share: a snapshot of a small, real store (built once per process),
-//! with a real RSA service key, a validly signed grant and access tokens in every state the
-//! validators tell apart, so that mutations of them reach past the signature checks.
+//! What the fuzz targets share: a registry loaded from a small, real store (built once per
+//! process), with a real RSA service key, a validly signed grant and access tokens in every
+//! state the validators tell apart, so that mutations of them reach past the signature
+//! checks.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use jsonwebtoken::{Algorithm, EncodingKey};
 use rand::rngs::OsRng;
-use tokenauth::access_token;
-use tokenauth::grant::{self, Accepted, GrantRequest};
+use tokenauth::access_token::{self, Grant};
+use tokenauth::grant::{self, GrantRequest};
 use tokenauth::iprange;
-use tokenauth::registry::{DEFAULT_TOKEN_URI, Snapshot};
+use tokenauth::public_key::Alg;
+use tokenauth::registry::{Credentials, DEFAULT_TOKEN_URI, Registry};
 use tokenauth::scope::Scope;
 use tokenauth::secret::Secret;
-use tokenauth::service_key::{self, KeyFile, RSA_ALG};
+use tokenauth::service_key::{self, Format, KeyFile};
 use tokenauth::store::{Key, Store};
 
 /// The fixed "now" the fixture is built at and the targets validate at.
 pub const NOW: i64 = 1_700_000_000;
 
 pub struct Fixture {
-    pub snapshot: Snapshot,
+    /// What the server checks against: live keys and tokens (a revoked key is not in it).
+    pub registry: Registry,
     /// alice's key file (client id `client-alice`, key id `key-alice`).
     pub key_file: KeyFile,
     /// The one RSA private key; every stored key has its public half, so anything signed
@@ -51,16 +54,18 @@ fn build() -> anyhow::Result<Fixture> {
     }
     store.set_permission("alice", "impersonate", true)?;
 
-    let generated = service_key::generate(2048, &mut OsRng)?;
+    let generated = service_key::generate(Alg::RS256, 2048, false, &mut OsRng)?;
     let key = |user: &str, scope: Scope, ip_ranges: &str, expires: Option<i64>| Key {
         key_id: format!("key-{user}"),
         client_id: format!("client-{user}"),
         user: user.to_owned(),
         title: String::new(),
-        alg: RSA_ALG.to_owned(),
-        public_key: generated.public_pem.clone(),
+        alg: "RS256".to_owned(),
+        public_key: generated.key.pem(),
         ip_ranges: iprange::parse(ip_ranges).expect("fixture ranges"),
         origins: Vec::new(),
+        format: "tokenauth".to_owned(),
+        client_email: None,
         scope,
         issued: NOW - 10_000,
         expires,
@@ -80,11 +85,15 @@ fn build() -> anyhow::Result<Fixture> {
     let key_file = KeyFile {
         key_id: "key-alice".into(),
         client_id: "client-alice".into(),
-        user_id: "alice".into(),
+        user_id: Some("alice".into()),
         issued: tokenauth::clock::rfc3339(NOW - 10_000),
         token_uri: DEFAULT_TOKEN_URI.into(),
-        private_key: generated.private_pem.clone(),
-        alg: RSA_ALG.into(),
+        private_key: Some(generated.private_pem.clone()),
+        private_key_file: None,
+        private_key_from: None,
+        alg: Alg::RS256,
+        format: Format::Tokenauth,
+        name: "alice.json".into(),
     };
     let grant = grant::sign(
         &key_file,
@@ -96,21 +105,19 @@ fn build() -> anyhow::Result<Fixture> {
         &mut OsRng,
     )?;
 
-    // Tokens are signed with the users' secrets, which only a loaded snapshot holds.
-    let first = Snapshot::load(&store, NOW, None)?;
+    // Tokens are signed with the users' secrets, which only a loaded registry holds.
+    let first = Registry::load(&store, NOW)?;
+    let issuer = first.settings().issuer.clone();
     let mut access_tokens = BTreeMap::new();
     let mut issue = |letter: char, key: &str, subject: &str, lifetime: i64, at: i64| {
-        let accepted = Accepted {
-            key_id: format!("key-{key}"),
-            client_id: format!("client-{key}"),
-            user: key.to_owned(),
-            subject: subject.to_owned(),
+        let user = first.user(subject).expect("a fixture user");
+        let grant = Grant {
+            subject,
+            client_id: &format!("client-{key}"),
+            key_id: &format!("key-{key}"),
             scope: Scope::Write,
-            jti: None,
-            replay_key: [0; 16],
-            exp: at + 300,
         };
-        let (token, claims) = access_token::issue(&accepted, &first, lifetime, at, &mut OsRng)?;
+        let (token, claims) = access_token::issue(grant, &user, &issuer, lifetime, at, &mut OsRng)?;
         access_tokens.insert(letter, token);
         anyhow::Ok(claims)
     };
@@ -125,13 +132,13 @@ fn build() -> anyhow::Result<Fixture> {
     store.revoke_key("key-bob", NOW - 100)?;
     store.set_disabled("carol", true)?;
 
-    let snapshot = Snapshot::load(&store, NOW, Some(&first))?;
+    let registry = Registry::load(&store, NOW)?;
     let rsa_signer = EncodingKey::from_rsa_pem(generated.private_pem.expose().as_bytes())?;
-    // The snapshot holds everything in memory: the store and its folder can go.
+    // The registry holds everything in memory: the store and its folder can go.
     drop(store);
     drop(dir);
     Ok(Fixture {
-        snapshot,
+        registry,
         key_file,
         rsa_signer,
         grant,

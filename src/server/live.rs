@@ -176,7 +176,7 @@ pub fn follow(mut store: Store, live: Arc<Live>, clock: Clock, retention: i64) {
         let started = Instant::now();
         let mut round = || -> Result<(), CatchUpError> {
             let header = probe.as_ref().and_then(ChangeProbe::header);
-            if header.is_none() || header != seen {
+            if live.reloading() || header.is_none() || header != seen {
                 if live.reloading() || store.feed_head()? != live.read().seq() {
                     live.catch_up(&store, clock.now(), true)?;
                 }
