@@ -539,19 +539,9 @@ mod tests {
 
     fn pat(id: &str, user: &str, hash: u8, origins: &[&str], expires: Option<i64>) -> Pat {
         Pat {
-            id: id.into(),
-            user: user.into(),
-            hash: [hash; 32],
-            last4: "abcd".into(),
-            description: String::new(),
-            scope: Scope::Read,
-            ip_ranges: Vec::new(),
             origins: origins.iter().map(|o| o.to_string()).collect(),
-            created: NOW,
             expires,
-            revoked: None,
-            secret_epoch: 0,
-            last_used: None,
+            ..testing::pat(id, user, hash)
         }
     }
 

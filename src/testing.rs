@@ -10,7 +10,7 @@ use crate::registry::{
 };
 use crate::scope::Scope;
 use crate::service_key::{self, Generated};
-use crate::store::{Key, Store};
+use crate::store::{Key, Pat, Store};
 
 pub struct Fixture {
     pub registry: Registry,
@@ -111,6 +111,26 @@ pub fn key(user: &str, scope: Scope, ip_ranges: &str, issued: i64, expires: Opti
         issued,
         expires,
         revoked: None,
+        last_used: None,
+    }
+}
+
+/// A live personal access token `id` of `user`, whose hash is `hash` 32 times, made under
+/// the user's first secret.
+pub fn pat(id: &str, user: &str, hash: u8) -> Pat {
+    Pat {
+        id: id.into(),
+        user: user.into(),
+        hash: [hash; 32],
+        last4: "abcd".into(),
+        description: String::new(),
+        scope: Scope::Read,
+        ip_ranges: Vec::new(),
+        origins: Vec::new(),
+        created: 1,
+        expires: None,
+        revoked: None,
+        secret_epoch: 0,
         last_used: None,
     }
 }

@@ -124,13 +124,6 @@ fn fill(env: &Env, n: usize) -> serde_json::Value {
     report
 }
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
 fn auth_status(http: &reqwest::blocking::Client, server: &Server, token: &str) -> u16 {
     http.get(server.url("/auth"))
         .bearer_auth(token)
@@ -180,7 +173,7 @@ fn token_of(env: &Env, key: &std::path::Path) -> String {
 
 /// Access tokens from `count` grants signed with `key`, exchanged at `server`.
 fn tokens(env: &Env, server: &Server, key: &std::path::Path, count: usize) -> Vec<String> {
-    let http = client();
+    let http = http();
     env.ok(&[
         "sign-grant",
         "--key",
@@ -251,13 +244,13 @@ on_both_backends! {
         std::thread::scope(|s| {
             // Load: /auth as fast as one client goes, all of it good.
             s.spawn(|| {
-                let http = client();
+                let http = http();
                 while !stop.load(Ordering::Relaxed) {
                     assert_eq!(auth_status(&http, &server, &busy), 200);
                     answered.fetch_add(1, Ordering::Relaxed);
                 }
             });
-            let http = client();
+            let http = http();
             for round in 0..8 {
                 let (key_id, key) = env.issue_key(&format!("bot-{round}"), &[]);
                 let token = token_of(&env, &key);
@@ -290,7 +283,7 @@ on_both_backends! {
             delays.last().unwrap()
         );
         // Each revocation reached the server as itself: it loaded the registry only once.
-        assert_eq!(metric(&client(), &server, "tokenauth_registry_loads_total"), 1.0);
+        assert_eq!(metric(&http(), &server, "tokenauth_registry_loads_total"), 1.0);
     }
 
     fn auth_stays_fast_while_revoke_is_called_in_a_loop() {
@@ -301,7 +294,7 @@ on_both_backends! {
         let (_, key) = env.issue_key("ci-bot", &[]);
         let mut pool = tokens(&env, &server, &key, 301);
         let checked = pool.pop().unwrap();
-        let http = client();
+        let http = http();
         let timed = |n: usize| -> Vec<Duration> {
             let mut took: Vec<Duration> = (0..n)
                 .map(|_| {
@@ -317,9 +310,9 @@ on_both_backends! {
         let revoked = AtomicUsize::new(0);
         let busy = std::thread::scope(|s| {
             s.spawn(|| {
-                let http = client();
+                let revoker = common::http();
                 for token in &pool {
-                    let status = http
+                    let status = revoker
                         .post(server.url("/revoke"))
                         .form(&[("token", token.as_str())])
                         .send()
@@ -363,7 +356,7 @@ on_both_backends! {
         fill(&env, CREDENTIALS);
         // Tokens live 2 s here, so that their revocations can be seen to go.
         let server = env.serve(&["--token-lifetime", "2"]);
-        let http = client();
+        let http = http();
         env.ok(&["user", "add", "ci-bot"]);
         let pats = |http: &reqwest::blocking::Client| {
             metric(http, &server, "tokenauth_registry_entries{kind=\"pats\"}")
@@ -417,7 +410,7 @@ on_both_backends! {
         let behind = env.serve(&[]);
         let (key_id, key) = env.issue_key("ci-bot", &[]);
         let token = token_of(&env, &key);
-        let http = client();
+        let http = http();
         assert_eq!(auth_status(&http, &behind, &token), 200);
         behind.pause();
         let head = query_i64(&env, "SELECT coalesce(max(seq), 0) FROM changes");
@@ -465,7 +458,7 @@ on_both_backends! {
         let survivor = env.serve(&[]);
         let (_, key) = env.issue_key("ci-bot", &[]);
         let token = token_of(&env, &key);
-        let http = client();
+        let http = http();
         let before = live_keys(&http, &survivor);
         // Three feed batches' worth of revocations in one transaction, and ci-bot's key
         // among them; the server is killed while it applies them.

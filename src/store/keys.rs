@@ -153,11 +153,10 @@ impl Store {
             .iter()
             .map(key_from_row)
             .collect::<Result<Vec<Key>>>()?;
-        match found.as_slice() {
-            [] => Err(StoreError::UnknownKey(id.to_owned())),
-            [one] => Ok(one.clone()),
-            [first, ..] if first.key_id == id => Ok(first.clone()),
-            _ => Err(StoreError::AmbiguousKey(id.to_owned())),
+        match super::pick(found, id, |k| &k.key_id) {
+            Some(Ok(key)) => Ok(key),
+            Some(Err(())) => Err(StoreError::AmbiguousKey(id.to_owned())),
+            None => Err(StoreError::UnknownKey(id.to_owned())),
         }
     }
 
@@ -197,24 +196,11 @@ impl Store {
 
     /// Marks the key revoked; returns false when it already was.
     pub fn revoke_key(&mut self, key_id: &str, now: i64) -> Result<bool> {
-        let n = self.write(|| {
-            let n = self.exec(
-                "UPDATE keys SET revoked = ?2 WHERE key_id = ?1 AND revoked IS NULL",
-                &params![key_id, now],
-            )?;
-            if n > 0 {
-                self.record(
-                    "key.revoke",
-                    key_id,
-                    Changes::new().from_to("revoked", None::<i64>, now),
-                )?;
-            }
-            Ok(n)
-        })?;
-        if n == 0 {
+        let revoked = self.revoke("keys", "key_id", key_id, now, "key.revoke")?;
+        if !revoked {
             self.key(key_id)?;
         }
-        Ok(n > 0)
+        Ok(revoked)
     }
 
     /// Keys neither revoked nor expired by `cutoff`, one at a time (a server's start).

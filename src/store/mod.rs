@@ -260,6 +260,31 @@ impl Store {
         }
     }
 
+    /// Marks the row of `table` whose `column` is `id` revoked at `now`, with an audit row of
+    /// `action`, in one transaction; false when it already was (or there is no such row).
+    fn revoke(
+        &mut self,
+        table: &str,
+        column: &str,
+        id: &str,
+        now: i64,
+        action: &str,
+    ) -> Result<bool> {
+        let sql =
+            format!("UPDATE {table} SET revoked = ?2 WHERE {column} = ?1 AND revoked IS NULL");
+        self.write(|| {
+            let n = self.exec(&sql, &params![id, now])?;
+            if n > 0 {
+                self.record(
+                    action,
+                    id,
+                    Changes::new().from_to("revoked", None::<i64>, now),
+                )?;
+            }
+            Ok(n > 0)
+        })
+    }
+
     /// The rows of `select` whose `column` is `id` or, for 4 characters or more, starts with
     /// it: at most two, in `column` order (so an exact match comes first). A range on the
     /// column's index, never a scan of the table.
@@ -442,6 +467,19 @@ const COUNT_TABLES: &[(&str, &str)] = &[
     ("usage_log", "SELECT count(*) FROM usage_log"),
     ("audit", "SELECT count(*) FROM audit"),
 ];
+
+/// Of what [`Store::by_id_or_prefix`] found: the one whose id is `id`, else the only one;
+/// None when there is none, and `Some(Err(()))` when several share the prefix.
+fn pick<T>(found: Vec<T>, id: &str, id_of: impl Fn(&T) -> &str) -> Option<Result<T, ()>> {
+    let exact = found.iter().position(|f| id_of(f) == id);
+    let mut found = found;
+    match (exact, found.len()) {
+        (Some(i), _) => Some(Ok(found.swap_remove(i))),
+        (None, 0) => None,
+        (None, 1) => found.pop().map(Ok),
+        (None, _) => Some(Err(())),
+    }
+}
 
 /// The least string above every string that starts with `prefix` (in code point order, which
 /// is UTF-8 byte order): the prefix with its last character moved up by one.

@@ -141,11 +141,10 @@ impl Store {
             .iter()
             .map(from_row)
             .collect::<Result<Vec<Pat>>>()?;
-        match found.as_slice() {
-            [] => Err(StoreError::UnknownPat(id.to_owned())),
-            [one] => Ok(one.clone()),
-            [first, ..] if first.id == id => Ok(first.clone()),
-            _ => Err(StoreError::AmbiguousPat(id.to_owned())),
+        match super::pick(found, id, |p| &p.id) {
+            Some(Ok(pat)) => Ok(pat),
+            Some(Err(())) => Err(StoreError::AmbiguousPat(id.to_owned())),
+            None => Err(StoreError::UnknownPat(id.to_owned())),
         }
     }
 
@@ -204,24 +203,11 @@ impl Store {
 
     /// Marks the token revoked; false when it already was.
     pub fn revoke_pat(&mut self, id: &str, now: i64) -> Result<bool> {
-        let n = self.write(|| {
-            let n = self.exec(
-                "UPDATE pats SET revoked = ?2 WHERE id = ?1 AND revoked IS NULL",
-                &params![id, now],
-            )?;
-            if n > 0 {
-                self.record(
-                    "token.revoke",
-                    id,
-                    Changes::new().from_to("revoked", None::<i64>, now),
-                )?;
-            }
-            Ok(n)
-        })?;
-        if n == 0 {
+        let revoked = self.revoke("pats", "id", id, now, "token.revoke")?;
+        if !revoked {
             self.pat(id)?;
         }
-        Ok(n > 0)
+        Ok(revoked)
     }
 
     /// Tokens neither revoked, nor ended by a rotation, nor expired by `cutoff`, one at a

@@ -5,6 +5,7 @@ use super::*;
 use crate::iprange;
 use crate::scope::Scope;
 use crate::secret::Secret;
+use crate::testing::pat;
 use rusqlite::Connection;
 
 /// A new, empty store of one backend; `open` gives further connections to it.
@@ -479,24 +480,6 @@ fn key(id: &str, user: &str) -> Key {
         issued: 1,
         expires: None,
         revoked: None,
-        last_used: None,
-    }
-}
-
-fn pat(id: &str, user: &str, hash: u8) -> Pat {
-    Pat {
-        id: id.into(),
-        user: user.into(),
-        hash: [hash; 32],
-        last4: "abcd".into(),
-        description: String::new(),
-        scope: Scope::Read,
-        ip_ranges: Vec::new(),
-        origins: Vec::new(),
-        created: 1,
-        expires: None,
-        revoked: None,
-        secret_epoch: 0,
         last_used: None,
     }
 }
