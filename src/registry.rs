@@ -219,25 +219,27 @@ impl Registry {
     /// Loads everything live as of one moment, and the feed position it is current to.
     pub fn load(store: &Store, now: i64) -> crate::store::Result<Registry> {
         let cutoff = now - GRACE;
-        store.read_transaction(|| {
-            let mut reg = Registry {
-                seq: store.feed_head()?,
-                settings: Arc::new(Settings::from_rows(&store.settings()?)),
-                ..Registry::default()
-            };
-            store.each_user_auth(|a| {
-                reg.users.insert(a.user.name.clone(), Arc::new(a.into()));
-            })?;
-            store.each_live_key(cutoff, |k| {
-                if let Some(k) = KeyEntry::from_key(k) {
-                    reg.insert_key(k);
+        store.bulk(|| {
+            store.read_transaction(|| {
+                let mut reg = Registry {
+                    seq: store.feed_head()?,
+                    settings: Arc::new(Settings::from_rows(&store.settings()?)),
+                    ..Registry::default()
+                };
+                store.each_user_auth(|a| {
+                    reg.users.insert(a.user.name.clone(), Arc::new(a.into()));
+                })?;
+                store.each_live_key(cutoff, |k| {
+                    if let Some(k) = KeyEntry::from_key(k) {
+                        reg.insert_key(k);
+                    }
+                })?;
+                store.each_live_pat(cutoff, |p| reg.insert_pat(PatEntry::from(p)))?;
+                for (jti, exp) in store.revoked_tokens(now)? {
+                    reg.revoke_token(jti, exp);
                 }
-            })?;
-            store.each_live_pat(cutoff, |p| reg.insert_pat(PatEntry::from(p)))?;
-            for (jti, exp) in store.revoked_tokens(now)? {
-                reg.revoke_token(jti, exp);
-            }
-            Ok(reg)
+                Ok(reg)
+            })
         })
     }
 

@@ -115,20 +115,22 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
 fn check_keys(target: &Store) -> anyhow::Result<usize> {
     let mut checked = 0;
     let mut bad = None;
-    target.each_distinct_public_key(|pem, alg| {
-        checked += 1;
-        let parsed = PublicKey::parse(pem)
-            .map_err(|e| e.to_string())
-            .and_then(|k| {
-                if k.alg.as_str() == alg {
-                    Ok(())
-                } else {
-                    Err(format!("the key is {} but stored as {alg}", k.alg))
-                }
-            });
-        if let Err(e) = parsed {
-            bad.get_or_insert(e);
-        }
+    target.bulk(|| {
+        target.each_distinct_public_key(|pem, alg| {
+            checked += 1;
+            let parsed = PublicKey::parse(pem)
+                .map_err(|e| e.to_string())
+                .and_then(|k| {
+                    if k.alg.as_str() == alg {
+                        Ok(())
+                    } else {
+                        Err(format!("the key is {} but stored as {alg}", k.alg))
+                    }
+                });
+            if let Err(e) = parsed {
+                bad.get_or_insert(e);
+            }
+        })
     })?;
     match bad {
         Some(e) => bail!("a public key in the copy does not parse: {e}"),

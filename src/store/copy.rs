@@ -127,6 +127,11 @@ impl Store {
     /// logs unless `force`. Then reads the copy back and checks every table's row count and
     /// digest against what was read here.
     pub fn copy_into(&self, target: &mut Store, force: bool) -> Result<CopyReport> {
+        // Whole tables are read on both sides.
+        self.bulk(|| target.bulk(|| self.copy_verified(target, force)))
+    }
+
+    fn copy_verified(&self, target: &Store, force: bool) -> Result<CopyReport> {
         if self.user_version()? != target.user_version()? {
             return Err(StoreError::Data(format!(
                 "the stores are at schema {} and {}",

@@ -252,6 +252,15 @@ impl Store {
         result
     }
 
+    /// Runs `f`, which reads whole tables (a server's start, `store copy`), under a statement
+    /// timeout of minutes rather than seconds on PostgreSQL.
+    pub fn bulk<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match &self.db {
+            Backend::Sqlite(_) => f(),
+            Backend::Postgres(d) => d.bulk(f),
+        }
+    }
+
     /// Calls `f` with each row as it is read, without holding them all (a million keys).
     fn each(&self, sql: &str, params: &[Param], f: impl FnMut(Row) -> Result<()>) -> Result<()> {
         match &self.db {

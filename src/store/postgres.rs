@@ -24,6 +24,9 @@ use super::{GrantUse, Result, StoreError, UsageRow};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// No statement runs longer; a hung database is an error, not a hung request or command.
 const STATEMENT_TIMEOUT_MS: u64 = 15_000;
+/// ... except a read of whole tables (a server's start, `store copy`): a million rows read
+/// by a client that does something with each take longer than that.
+const BULK_STATEMENT_TIMEOUT_MS: u64 = 600_000;
 /// The channel the generation triggers notify.
 pub const CHANNEL: &str = "tokenauth_changes";
 /// Every admin write holds this transaction-level advisory lock (its key spells
@@ -581,6 +584,17 @@ impl Db {
                 })
                 .collect()
         })
+    }
+
+    /// Runs `f` with the statement timeout for reads of whole tables.
+    pub fn bulk<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.batch(&format!(
+            "SET statement_timeout = {BULK_STATEMENT_TIMEOUT_MS}"
+        ))?;
+        let result = f();
+        // A connection that broke meanwhile comes back with the usual timeout anyway.
+        let _ = self.batch(&format!("SET statement_timeout = {STATEMENT_TIMEOUT_MS}"));
+        result
     }
 
     /// Streams the rows to `f` as they arrive, without holding them all.
