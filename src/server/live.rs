@@ -60,15 +60,28 @@ impl Live {
     }
 
     /// Applies every feed entry after the registry's position, batch by batch, and returns
-    /// the position reached. When the feed no longer holds them (this server fell behind its
-    /// retention) or the store was replaced, the registry must be loaded whole: with
-    /// `may_load` this does it (the follower), else it leaves it to the follower and says
-    /// so, so that a request never waits for a load.
-    pub fn catch_up(&self, store: &Store, now: i64, may_load: bool) -> Result<i64, CatchUpError> {
+    /// the position reached; nothing when another applier already reached `upto` (the head
+    /// the caller saw) while this one waited for it. When the feed no longer holds the
+    /// entries (this server fell behind its retention) or the store was replaced, the
+    /// registry must be loaded whole: with `may_load` this does it (the follower), else it
+    /// leaves it to the follower and says so, so that a request never waits for a load.
+    pub fn catch_up(
+        &self,
+        store: &Store,
+        now: i64,
+        upto: Option<i64>,
+        may_load: bool,
+    ) -> Result<i64, CatchUpError> {
         if !may_load && self.reloading() {
             return Err(CatchUpError::Reloading);
         }
         let _one = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(upto) = upto {
+            let seq = self.read().seq();
+            if seq >= upto {
+                return Ok(seq);
+            }
+        }
         loop {
             let after = self.read().seq();
             let batch = match store.read_feed(after)? {
@@ -178,7 +191,7 @@ pub fn follow(mut store: Store, live: Arc<Live>, clock: Clock, retention: i64) {
             let header = probe.as_ref().and_then(ChangeProbe::header);
             if live.reloading() || header.is_none() || header != seen {
                 if live.reloading() || store.feed_head()? != live.read().seq() {
-                    live.catch_up(&store, clock.now(), true)?;
+                    live.catch_up(&store, clock.now(), None, true)?;
                 }
                 seen = header;
             }

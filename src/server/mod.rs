@@ -248,10 +248,15 @@ impl AppState {
             return Ok(());
         }
         let dv = reader.store.data_version()?;
-        if self.live.reloading()
-            || (dv != reader.data_version && reader.store.feed_head()? != self.live.read().seq())
-        {
-            self.live.catch_up(&reader.store, self.now(), false)?;
+        if self.live.reloading() {
+            self.live.catch_up(&reader.store, self.now(), None, false)?;
+        } else if dv != reader.data_version {
+            let head = reader.store.feed_head()?;
+            // Past the head means the store was put back under this server: a reload.
+            if head != self.live.read().seq() {
+                let upto = (head > self.live.read().seq()).then_some(head);
+                self.live.catch_up(&reader.store, self.now(), upto, false)?;
+            }
         }
         // Only now: a failed catch-up is retried on the next request.
         reader.data_version = dv;
@@ -269,7 +274,7 @@ impl AppState {
         self.with_reader(|reader| {
             let started = Instant::now();
             f(&mut reader.store)?;
-            match self.live.catch_up(&reader.store, self.now(), false) {
+            match self.live.catch_up(&reader.store, self.now(), None, false) {
                 Ok(_) if self.postgres => self.live.confirm(started),
                 // Written; the registry follows once the follower has loaded it.
                 Ok(_) | Err(live::CatchUpError::Reloading) => {}
