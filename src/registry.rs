@@ -93,7 +93,7 @@ pub struct KeyEntry {
     /// Set only on a key read from the store to word a refusal: live ones are never revoked.
     pub revoked: Option<i64>,
     spki: Box<[u8]>,
-    verifier: OnceLock<Option<Arc<ParsedPublicKey>>>,
+    verifier: OnceLock<Option<ParsedPublicKey>>,
 }
 
 impl KeyEntry {
@@ -132,13 +132,13 @@ impl KeyEntry {
     pub fn verifier(&self) -> Option<&ParsedPublicKey> {
         self.verifier
             .get_or_init(|| match parse_public_key(&self.spki, self.alg) {
-                Ok(k) => Some(Arc::new(k)),
+                Ok(k) => Some(k),
                 Err(e) => {
                     tracing::warn!(key_id = %self.key_id, error = %e, "stored public key is unusable; its grants are refused");
                     None
                 }
             })
-            .as_deref()
+            .as_ref()
     }
 
     fn live(&self, cutoff: i64) -> bool {
