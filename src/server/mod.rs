@@ -252,9 +252,10 @@ impl AppState {
             self.live.catch_up(&reader.store, self.now(), None, false)?;
         } else if dv != reader.data_version {
             let head = reader.store.feed_head()?;
+            let seq = self.live.read().seq();
             // Past the head means the store was put back under this server: a reload.
-            if head != self.live.read().seq() {
-                let upto = (head > self.live.read().seq()).then_some(head);
+            if head != seq {
+                let upto = (head > seq).then_some(head);
                 self.live.catch_up(&reader.store, self.now(), upto, false)?;
             }
         }

@@ -9,7 +9,7 @@ use super::sql::{Cell, Param, Row};
 use super::{Result, Store, StoreError};
 
 /// What is copied, parents before children; columns both backends' schemas share.
-const TABLES: &[(&str, &str)] = &[
+pub(super) const TABLES: &[(&str, &str)] = &[
     ("settings", "name, value"),
     ("users", "name, permissions, disabled, created"),
     ("secrets", "user_name, secret, rotated, epoch"),
