@@ -1318,7 +1318,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --feed-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --feed-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --rate-limit --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1365,6 +1365,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

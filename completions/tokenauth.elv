@@ -338,6 +338,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand --body-timeout 'Answer 408 when a request body is not complete this long after its head'
             cand --idle-timeout 'Close a kept-alive connection after this long without a request (longer than a proxy''s upstream keep-alive, so that the proxy closes first)'
             cand --request-timeout 'Answer 503 when a request is not answered this long after its head'
+            cand --rate-limit 'Rate limits on /token, /revoke, /introspect and the admin API (repeatable): a token bucket per client address (IPv6: per /64) and one per key or personal access token (once the caller proved it holds it). Over a limit the answer is 429 with Retry-After. Give `address=COUNT/UNIT[:BURST]` or `key=COUNT/UNIT[:BURST]` (UNIT: s, min or h; BURST defaults to ten times COUNT), `address=off`, `key=off`, `off` for none, or `default`. [default: address=100/s:1000, key=50/s:500]'
             cand --max-connections 'Connections open at once; further ones wait in the listen backlog until one closes'
             cand --tls-cert 'Serve HTTPS with this certificate chain (PEM, server certificate first); needs --tls-key. SIGHUP reloads both files without dropping connections'
             cand --tls-key 'The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)'

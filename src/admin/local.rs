@@ -612,14 +612,16 @@ pub fn summarize(rows: &[UsageRow], from: i64, to: i64) -> UsageSummary {
             entry.first_use = Some(entry.first_use.map_or(r.time, |t| t.min(r.time)));
             entry.last_use = Some(entry.last_use.map_or(r.time, |t| t.max(r.time)));
         } else {
-            entry.refusals += 1;
+            // A counted row stands for `count` refusals of one kind.
+            let n = r.count.max(1);
+            entry.refusals += n;
             if let Some(s) = slot {
-                s.refusals += 1;
+                s.refusals += n;
             }
             *entry
                 .refusals_by_reason
                 .entry(r.reason.clone().unwrap_or_default())
-                .or_default() += 1;
+                .or_default() += n;
         }
     }
     let mut keys: Vec<KeyUsage> = by.into_values().collect();

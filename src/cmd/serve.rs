@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use crate::clock;
 use crate::cmd::Ctx;
 use crate::server::logwriter;
+use crate::server::ratelimit::RateLimits;
 use crate::server::tls::Tls;
 use crate::server::{self, AppState, Config, Limits, ListenAddr, Listener, listen};
 
@@ -119,6 +120,15 @@ pub struct Args {
     #[arg(long)]
     pub admin_api: bool,
 
+    /// Rate limits on /token, /revoke, /introspect and the admin API (repeatable): a token
+    /// bucket per client address (IPv6: per /64) and one per key or personal access token
+    /// (once the caller proved it holds it). Over a limit the answer is 429 with
+    /// Retry-After. Give `address=COUNT/UNIT[:BURST]` or `key=COUNT/UNIT[:BURST]` (UNIT: s,
+    /// min or h; BURST defaults to ten times COUNT), `address=off`, `key=off`, `off` for
+    /// none, or `default`. [default: address=100/s:1000, key=50/s:500]
+    #[arg(long, value_name = "LIMIT", value_parser = parse_rate_limit)]
+    pub rate_limit: Vec<String>,
+
     /// Connections open at once; further ones wait in the listen backlog until one closes
     #[arg(long, default_value_t = 10_000, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -163,6 +173,11 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, fields at the top level
     Json,
+}
+
+fn parse_rate_limit(s: &str) -> Result<String, String> {
+    RateLimits::default().apply(s)?;
+    Ok(s.to_owned())
 }
 
 fn parse_public_origin(s: &str) -> Result<String, String> {
@@ -243,7 +258,15 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if args.metrics_listen.as_ref() == Some(&args.listen) {
         anyhow::bail!("--metrics-listen must differ from --listen");
     }
+    let mut rate_limits = RateLimits::default();
+    for spec in &args.rate_limit {
+        // Checked by the parser already.
+        rate_limits
+            .apply(spec)
+            .map_err(|e| anyhow::anyhow!("--rate-limit: {e}"))?;
+    }
     let config = Config {
+        rate_limits,
         token_lifetime: args.token_lifetime,
         usage_retention: args.usage_retention,
         trusted_proxies: args.trusted_proxy,

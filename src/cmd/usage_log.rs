@@ -8,7 +8,10 @@ use crate::output::{self, or_dash};
 /// Show the usage log: every token issuance and refused attempt, newest first.
 ///
 /// Refused checks of personal access tokens are here too, with their reason (a token's
-/// good uses only move its last-used time, shown by `token list`). Rows older than the
+/// good uses only move its last-used time, shown by `token list`). Refusals are counted:
+/// the first of a kind (client address, key or token, reason) in a minute is a row, and
+/// repeats within that minute add to its count (`refused ×N`, `count` in --json), so junk
+/// requests cannot fill the disk. Rows older than the
 /// server's --usage-retention are pruned, but each key's newest row is always kept, so
 /// `list-keys` can show its last use.
 #[derive(Debug, clap::Args)]
@@ -108,6 +111,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 "ok (grant without jti)".to_owned()
             } else if r.ok {
                 "ok".to_owned()
+            } else if r.count > 1 {
+                format!(
+                    "refused ×{} in this minute: {}",
+                    r.count,
+                    r.reason.unwrap_or_default()
+                )
             } else {
                 format!("refused: {}", r.reason.unwrap_or_default())
             },

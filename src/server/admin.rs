@@ -327,6 +327,7 @@ pub async fn dispatch(
     let view = state.view()?;
     let required = (!reads).then_some(Scope::Write);
     let checked = check_bearer(&state, &view, &headers, addr, required, None).await?;
+    state.limit_credential(super::check::credential_id(&checked))?;
     let user = checked.user().to_owned();
     let (is_admin, own) = view.user(&user).map_or((false, false), |u| {
         (u.user.may("admin"), u.user.may("manage-own-keys"))

@@ -131,7 +131,10 @@ pub(super) async fn check_bearer(
                     reason: Some(why.to_string()),
                     ..UsageRow::default()
                 };
-                state.usage.record_later(row).await;
+                state
+                    .usage
+                    .record_refusal(row, metrics::invalid_reason(&invalid))
+                    .await;
             }
             Err(ApiError::Bearer {
                 missing: false,
@@ -157,6 +160,7 @@ pub async fn introspect(
     // as at /auth: that some other key lists it only lets the browser show the answer.
     let origin = cross_site.and_then(|Extension(CrossSite(o))| o);
     let caller = check_bearer(&state, &view, &headers, addr, None, origin.as_deref()).await?;
+    state.limit_credential(credential_id(&caller))?;
     if !view
         .user(caller.user())
         .is_some_and(|u| u.user.may("introspect"))
@@ -232,14 +236,18 @@ pub async fn introspect(
     Ok(resp)
 }
 
+/// The caller's credential: its key id, or its personal access token's id.
+pub(super) fn credential_id(checked: &Checked) -> &str {
+    match checked {
+        Checked::Access(c) => &c.key_id,
+        Checked::Pat(p) => &p.id,
+    }
+}
+
 /// Who made a request, for the access log: the credential's key id (or token id) and user.
 fn caller_of(checked: &Checked) -> Caller {
-    let id = match checked {
-        Checked::Access(c) => c.key_id.clone(),
-        Checked::Pat(p) => p.id.clone(),
-    };
     Caller {
-        key_id: Some(id),
+        key_id: Some(credential_id(checked).to_owned()),
         user: Some(checked.user().to_owned()),
     }
 }
@@ -259,10 +267,12 @@ pub async fn revoke(
     let view = state.view()?;
     match credential::check(token, &view, state.now(), None, None, None) {
         Ok(Checked::Access(claims)) => {
+            state.limit_credential(&claims.key_id)?;
             state.revoke_token(&claims.jti, claims.exp)?;
             tracing::info!(jti = %claims.jti, sub = %claims.sub, "access token revoked");
         }
         Ok(Checked::Pat(p)) => {
+            state.limit_credential(&p.id)?;
             state.revoke_pat(&p.id)?;
             tracing::info!(token_id = %p.id, user = %p.user, "personal access token revoked");
         }

@@ -23,6 +23,11 @@ pub enum ApiError {
     /// The store is out of reach (PostgreSQL down) or the snapshot too old to trust: 503
     /// with Retry-After; the client may retry.
     Unavailable(String),
+    /// Over a rate limit: 429 with Retry-After.
+    RateLimited(super::ratelimit::Limited),
+    /// The store cannot take writes (its disk is full, or it is read-only): 503 with
+    /// Retry-After; checks that only read go on.
+    Unwritable(String),
     /// The store failed: not the caller's fault.
     Internal(String),
 }
@@ -65,8 +70,22 @@ impl ApiError {
             ApiError::Bearer { missing: true, .. } => ("invalid_request", ""),
             ApiError::Bearer { invalid, .. } => (invalid.code(), ""),
             ApiError::InvalidClient { description, .. } => ("invalid_client", description),
-            ApiError::Timeout(_) | ApiError::Unavailable(_) => ("temporarily_unavailable", ""),
+            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::Unwritable(_) => {
+                ("temporarily_unavailable", "")
+            }
+            ApiError::RateLimited(_) => ("slow_down", ""),
             ApiError::Internal(_) => ("server_error", ""),
+        }
+    }
+}
+
+impl ApiError {
+    /// The kind of store failure this is, for the store_errors metric.
+    pub fn store_kind(&self) -> &'static str {
+        match self {
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unwritable(_) => "unwritable",
+            _ => "other",
         }
     }
 }
@@ -81,6 +100,8 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         if e.is_unavailable() {
             ApiError::Unavailable(e.to_string())
+        } else if e.is_unwritable() {
+            ApiError::Unwritable(e.to_string())
         } else {
             ApiError::Internal(e.to_string())
         }
@@ -98,10 +119,10 @@ impl From<super::live::CatchUpError> for ApiError {
 
 impl From<super::usage::WriteFailed> for ApiError {
     fn from(e: super::usage::WriteFailed) -> ApiError {
-        if e.unavailable {
-            ApiError::Unavailable(e.message)
-        } else {
-            ApiError::Internal(e.message)
+        match e.kind {
+            super::usage::Failure::Unavailable => ApiError::Unavailable(e.message),
+            super::usage::Failure::Unwritable => ApiError::Unwritable(e.message),
+            super::usage::Failure::Other => ApiError::Internal(e.message),
         }
     }
 }
@@ -192,6 +213,38 @@ impl IntoResponse for ApiError {
                 .into_response();
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
+            ApiError::Unwritable(msg) => {
+                tracing::error!(error = %msg, "the store takes no writes; answered 503");
+                let mut resp = ApiError::status(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "The token store cannot be written for now (disk full or read-only); tokens are not issued until it can, checks go on",
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+                return resp;
+            }
+            ApiError::RateLimited(limited) => {
+                // RFC 6585 §4 and RFC 9110 §10.2.3: whole seconds, rounded up.
+                let wait = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let whose = match limited.bucket {
+                    super::ratelimit::Bucket::Address => "this address",
+                    super::ratelimit::Bucket::Credential => "this key",
+                };
+                let mut resp = ApiError::status(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "slow_down",
+                    format!(
+                        "Too many requests from {whose}: the limit is {}; retry in {wait} s",
+                        limited.rule
+                    ),
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(wait));
                 return resp;
             }
             ApiError::Internal(msg) => {

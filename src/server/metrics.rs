@@ -223,7 +223,9 @@ pub struct Metrics {
     usage_batch: Histogram,
     usage_commit: Histogram,
     replay_set: Gauge,
-    store_errors: Counter,
+    store_errors: Family<Labels1, Counter>,
+    rate_limited: Family<Labels1, Counter>,
+    refusals_logged: Counter,
 }
 
 /// Which check a validation was: /auth or /introspect.
@@ -329,11 +331,23 @@ impl Metrics {
             "Grants held in the in-memory replay set",
             replay_set.clone(),
         );
-        let store_errors = Counter::default();
+        let store_errors = Family::<Labels1, Counter>::default();
         registry.register(
             "store_errors",
-            "Store operations that failed",
+            "Store operations that failed, by kind: unavailable (PostgreSQL out of reach), unwritable (disk full or read-only; tokens are not issued until fixed), other",
             store_errors.clone(),
+        );
+        let rate_limited = Family::<Labels1, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests answered 429, by the bucket that was empty: address or key",
+            rate_limited.clone(),
+        );
+        let refusals_logged = Counter::default();
+        registry.register(
+            "refusals_counted",
+            "Refusals counted in the usage log (one row per kind and minute; this counts each)",
+            refusals_logged.clone(),
         );
         Metrics {
             registry,
@@ -350,6 +364,8 @@ impl Metrics {
             usage_commit,
             replay_set,
             store_errors,
+            rate_limited,
+            refusals_logged,
         }
     }
 
@@ -419,8 +435,17 @@ impl Metrics {
         self.replay_set.set(i64::try_from(size).unwrap_or(i64::MAX));
     }
 
-    pub fn store_error(&self) {
-        self.store_errors.inc();
+    /// A store operation failed: `kind` is unavailable, unwritable or other.
+    pub fn store_error(&self, kind: &'static str) {
+        self.store_errors.get_or_create(&[("kind", kind)]).inc();
+    }
+
+    pub fn rate_limited(&self, bucket: &'static str) {
+        self.rate_limited.get_or_create(&[("bucket", bucket)]).inc();
+    }
+
+    pub fn refusal_counted(&self) {
+        self.refusals_logged.inc();
     }
 
     /// The text rendering for a scrape.
@@ -509,6 +534,8 @@ pub fn refusal_reason(error: &str, description: &str) -> &'static str {
         "impersonation"
     } else if d.contains("already been used") || d.contains("used before") {
         "replay"
+    } else if starts("This key has") {
+        "key_grant_share"
     } else if d.contains("requires one") {
         "jti_required"
     } else if starts("Origin ") {

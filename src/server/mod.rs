@@ -10,12 +10,13 @@ pub mod logwriter;
 pub mod metrics;
 mod misses;
 pub mod observe;
+pub mod ratelimit;
+mod replay;
 pub mod request;
 pub mod tls;
 mod token;
 mod usage;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
@@ -41,14 +42,12 @@ use live::Live;
 pub use live::{MAX_STALENESS, POLL};
 use metrics::{Endpoint, Metrics, ROUTES};
 use observe::Observer;
+use replay::{ReplaySet, Seen};
 pub use request::Peer;
 pub use usage::UsageWriter;
 
 /// Request bodies larger than this are refused (a grant is about 1 KiB).
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Replay-cache entries kept at most: beyond this, new grants skip the in-memory first check
-/// (the store's still decides) rather than let memory grow without bound.
-const REPLAY_CAP: usize = 2_000_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,6 +68,8 @@ pub struct Config {
     /// Change-feed entries older than this (seconds) are pruned; a server that falls
     /// further behind loads everything again.
     pub feed_retention: i64,
+    /// The buckets of `--rate-limit`.
+    pub rate_limits: ratelimit::RateLimits,
 }
 
 struct Reader {
@@ -94,11 +95,12 @@ pub struct AppState {
     usage: UsageWriter,
     /// Replay key -> grant expiry: a fast first check for replays; the store's `used_grants`
     /// decides, across processes.
-    replay: Mutex<HashMap<[u8; 16], i64>>,
+    replay: Mutex<ReplaySet>,
     /// Revoked and expired keys and tokens a check asked for, as the store said.
     misses: misses::Misses,
     /// The admin API's store connection, when it is on.
     admin: Option<admin::AdminApi>,
+    limiter: ratelimit::Limiter,
     pub metrics: Arc<Metrics>,
     /// The SQLite store's file, for readiness checks.
     path: Option<std::path::PathBuf>,
@@ -132,11 +134,12 @@ impl AppState {
         );
         let live = Arc::new(Live::new(registry, metrics.clone()));
         live.confirm(started);
-        let replay: HashMap<[u8; 16], i64> = store
-            .live_used_grants(now)?
-            .into_iter()
-            .map(|g| (g.key, g.exp))
-            .collect();
+        let replay = ReplaySet::seeded(
+            store
+                .live_used_grants(now)?
+                .into_iter()
+                .map(|g| (g.key, g.exp)),
+        );
         let count = if postgres {
             1
         } else {
@@ -185,6 +188,7 @@ impl AppState {
             None
         };
         let state = AppState {
+            limiter: ratelimit::Limiter::new(config.rate_limits),
             config,
             clock,
             readers,
@@ -225,7 +229,7 @@ impl AppState {
     /// than trusted.
     pub fn view(&self) -> Result<View<'_>, ApiError> {
         self.catch_up()
-            .inspect_err(|_| self.metrics.store_error())?;
+            .inspect_err(|e| self.metrics.store_error(e.store_kind()))?;
         Ok(View { state: self })
     }
 
@@ -294,32 +298,37 @@ impl AppState {
         }
     }
 
+    /// Takes a token from a proved credential's bucket (a key id or a personal access
+    /// token id).
+    fn limit_credential(&self, id: &str) -> Result<(), ApiError> {
+        self.limiter
+            .credential(id)
+            .map_err(|limited| self.rate_limited(limited))
+    }
+
+    /// Counts a 429 and makes it.
+    fn rate_limited(&self, limited: ratelimit::Limited) -> ApiError {
+        self.metrics.rate_limited(limited.bucket.name());
+        ApiError::RateLimited(limited)
+    }
+
     /// Undoes `first_use` for a grant whose issuance was not recorded (the store failed), so
     /// that the client may retry it.
     fn forget_use(&self, key: [u8; 16]) {
         self.replay
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+            .forget(key);
     }
 
-    /// Records a grant's replay key; false when it was seen before and has not expired.
-    fn first_use(&self, key: [u8; 16], exp: i64) -> bool {
+    /// Records a grant's replay key (signed by `key_id`): whether it was seen before and
+    /// has not expired, or its key holds its whole share of the set.
+    fn first_use(&self, key: [u8; 16], exp: i64, key_id: &str) -> Seen {
         let now = self.now();
-        let mut seen = self.replay.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= REPLAY_CAP {
-            seen.retain(|_, e| *e >= now);
-        }
-        match seen.get(&key) {
-            Some(e) if *e >= now => false,
-            // Full of live grants: memory stays bounded and the store alone decides.
-            _ if seen.len() >= REPLAY_CAP => true,
-            _ => {
-                seen.insert(key, exp);
-                self.metrics.replay_set(seen.len());
-                true
-            }
-        }
+        let mut set = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = set.first_use(key, exp, key_id, now);
+        self.metrics.replay_set(set.len());
+        seen
     }
 
     /// Whether the store's file is there and readable now (GET /readyz).
@@ -328,7 +337,9 @@ impl AppState {
     /// follower reads the database every [`POLL`] anyway: the registry's age tells.
     fn store_reachable(&self) -> Result<(), ApiError> {
         if let Some(path) = &self.path {
-            Store::check_readable(path).inspect_err(|_| self.metrics.store_error())?;
+            Store::check_readable(path)
+                .map_err(ApiError::from)
+                .inspect_err(|e| self.metrics.store_error(e.store_kind()))?;
         }
         Ok(())
     }
@@ -349,14 +360,14 @@ impl AppState {
     fn revoke_pat(&self, id: &str) -> Result<(), ApiError> {
         let now = self.now();
         self.write(|s| s.revoke_pat(id, now).map(|_| ()))
-            .inspect_err(|_| self.metrics.store_error())
+            .inspect_err(|e| self.metrics.store_error(e.store_kind()))
     }
 
     /// Writes a revoked token id (POST /revoke).
     fn revoke_token(&self, jti: &str, exp: i64) -> Result<(), ApiError> {
         let now = self.now();
         self.write(|s| s.revoke_token(jti, exp, now))
-            .inspect_err(|_| self.metrics.store_error())
+            .inspect_err(|e| self.metrics.store_error(e.store_kind()))
     }
 }
 
@@ -364,12 +375,16 @@ impl AppState {
 /// readiness, the API description and (unless served apart) the metrics.
 pub fn app(state: SharedState) -> Router {
     let cors = || axum::middleware::from_fn_with_state(state.clone(), cors::layer);
+    let limit = || axum::middleware::from_fn_with_state(state.clone(), ratelimit::by_address);
     let mut router = if state.admin.is_some() {
         Router::new()
-            .route(admin::PREFIX, axum::routing::any(admin::dispatch))
+            .route(
+                admin::PREFIX,
+                axum::routing::any(admin::dispatch).layer(limit()),
+            )
             .route(
                 &format!("{}/{{*rest}}", admin::PREFIX),
-                axum::routing::any(admin::dispatch),
+                axum::routing::any(admin::dispatch).layer(limit()),
             )
     } else {
         Router::new()
@@ -380,12 +395,15 @@ pub fn app(state: SharedState) -> Router {
         let handler = match endpoint {
             Endpoint::Token => post(token::token)
                 .fallback(method_not_allowed)
+                .layer(limit())
                 .layer(cors()),
             Endpoint::Introspect => post(check::introspect)
                 .fallback(method_not_allowed)
+                .layer(limit())
                 .layer(cors()),
             Endpoint::Revoke => post(check::revoke)
                 .fallback(method_not_allowed)
+                .layer(limit())
                 .layer(cors()),
             Endpoint::Auth => get(check::forward_auth).fallback(method_not_allowed),
             Endpoint::Metadata | Endpoint::MetadataPath => {

@@ -15,6 +15,7 @@ use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::metrics;
 use crate::server::observe::Caller;
+use crate::server::replay::{self, Seen};
 use crate::server::request::Peer;
 use crate::server::request::{self, printable};
 use crate::store::{GrantUse, UsageRow, replay_reason};
@@ -92,6 +93,8 @@ async fn exchange(
             Ok(a) => a,
             Err(r) => return Err(refuse(state, who, &row, r).await),
         };
+    // Only now: the grant's signature proved its key, so nobody else can empty its bucket.
+    state.limit_credential(&accepted.key_id)?;
     let known = |description: String| Refusal {
         error: "invalid_grant",
         description,
@@ -137,9 +140,19 @@ async fn exchange(
         )
         .await);
     }
-    if !state.first_use(accepted.replay_key, accepted.exp) {
-        let why = replay_reason(accepted.jti.is_some()).to_owned();
-        return Err(refuse(state, who, &row, known(why)).await);
+    match state.first_use(accepted.replay_key, accepted.exp, &accepted.key_id) {
+        Seen::First => {}
+        Seen::Replayed => {
+            let why = replay_reason(accepted.jti.is_some()).to_owned();
+            return Err(refuse(state, who, &row, known(why)).await);
+        }
+        Seen::KeyFull => {
+            let why = format!(
+                "This key has {} used grants that have not expired yet; sign grants that expire within minutes, not hours",
+                replay::PER_KEY
+            );
+            return Err(refuse(state, who, &row, known(why)).await);
+        }
     }
     // A token never outlives its key.
     let lifetime = match key.expires {
@@ -298,7 +311,8 @@ impl ClientAuth {
     }
 }
 
-/// Records a refused attempt (without the grant itself) and turns it into the response.
+/// Counts a refused attempt in the usage log (without the grant itself; one row per kind
+/// and minute) and turns it into the response.
 /// Descriptions and subjects can echo what the caller wrote (alg, sub, scope); they go back
 /// in JSON and into the usage log, which `tokenauth usage-log` prints to a terminal, so
 /// control characters (escape sequences) are dropped.
@@ -316,6 +330,7 @@ async fn refuse(
             user: r.user.clone(),
         });
     }
+    let kind = metrics::refusal_reason(r.error, &description);
     let failed = UsageRow {
         key_id: r.key_id,
         user: r.user,
@@ -324,6 +339,6 @@ async fn refuse(
         reason: Some(description.clone()),
         ..row.clone()
     };
-    state.usage.record_later(failed).await;
+    state.usage.record_refusal(failed, kind).await;
     ApiError::bad_request(r.error, description)
 }

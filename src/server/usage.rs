@@ -1,7 +1,9 @@
 //! The usage-log writer: one thread, one transaction per batch of rows (group commit); a
 //! request waiting for its row is answered only once the batch holding it has committed.
-//! It also records when personal access tokens were last used, in the same batches.
+//! It also records when personal access tokens were last used, in the same batches, and
+//! folds refusals into one row per kind (address, key or token, reason) per minute.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,18 +14,37 @@ use crate::clock::Clock;
 use crate::server::metrics::Metrics;
 use crate::store::{Store, UsageRow};
 
+/// Why a batch could not be committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The store is out of reach (PostgreSQL down): answered 503, worth a retry.
+    Unavailable,
+    /// The store takes no writes (disk full, read-only): answered 503 until fixed.
+    Unwritable,
+    Other,
+}
+
+impl Failure {
+    pub fn name(self) -> &'static str {
+        match self {
+            Failure::Unavailable => "unavailable",
+            Failure::Unwritable => "unwritable",
+            Failure::Other => "other",
+        }
+    }
+}
+
 /// A batch that could not be committed.
 #[derive(Debug, Clone)]
 pub struct WriteFailed {
-    /// The store is out of reach (PostgreSQL down): answered 503, worth a retry.
-    pub unavailable: bool,
+    pub kind: Failure,
     pub message: String,
 }
 
 impl WriteFailed {
     fn stopped() -> WriteFailed {
         WriteFailed {
-            unavailable: false,
+            kind: Failure::Other,
             message: "usage-log writer stopped".to_owned(),
         }
     }
@@ -41,6 +62,8 @@ enum Work {
     Row(Job),
     /// A personal access token (id) was used at this time.
     Touch(String, i64),
+    /// A refusal, and its kind of reason (a fixed name: see `metrics`).
+    Refusal(UsageRow, &'static str),
 }
 
 /// Most rows in one transaction.
@@ -51,6 +74,84 @@ const LINGER: Duration = Duration::from_micros(300);
 const QUEUE: usize = 16_384;
 /// Pruning runs at most this often.
 const PRUNE_EVERY: i64 = 10;
+/// Refusals of one kind within this many seconds share a row.
+pub const REFUSAL_INTERVAL: i64 = 60;
+/// Kinds of refusal kept apart per interval; the rest share one row, so the log grows by at
+/// most this many rows (plus one) a minute, whatever callers send.
+pub const MAX_REFUSAL_KINDS: usize = 1000;
+
+/// Folds refusals into rows: one per kind per interval, with a count.
+#[derive(Default)]
+struct Refusals {
+    interval: i64,
+    /// The kinds this interval has rows for (from this process).
+    seen: HashSet<[u8; 16]>,
+    /// This batch's rows by group, their counts summed.
+    batch: HashMap<[u8; 16], UsageRow>,
+}
+
+impl Refusals {
+    fn add(&mut self, mut row: UsageRow, reason: &'static str) {
+        let interval = row.time.div_euclid(REFUSAL_INTERVAL);
+        if interval != self.interval {
+            self.interval = interval;
+            self.seen.clear();
+        }
+        let mut kind = refusal_kind(&row, reason);
+        if !self.seen.contains(&kind) {
+            if self.seen.len() >= MAX_REFUSAL_KINDS {
+                kind = [0; 16];
+                row = UsageRow {
+                    time: row.time,
+                    address: "*".to_owned(),
+                    reason: Some(format!(
+                        "Refusals of more than {MAX_REFUSAL_KINDS} kinds in one minute, counted together"
+                    )),
+                    ..UsageRow::default()
+                };
+            }
+            self.seen.insert(kind);
+        }
+        self.batch
+            .entry(kind)
+            .and_modify(|r| r.count += 1)
+            .or_insert_with(|| UsageRow {
+                count: 1,
+                refusal_group: Some(format!("{interval}:{}", hex(&kind))),
+                ..row
+            });
+    }
+
+    fn take(&mut self) -> Vec<UsageRow> {
+        self.batch.drain().map(|(_, r)| r).collect()
+    }
+}
+
+/// What makes two refusals one kind: the address, the key or token, the reason's name.
+fn refusal_kind(row: &UsageRow, reason: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        Some(row.address.as_str()),
+        row.key_id.as_deref(),
+        row.pat_id.as_deref(),
+        Some(reason),
+    ] {
+        // Length-prefixed, so that no two different tuples hash the same bytes.
+        let part = part.unwrap_or("\0");
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let mut kind = [0; 16];
+    kind.copy_from_slice(&h.finalize()[..16]);
+    // The all-zero kind is the overflow row's.
+    kind[0] |= 1;
+    kind
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 #[derive(Clone)]
 pub struct UsageWriter {
@@ -72,21 +173,30 @@ impl UsageWriter {
                 let mut last_prune = i64::MIN;
                 let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
                 let mut touches: Vec<(String, i64)> = Vec::new();
+                let mut refusals = Refusals::default();
                 while let Ok(first) = rx.recv() {
                     let mut work = Some(first);
                     // Let company arrive while asleep rather than being woken for each
                     // row: one wake-up per batch, not one per request.
                     let mut slept = false;
+                    // Refusals and touches are folded, not rows: bound them too, or a flood
+                    // of them would keep a batch from ever committing.
+                    let mut taken = 0;
                     while let Some(w) = work.take() {
+                        taken += 1;
                         match w {
                             Work::Row(j) => batch.push(j),
                             Work::Touch(id, time) => touches.push((id, time)),
+                            Work::Refusal(row, reason) => {
+                                metrics.refusal_counted();
+                                refusals.add(row, reason);
+                            }
                         }
                         if !slept {
                             std::thread::sleep(LINGER);
                             slept = true;
                         }
-                        if batch.len() < MAX_BATCH {
+                        if batch.len() < MAX_BATCH && taken < 8 * MAX_BATCH {
                             work = rx.try_recv().ok();
                         }
                     }
@@ -94,17 +204,23 @@ impl UsageWriter {
                     let prune =
                         (now.saturating_sub(last_prune) >= PRUNE_EVERY).then(|| now - retention);
                     let rows: Vec<UsageRow> = batch.iter().map(|j| j.row.clone()).collect();
+                    let refused = refusals.take();
                     let started = Instant::now();
                     let result = store
-                        .append_usage(&rows, &touches, now, prune)
+                        .append_usage(&rows, &refused, &touches, now, prune)
                         .map_err(|e| WriteFailed {
-                            unavailable: e.is_unavailable(),
+                            kind: if e.is_unavailable() {
+                                Failure::Unavailable
+                            } else if e.is_unwritable() {
+                                Failure::Unwritable
+                            } else {
+                                Failure::Other
+                            },
                             message: e.to_string(),
                         });
-                    if result.is_ok() {
-                        metrics.usage_committed(rows.len(), started.elapsed());
-                    } else {
-                        metrics.store_error();
+                    match &result {
+                        Ok(_) => metrics.usage_committed(rows.len() + refused.len(), started.elapsed()),
+                        Err(e) => metrics.store_error(e.kind.name()),
                     }
                     touches.clear();
                     match &result {
@@ -140,9 +256,11 @@ impl UsageWriter {
         wait.await.map_err(|_| WriteFailed::stopped())?
     }
 
-    /// Records a row without waiting for the commit (refused attempts).
-    pub async fn record_later(&self, row: UsageRow) {
-        let _ = self.send(Work::Row(Job { row, done: None })).await;
+    /// Counts a refusal, without waiting for the commit: the first of its kind (address,
+    /// key or token, `reason`: a fixed name) in a minute is written whole, the others add
+    /// to its count.
+    pub async fn record_refusal(&self, row: UsageRow, reason: &'static str) {
+        let _ = self.send(Work::Refusal(row, reason)).await;
     }
 
     /// Notes that a personal access token was used; dropped when the queue is full (last

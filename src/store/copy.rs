@@ -25,7 +25,7 @@ pub(super) const TABLES: &[(&str, &str)] = &[
     ("used_grants", "exp, key"),
     (
         "usage_log",
-        "id, time, key_id, user_name, subject, address, user_agent, ok, reason, grant_jti, grant_exp, token_jti, no_jti, pat_id",
+        "id, time, key_id, user_name, subject, address, user_agent, ok, reason, grant_jti, grant_exp, token_jti, no_jti, pat_id, count, refusal_group",
     ),
     (
         "audit",

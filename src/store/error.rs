@@ -29,6 +29,14 @@ pub enum StoreError {
     Locked { path: PathBuf },
     #[error("the store {path} is read-only; check its permissions")]
     ReadOnly { path: PathBuf },
+    #[error(
+        "the disk holding the store {store} is full; nothing was changed: free space on its file system and retry"
+    )]
+    Full { store: String },
+    #[error(
+        "PostgreSQL at {url} takes no writes (a standby, or default_transaction_read_only); nothing was changed: point --db at the primary"
+    )]
+    ReadOnlyDatabase { url: String },
     #[error("user '{0}' already exists")]
     UserExists(String),
     #[error("no user named '{0}'; see `tokenauth user list`")]
@@ -89,6 +97,16 @@ impl StoreError {
     /// The database is out of reach for now (not the caller's fault, worth retrying).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// The store takes no writes until someone frees space or fixes its mount.
+    pub fn is_unwritable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Full { .. }
+                | StoreError::ReadOnly { .. }
+                | StoreError::ReadOnlyDatabase { .. }
+        )
     }
 }
 

@@ -213,6 +213,16 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX keys_expires ON keys(expires);
     CREATE INDEX pats_expires ON pats(expires);
     "#,
+    // 7: refusals are logged in aggregate: the first of a kind (address, key or token,
+    // reason) in each minute is a row, and repeats add to its `count`, found again by its
+    // `refusal_group` (unique, so replicas add to the same row). What a caller who proved
+    // nothing can make the log grow by is bounded by kinds, not requests.
+    r#"
+    ALTER TABLE usage_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE usage_log ADD COLUMN refusal_group TEXT;
+    CREATE UNIQUE INDEX usage_log_refusal_group ON usage_log(refusal_group)
+        WHERE refusal_group IS NOT NULL;
+    "#,
 ];
 
 /// The same history for PostgreSQL, step for step (so that a schema version means the same
@@ -428,5 +438,12 @@ pub const PG_MIGRATIONS: &[&str] = &[
     CREATE INDEX pats_expires ON pats(expires);
     CREATE INDEX keys_key_id_c ON keys (key_id COLLATE "C");
     CREATE INDEX pats_id_c ON pats (id COLLATE "C");
+    "#,
+    // 7: aggregated refusals (see MIGRATIONS[6]).
+    r#"
+    ALTER TABLE usage_log ADD COLUMN count BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE usage_log ADD COLUMN refusal_group TEXT;
+    CREATE UNIQUE INDEX usage_log_refusal_group ON usage_log(refusal_group)
+        WHERE refusal_group IS NOT NULL;
     "#,
 ];

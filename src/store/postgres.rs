@@ -324,6 +324,8 @@ pub fn map_err(e: postgres::Error, url: &str) -> StoreError {
         return match code {
             "23505" => StoreError::Duplicate(db.message().to_owned()),
             "40001" | "40P01" => StoreError::Conflict(db.message().to_owned()),
+            "53100" => StoreError::Full { store: url },
+            "25006" => StoreError::ReadOnlyDatabase { url },
             // Timeouts and shutdowns: the database is (for now) out of reach.
             "57014" | "57P01" | "57P02" | "57P03" | "53300" => StoreError::Unavailable {
                 url,

@@ -300,6 +300,9 @@ pub fn map_err(e: rusqlite::Error, path: &Path) -> StoreError {
             StoreError::Locked { path }
         }
         Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path },
+        Some(ErrorCode::DiskFull) => StoreError::Full {
+            store: path.display().to_string(),
+        },
         Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => StoreError::Open {
             path,
             source: std::io::Error::other(e.to_string()),

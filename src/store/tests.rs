@@ -227,7 +227,7 @@ both! {
                     address: "127.0.0.1".into(),
                     ok: true,
                     ..Default::default()
-                }],
+                }], &[],
                 &[],
                 1,
                 None,
@@ -334,7 +334,7 @@ both! {
                 ..Default::default()
             })
             .collect();
-        source.append_usage(&rows, &[], 1, None).unwrap();
+        source.append_usage(&rows, &[], &[], 1, None).unwrap();
         source.add_key(&key("k-1", "a")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut target = Store::open(&dir.path().join("copy.db")).unwrap();
@@ -368,13 +368,13 @@ both! {
         };
         store
             .append_usage(
-                &[row(1, "a"), row(2, "a"), row(3, "b"), row(100, "b")],
+                &[row(1, "a"), row(2, "a"), row(3, "b"), row(100, "b")], &[],
                 &[],
                 100,
                 None,
             )
             .unwrap();
-        store.append_usage(&[], &[], 100, Some(50)).unwrap();
+        store.append_usage(&[], &[], &[], 100, Some(50)).unwrap();
         let left = store
             .usage(&UsageFilter {
                 limit: 10,
@@ -385,6 +385,55 @@ both! {
         assert_eq!(times, vec![100, 2]);
     }
 
+    fn counted_refusals_add_to_their_groups_row_across_batches_and_writers(db) {
+        let mut store = db.open();
+        let mut other = db.open();
+        let refused = |t, group: &str, n, reason: &str| UsageRow {
+            time: t,
+            address: "192.0.2.1".into(),
+            reason: Some(reason.into()),
+            subject: Some(format!("first at {t}")),
+            count: n,
+            refusal_group: Some(group.into()),
+            ..Default::default()
+        };
+        store
+            .append_usage(&[], &[refused(10, "0:a", 3, "Invalid signature")], &[], 10, None)
+            .unwrap();
+        other
+            .append_usage(
+                &[],
+                &[refused(11, "0:a", 4, "Invalid signature"), refused(12, "0:b", 1, "No associated key found")],
+                &[],
+                12,
+                None,
+            )
+            .unwrap();
+        let rows = store
+            .usage(&UsageFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ×{} ok={} {:?} {:?}",
+                    r.time, r.count, r.ok, r.reason, r.subject
+                )
+            })
+            .collect();
+        // The group's row keeps its first refusal's details; later ones only add.
+        assert_eq!(
+            got,
+            [
+                r#"12 ×1 ok=false Some("No associated key found") Some("first at 12")"#,
+                r#"10 ×7 ok=false Some("Invalid signature") Some("first at 10")"#,
+            ]
+        );
+    }
+
     fn used_grants_are_pruned_only_well_after_they_expire(db) {
         let mut store = db.open();
         store
@@ -392,18 +441,18 @@ both! {
                 &[
                     grant_row(1, "c", "old", 10),
                     grant_row(1, "c", "new", 1_000),
-                ],
+                ], &[],
                 &[],
                 1,
                 None,
             )
             .unwrap();
         store
-            .append_usage(&[], &[], 10 + USED_GRANT_MARGIN, Some(0))
+            .append_usage(&[], &[], &[], 10 + USED_GRANT_MARGIN, Some(0))
             .unwrap();
         assert_eq!(store.live_used_grants(0).unwrap().len(), 2);
         store
-            .append_usage(&[], &[], 11 + USED_GRANT_MARGIN, Some(0))
+            .append_usage(&[], &[], &[], 11 + USED_GRANT_MARGIN, Some(0))
             .unwrap();
         let left = store.live_used_grants(0).unwrap();
         assert_eq!(
@@ -426,7 +475,7 @@ both! {
                     grant_row(2, "c1", "x", 100),
                     // The same jti under another client is another grant.
                     grant_row(3, "c2", "x", 100),
-                ],
+                ], &[],
                 &[],
                 1,
                 None,
@@ -435,7 +484,7 @@ both! {
         assert_eq!(written, vec![true, false, true]);
         let again = b
             .append_usage(
-                &[grant_row(4, "c1", "x", 100), grant_row(5, "c1", "y", 100)],
+                &[grant_row(4, "c1", "x", 100), grant_row(5, "c1", "y", 100)], &[],
                 &[],
                 4,
                 None,
@@ -535,4 +584,30 @@ fn upgrading_keeps_the_grants_already_used() {
             exp: 500
         }]
     );
+}
+
+/// A standby, or a database set `default_transaction_read_only`: writes are refused as
+/// unwritable (the server answers 503 and counts it), naming the fix.
+#[test]
+fn a_read_only_postgresql_is_unwritable_and_names_the_primary_as_the_fix() {
+    let Some(db) = postgres::ScratchDatabase::create("read_only_postgresql") else {
+        return;
+    };
+    let mut store = Store::connect(&Location::parse(db.url.as_ref()).unwrap()).unwrap();
+    store
+        .add_user("alice", &Secret::new(vec![7; 32]), 10)
+        .unwrap();
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{sep}options=-cdefault_transaction_read_only%3Don",
+        db.url
+    );
+    let mut read_only = Store::connect(&Location::parse(url.as_ref()).unwrap()).unwrap();
+    let e = read_only
+        .add_user("bob", &Secret::new(vec![8; 32]), 11)
+        .unwrap_err();
+    assert!(e.is_unwritable(), "{e:?}");
+    assert!(e.to_string().contains("takes no writes"), "{e}");
+    assert!(e.to_string().contains("point --db at the primary"), "{e}");
+    assert!(matches!(store.user("bob"), Err(StoreError::UnknownUser(_))));
 }

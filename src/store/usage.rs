@@ -19,6 +19,12 @@ pub struct UsageRow {
     pub reason: Option<String>,
     /// An issuance from a grant without `jti` (counted so admins see who relies on them).
     pub no_jti: bool,
+    /// How many refusals of this kind the row stands for (1 for issuances and for rows
+    /// written before refusals were counted).
+    pub count: i64,
+    /// Set on a counted refusal: what later ones of its kind in its minute add to.
+    #[serde(skip)]
+    pub refusal_group: Option<String>,
     #[serde(skip)]
     pub grant_jti: Option<String>,
     #[serde(skip)]
@@ -77,14 +83,16 @@ pub struct UsageFilter {
 }
 
 impl Store {
-    /// Appends rows in one transaction, records when personal access tokens were last used
-    /// (`touches`: id and time), then prunes rows older than `prune_before` (keeping each
+    /// Appends rows in one transaction, adds counted refusals (`refused`: each with its
+    /// `refusal_group` and `count`, added to the group's row when there is one), records
+    /// when personal access tokens were last used (`touches`: id and time), then prunes rows older than `prune_before` (keeping each
     /// key's newest row) and used grants that have expired. A row with a `grant_use` first
     /// claims its grant: when an earlier row (from any process) took it, the row is written
     /// as a refused replay instead. Returns, per row, whether it was written as given.
     pub fn append_usage(
         &mut self,
         rows: &[UsageRow],
+        refused: &[UsageRow],
         touches: &[(String, i64)],
         now: i64,
         prune_before: Option<i64>,
@@ -96,6 +104,27 @@ impl Store {
                 Backend::Postgres(d) => d.insert_usage(rows)?,
                 Backend::Sqlite(_) => self.insert_usage(rows)?,
             };
+            for r in refused {
+                self.exec(
+                    "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
+                        pat_id, count, refusal_group)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (refusal_group) WHERE refusal_group IS NOT NULL
+                     DO UPDATE SET count = usage_log.count + excluded.count",
+                    &params![
+                        r.time,
+                        &r.key_id,
+                        &r.user,
+                        &r.subject,
+                        &r.address,
+                        &r.user_agent,
+                        &r.reason,
+                        &r.pat_id,
+                        r.count,
+                        &r.refusal_group
+                    ],
+                )?;
+            }
             for (id, time) in touches {
                 self.exec(
                     "UPDATE pats SET last_used = ?2 WHERE id = ?1 AND (last_used IS NULL OR last_used < ?2)",
@@ -162,7 +191,7 @@ impl Store {
 
     pub fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>> {
         let rows = self.rows(
-            "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason, no_jti, pat_id
+            "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason, no_jti, pat_id, count
              FROM usage_log
              WHERE (CAST(?1 AS TEXT) IS NULL OR key_id = ?1 OR pat_id = ?1)
                AND (CAST(?2 AS TEXT) IS NULL OR user_name = ?2 OR subject = ?2)
@@ -190,6 +219,7 @@ impl Store {
                     reason: r.get(7)?,
                     no_jti: r.get(8)?,
                     pat_id: r.get(9)?,
+                    count: r.get(10)?,
                     ..UsageRow::default()
                 })
             })
