@@ -11,7 +11,7 @@ pub mod metrics;
 mod misses;
 pub mod observe;
 pub mod ratelimit;
-mod replay;
+pub mod replay;
 pub mod request;
 pub mod tls;
 mod token;

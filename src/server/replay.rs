@@ -3,7 +3,8 @@
 //! key's holder cannot crowd out everyone else's grants, and evicted in expiry order so that
 //! each use costs O(log n) however full it is.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 /// Grants held at most: beyond this, new grants skip the in-memory check (the store's
@@ -26,7 +27,9 @@ pub enum Seen {
 #[derive(Default)]
 pub struct ReplaySet {
     grants: HashMap<[u8; 16], (i64, Option<Arc<str>>)>,
-    by_expiry: BTreeSet<(i64, [u8; 16])>,
+    /// Soonest expiry first. An entry whose grant was forgotten stays until it comes up,
+    /// and is then skipped (forgetting is rare: a store that failed).
+    by_expiry: BinaryHeap<Reverse<(i64, [u8; 16])>>,
     per_key: HashMap<Arc<str>, usize>,
 }
 
@@ -40,7 +43,7 @@ impl ReplaySet {
                 break;
             }
             set.grants.insert(grant, (exp, None));
-            set.by_expiry.insert((exp, grant));
+            set.by_expiry.push(Reverse((exp, grant)));
         }
         set
     }
@@ -69,26 +72,28 @@ impl ReplaySet {
         };
         *self.per_key.entry(key.clone()).or_default() += 1;
         self.grants.insert(grant, (exp, Some(key)));
-        self.by_expiry.insert((exp, grant));
+        self.by_expiry.push(Reverse((exp, grant)));
         Seen::First
     }
 
     /// Forgets a grant whose use was not recorded after all.
     pub fn forget(&mut self, grant: [u8; 16]) {
-        if let Some((exp, key)) = self.grants.remove(&grant) {
-            self.by_expiry.remove(&(exp, grant));
+        if let Some((_, key)) = self.grants.remove(&grant) {
             self.release(key);
         }
     }
 
     /// Drops grants that expired before `now`, oldest first.
     fn evict(&mut self, now: i64) {
-        while let Some(&(exp, grant)) = self.by_expiry.first() {
+        while let Some(&Reverse((exp, grant))) = self.by_expiry.peek() {
             if exp >= now {
                 break;
             }
-            self.by_expiry.pop_first();
-            if let Some((_, key)) = self.grants.remove(&grant) {
+            self.by_expiry.pop();
+            // Only the entry this one stands for: not one forgotten and used again since.
+            if self.grants.get(&grant).is_some_and(|(e, _)| *e == exp)
+                && let Some((_, key)) = self.grants.remove(&grant)
+            {
                 self.release(key);
             }
         }
@@ -149,7 +154,7 @@ mod tests {
             Seen::First
         );
         assert_eq!(set.len(), 1);
-        assert!(set.per_key.len() == 1 && set.by_expiry.len() == 1);
+        assert_eq!(set.per_key.len(), 1);
     }
 
     #[test]
