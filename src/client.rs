@@ -545,7 +545,12 @@ impl Cache {
             }
             other => other,
         }
-        .map_err(|e| open_error(Kind::Folder, &dir, e))?;
+        .map_err(|e| {
+            // O_DIRECTORY meets a link before O_NOFOLLOW does: ENOTDIR, not ELOOP. Either
+            // way nothing was followed; this only picks the message.
+            let link = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_symlink());
+            open_error(Kind::Folder, &dir, if link { Errno::LOOP } else { e })
+        })?;
         let meta = File::from(fd)
             .metadata()
             .with_context(|| format!("cannot read the metadata of {}", shown(&dir)))?;
