@@ -229,10 +229,10 @@ fn check_scope(scope: &str) -> Result<(), BadResponse> {
     Ok(())
 }
 
-/// A character as messages show it: printable ASCII quoted, and every character by its code
-/// point, so that nothing in the message acts on a terminal.
+/// A character as messages show it: printable ASCII quoted (but the quote itself), and every
+/// character by its code point, so that nothing in the message acts on a terminal.
 fn describe_char(c: char) -> String {
-    if c.is_ascii_graphic() {
+    if c.is_ascii_graphic() && c != '\'' {
         format!("'{c}' (U+{:04X})", u32::from(c))
     } else {
         format!("U+{:04X}", u32::from(c))
@@ -436,9 +436,9 @@ fn open_error(kind: Kind, path: &Path, e: Errno) -> anyhow::Error {
             "{what} {p} is a symbolic link; tokenauth does not follow links in its cache \
              (someone may have planted it): remove the link (rm {p}) or pass --no-cache"
         ),
-        Errno::NOTDIR => anyhow::anyhow!(
-            "{what} {p} is not a folder: remove it (rm {p}) or pass --no-cache"
-        ),
+        Errno::NOTDIR => {
+            anyhow::anyhow!("{what} {p} is not a folder: remove it (rm {p}) or pass --no-cache")
+        }
         _ => anyhow::anyhow!(
             "cannot open {what} {p}: {}; fix its permissions or pass --no-cache",
             std::io::Error::from(e)
@@ -731,7 +731,7 @@ mod tests {
     #[test]
     fn tokens_outside_b64token_are_refused_naming_the_character_not_showing_it() {
         let cases: &[(&str, &str)] = &[
-            ("x'; touch /tmp/p; echo '", "''' (U+0027) at character 2"),
+            ("x'; touch /tmp/p; echo '", "holds U+0027 at character 2"),
             ("a;b", "';' (U+003B) at character 2"),
             ("a\nGITHUB_TOKEN=evil", "U+000A at character 2"),
             ("a\rb", "U+000D at character 2"),
@@ -748,7 +748,10 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{token:?}: {err}");
-            assert!(token.len() < 4 || !err.contains(token), "{token:?} echoed: {err}");
+            assert!(
+                token.len() < 4 || !err.contains(token),
+                "{token:?} echoed: {err}"
+            );
             assert!(!err.contains(['\n', '\r', '\0']), "{err:?}");
         }
         assert_eq!(
@@ -828,7 +831,13 @@ mod tests {
 
     #[test]
     fn answers_that_are_not_a_json_object_are_refused() {
-        for body in [&b"<html>"[..], b"", b"{", b"\xff\xfe", b"{\"access_token\":\"a\xff\"}"] {
+        for body in [
+            &b"<html>"[..],
+            b"",
+            b"{",
+            b"\xff\xfe",
+            b"{\"access_token\":\"a\xff\"}",
+        ] {
             assert!(
                 matches!(parse_token_response(body), Err(BadResponse::NotJson(_))),
                 "{body:?}"

@@ -598,7 +598,11 @@ fn key_before_a_client_subcommand_is_named_as_the_remote_admin_credential() {
         "error: --key before the subcommand is the remote-admin credential; get-token takes \
          its key file after the subcommand: tokenauth get-token --key FILE"
     );
-    assert!(!text(&out.stderr).contains("key_id"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("key_id"),
+        "{}",
+        text(&out.stderr)
+    );
     // The other shared flags say the same of themselves; a token is never repeated.
     assert_eq!(
         usage_error(&run(&env, &["--scope", "write", "get-token"], &[])),

@@ -66,7 +66,11 @@ fn one_error(what: &str, out: &Output) -> String {
         text(&out.stdout)
     );
     assert!(err.starts_with("tokenauth: error: "), "{what}: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{what}: not one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{what}: not one line: {err}"
+    );
     err.trim_end().to_owned()
 }
 
@@ -87,15 +91,23 @@ fn rogue_answers() -> Vec<(&'static str, String, &'static str)> {
         (
             "quote, semicolon and newline",
             token("x'; touch /tmp/p; echo '\nGITHUB_TOKEN=evil"),
-            "its access_token holds ''' (U+0027) at character 2",
+            "its access_token holds U+0027 at character 2",
         ),
         ("semicolon", token("a;b"), "';' (U+003B) at character 2"),
-        ("newline", token("ab\nGITHUB_TOKEN=evil"), "U+000A at character 3"),
+        (
+            "newline",
+            token("ab\nGITHUB_TOKEN=evil"),
+            "U+000A at character 3",
+        ),
         ("carriage return", token("ab\rc"), "U+000D at character 3"),
         ("space", token("ab c"), "U+0020 at character 3"),
         ("NUL", token("ab\0c"), "U+0000 at character 3"),
         ("non-ASCII", token("abcé"), "U+00E9 at character 4"),
-        ("bidi control", token("ab\u{202E}c"), "U+202E at character 3"),
+        (
+            "bidi control",
+            token("ab\u{202E}c"),
+            "U+202E at character 3",
+        ),
         ("empty token", token(""), "its access_token is empty"),
         (
             "huge token",
@@ -112,8 +124,16 @@ fn rogue_answers() -> Vec<(&'static str, String, &'static str)> {
             json!({"token_type": "Bearer", "expires_in": 3600}).to_string(),
             "it has no access_token",
         ),
-        ("expires_in -1", good("expires_in", json!(-1)), "its expires_in is -1;"),
-        ("expires_in 0", good("expires_in", json!(0)), "its expires_in is 0;"),
+        (
+            "expires_in -1",
+            good("expires_in", json!(-1)),
+            "its expires_in is -1;",
+        ),
+        (
+            "expires_in 0",
+            good("expires_in", json!(0)),
+            "its expires_in is 0;",
+        ),
         (
             "expires_in a string",
             good("expires_in", json!("3600")),
@@ -264,7 +284,8 @@ fn a_tampered_cache_entry_is_never_printed_and_is_replaced_by_a_fresh_token() {
     assert_eq!(env.ok(&["get-token", "--key", k]), "good.token\n");
     let entries = cache_entries(&env);
     assert_eq!(entries.len(), 1, "{entries:?}");
-    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&entries[0]).unwrap()).unwrap();
+    let good: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&entries[0]).unwrap()).unwrap();
 
     let tamperings: Vec<(&str, &str, serde_json::Value)> = vec![
         (
@@ -274,8 +295,16 @@ fn a_tampered_cache_entry_is_never_printed_and_is_replaced_by_a_fresh_token() {
         ),
         ("empty token", "access_token", json!("")),
         ("other token type", "token_type", json!("mac")),
-        ("scope with a newline", "scope", json!("read\nGITHUB_TOKEN=evil")),
-        ("expiry ten years away", "expires_at", json!(common::now() + 315_360_000)),
+        (
+            "scope with a newline",
+            "scope",
+            json!("read\nGITHUB_TOKEN=evil"),
+        ),
+        (
+            "expiry ten years away",
+            "expires_at",
+            json!(common::now() + 315_360_000),
+        ),
     ];
     for (n, (what, field, value)) in tamperings.into_iter().enumerate() {
         let mut v = good.clone();
@@ -381,7 +410,10 @@ fn a_symlinked_cache_folder_is_refused_and_its_target_never_written() {
     assert_eq!(stamps(&target), before, "the link's target was written");
     assert_eq!(site.seen().len(), 1, "a token was fetched past the refusal");
     // --no-cache does without the cache, and still leaves the target alone.
-    assert_eq!(env.ok(&["get-token", "--key", k, "--no-cache"]), "good.token\n");
+    assert_eq!(
+        env.ok(&["get-token", "--key", k, "--no-cache"]),
+        "good.token\n"
+    );
     assert_eq!(stamps(&target), before);
 }
 
@@ -542,7 +574,10 @@ fn a_cache_folder_or_entry_owned_by_another_user_is_refused() {
     std::os::unix::fs::chown(&lock, other, None).unwrap();
     let err = one_error("lock", &run(&env, &["get-token", "--key", k]));
     assert!(
-        err.contains(&format!("the token cache lock {} belongs to another user", lock.display())),
+        err.contains(&format!(
+            "the token cache lock {} belongs to another user",
+            lock.display()
+        )),
         "{err}"
     );
     assert_eq!(site.seen().len(), 1, "a token was fetched past a refusal");

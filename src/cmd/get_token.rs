@@ -197,7 +197,12 @@ mod tests {
 
     #[test]
     fn every_format_refuses_a_token_that_is_not_a_bearer_token() {
-        for bad in ["x'; touch /tmp/p; echo '\nGITHUB_TOKEN=evil", "a b", "", "a\nb"] {
+        for bad in [
+            "x'; touch /tmp/p; echo '\nGITHUB_TOKEN=evil",
+            "a b",
+            "",
+            "a\nb",
+        ] {
             for format in [Format::Token, Format::Json, Format::Header, Format::Env] {
                 assert!(render(format, &token(bad), 1_000).is_err(), "{bad:?}");
             }
@@ -207,7 +212,10 @@ mod tests {
     #[test]
     fn every_format_prints_a_good_token_on_its_own_lines() {
         let t = token("abc.DEF-_~+/==");
-        assert_eq!(render(Format::Token, &t, 1_000).unwrap(), "abc.DEF-_~+/==\n");
+        assert_eq!(
+            render(Format::Token, &t, 1_000).unwrap(),
+            "abc.DEF-_~+/==\n"
+        );
         assert_eq!(
             render(Format::Header, &t, 1_000).unwrap(),
             "Authorization: Bearer abc.DEF-_~+/==\n"
