@@ -458,10 +458,9 @@ fn check_trusted(kind: Kind, path: &Path, meta: &std::fs::Metadata) -> anyhow::R
     if !right_type {
         bail!(
             "{what} {p} is not a {}: remove it (rm -r {p}) or pass --no-cache",
-            if meta.is_dir() || matches!(kind, Kind::Entry | Kind::Lock) {
-                "regular file"
-            } else {
-                "folder"
+            match kind {
+                Kind::Folder => "folder",
+                Kind::Entry | Kind::Lock => "regular file",
             }
         );
     }
