@@ -248,7 +248,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l ca-cer
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l format -d 'What to print' -r -f -a "token\t'The bare token'
 json\t'The token response plus an absolute expires_at'
 header\t'An `Authorization: Bearer …` header line'
-env\t'TOKENAUTH_TOKEN=… lines for eval or $GITHUB_ENV'"
+env\t'TOKENAUTH_TOKEN=… lines for eval or $GITHUB_ENV (quoted for the shell when needed)'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l min-valid -d 'Reuse a cached token only while it has more than this many seconds left' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l no-cache -d 'Always ask the server; neither read nor write the cache'

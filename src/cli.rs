@@ -1,5 +1,6 @@
 //! The command line: global flags and the command enum. Help text is the doc comments.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -130,7 +131,14 @@ impl Cli {
     /// TOKENAUTH_KEY_BASE64.
     pub fn try_parse_with_sources() -> Result<Cli, clap::Error> {
         let mut command = Cli::command();
-        let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+        let args: Vec<OsString> = std::env::args_os().collect();
+        let matches = match command.try_get_matches_from_mut(&args) {
+            Ok(m) => m,
+            Err(e) => return Err(admin_flag_after_subcommand(&mut command, &args, e)),
+        };
+        if let Some(e) = client_flag_before_subcommand(&mut command, &matches) {
+            return Err(e);
+        }
         let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
         if let (Some(grant), Some((_, sub))) = (cli.command.grant_args_mut(), matches.subcommand())
         {
@@ -142,6 +150,127 @@ impl Cli {
         std::mem::forget(command);
         std::mem::forget(matches);
         Ok(cli)
+    }
+}
+
+/// The flags that exist both before the subcommand (for remote administration) and after
+/// sign-grant, get-token and request (for their own grant): (clap id, flag).
+const SHARED_FLAGS: &[(&str, &str)] = &[
+    ("key", "--key"),
+    ("sub", "--sub"),
+    ("scope", "--scope"),
+    ("private_key", "--private-key"),
+    ("ca_cert", "--ca-cert"),
+    ("token", "--token"),
+];
+
+/// `tokenauth --key k.json get-token`: the flag before the subcommand is the remote-admin
+/// one, which the client commands never read; saying "no key file given" would send the user
+/// looking in the wrong place.
+fn client_flag_before_subcommand(
+    command: &mut clap::Command,
+    matches: &clap::ArgMatches,
+) -> Option<clap::Error> {
+    let (name, _) = matches.subcommand()?;
+    if !matches!(name, "sign-grant" | "get-token" | "request") {
+        return None;
+    }
+    let sub = command.find_subcommand(name)?;
+    let (id, flag) = SHARED_FLAGS
+        .iter()
+        .find(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))?;
+    let own = sub.get_arguments().find(|a| a.get_id() == *id);
+    let msg = match own {
+        Some(arg) => {
+            let placeholder = arg
+                .get_value_names()
+                .and_then(|n| n.first())
+                .map_or("VALUE".to_owned(), |n| n.to_string());
+            let value = matches
+                .get_raw(id)
+                .and_then(|mut v| v.next())
+                // A token is a secret whatever it looks like.
+                .filter(|_| *id != "token")
+                .map(|v| shown_value(v, &placeholder))
+                .unwrap_or(placeholder);
+            let what = if *id == "key" {
+                "the remote-admin credential".to_owned()
+            } else {
+                "for remote administration (--server)".to_owned()
+            };
+            let takes = if *id == "key" {
+                "its key file".to_owned()
+            } else {
+                format!("its own {flag}")
+            };
+            format!(
+                "{flag} before the subcommand is {what}; {name} takes {takes} after the \
+                 subcommand: tokenauth {name} {flag} {value}"
+            )
+        }
+        None => format!(
+            "{flag} before the subcommand is for remote administration (--server); {name} \
+             does not take it: drop it"
+        ),
+    };
+    Some(command.error(clap::error::ErrorKind::ArgumentConflict, msg))
+}
+
+/// `tokenauth --server URL list-keys --key admin.json`: clap's "unexpected argument" does
+/// not say that the remote-admin credential goes before the subcommand.
+fn admin_flag_after_subcommand(
+    command: &mut clap::Command,
+    args: &[OsString],
+    e: clap::Error,
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return e;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let (flag, placeholder) = match arg.split('=').next().unwrap_or_default() {
+        "--key" | "-k" => ("--key", "FILE"),
+        "--token" => ("--token", "TOKEN"),
+        _ => return e,
+    };
+    // The subcommand path as typed (`user list`), for the corrected command line.
+    let mut path = Vec::new();
+    let mut current = &*command;
+    for a in args.iter().skip(1) {
+        let Some(a) = a.to_str() else { continue };
+        if let Some(sub) = current.find_subcommand(a) {
+            path.push(a.to_owned());
+            current = sub;
+        }
+    }
+    let path = if path.is_empty() {
+        "COMMAND".to_owned()
+    } else {
+        path.join(" ")
+    };
+    let msg = format!(
+        "{path} takes no {flag}; the remote-admin credential goes before the subcommand: \
+         tokenauth --server URL {flag} {placeholder} {path}"
+    );
+    command.error(ErrorKind::ArgumentConflict, msg)
+}
+
+/// A flag's value for a corrected command line: as given when it is a plain word that cannot
+/// be a secret, else its placeholder.
+fn shown_value(value: &std::ffi::OsStr, placeholder: &str) -> String {
+    match value.to_str() {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 200
+                && !crate::service_key::may_hold_secret(value)
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./@:+,".contains(&b)) =>
+        {
+            v.to_owned()
+        }
+        _ => placeholder.to_owned(),
     }
 }
 

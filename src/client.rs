@@ -1,13 +1,16 @@
-//! The client plane: exchanging a grant for an access token (reqwest) and the on-disk token
-//! cache that lets many CI steps share one token.
+//! The client plane: exchanging a grant for an access token (reqwest), checking what the
+//! token endpoint answered before anything prints or keeps it, and the on-disk token cache
+//! that lets many CI steps share one token.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use crate::grant::{self, GrantRequest};
@@ -24,13 +27,239 @@ pub struct Token {
     pub expires_at: i64,
 }
 
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    token_type: String,
-    expires_in: i64,
-    #[serde(default)]
-    scope: String,
+impl Token {
+    /// Whether a token read back from the cache is one `fetch` could have returned at `now`:
+    /// a cache file someone edited must not get into a shell either.
+    pub fn check(&self, now: i64) -> Result<(), BadResponse> {
+        check_access_token(self.access_token.expose())?;
+        check_token_type(&serde_json::Value::String(self.token_type.clone()))?;
+        check_scope(&self.scope)?;
+        if self.expires_at - now > MAX_EXPIRES_IN {
+            return Err(BadResponse::ExpiresIn(format!(
+                "is {} s away",
+                self.expires_at.saturating_sub(now)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The longest access token accepted: far above a tokenauth JWT (about 400 bytes), within
+/// what HTTP servers take in one header line.
+pub const MAX_TOKEN_LEN: usize = 8192;
+/// The longest lifetime accepted for a token: a year.
+pub const MAX_EXPIRES_IN: i64 = 366 * 24 * 3600;
+const MAX_SCOPE_LEN: usize = 1024;
+/// A token response is a few hundred bytes; a rogue endpoint must not fill memory.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// What was wrong with a token endpoint's 200 answer. Messages never hold the bad value
+/// itself: it may be built to act on a terminal or a shell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadResponse {
+    #[error("it is not JSON ({0})")]
+    NotJson(String),
+    #[error("it is JSON but {0}, not an object")]
+    NotObject(&'static str),
+    #[error("it is over {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("it has no access_token")]
+    NoToken,
+    #[error("its access_token is {0}, not a string")]
+    TokenNotString(&'static str),
+    #[error("its access_token is empty")]
+    EmptyToken,
+    #[error("its access_token is {0} bytes long, over the {MAX_TOKEN_LEN} accepted")]
+    TokenTooLong(usize),
+    #[error(
+        "its access_token holds {0} at character {1}, which an RFC 6750 bearer token cannot \
+         (letters, digits and -._~+/, then = padding only)"
+    )]
+    TokenChar(String, usize),
+    #[error("its token_type is {0}; only Bearer tokens are supported")]
+    NotBearer(String),
+    #[error("its expires_in {0}; it must be a whole number of seconds from 1 to {MAX_EXPIRES_IN}")]
+    ExpiresIn(String),
+    #[error(
+        "its scope {0}; RFC 6749 scopes are space-separated words of printable ASCII without \" or \\"
+    )]
+    Scope(String),
+}
+
+/// A token response whose every field passed [`parse_token_response`]'s checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`, however the endpoint spelt it.
+    pub token_type: String,
+    pub expires_in: i64,
+    /// Empty when the endpoint named none.
+    pub scope: String,
+}
+
+/// Reads a token endpoint's 200 answer, refusing anything that could do more than carry a
+/// token when printed bare, as a header line, as a shell assignment or in `$GITHUB_ENV`.
+/// Fields other than the four checked are ignored.
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, BadResponse> {
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err(BadResponse::TooLarge);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| BadResponse::NotJson(json_error(&e)))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(BadResponse::NotObject(json_kind(&value)));
+    };
+    let access_token = match map.get("access_token") {
+        None => return Err(BadResponse::NoToken),
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(other) => return Err(BadResponse::TokenNotString(json_kind(other))),
+    };
+    check_access_token(&access_token)?;
+    if let Some(t) = map.get("token_type") {
+        check_token_type(t)?;
+    }
+    let expires_in = match map.get("expires_in") {
+        None => return Err(BadResponse::ExpiresIn("is missing".into())),
+        Some(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(s) if (1..=MAX_EXPIRES_IN).contains(&s) => s,
+            // A JSON number's text is digits, sign, dot and exponent only: safe to show.
+            Some(_) => return Err(BadResponse::ExpiresIn(format!("is {n}"))),
+            None if n.is_f64() => {
+                return Err(BadResponse::ExpiresIn(format!(
+                    "is {n}, not a whole number"
+                )));
+            }
+            None => return Err(BadResponse::ExpiresIn(format!("is {n}"))),
+        },
+        Some(other) => {
+            return Err(BadResponse::ExpiresIn(format!(
+                "is {}, not a number",
+                json_kind(other)
+            )));
+        }
+    };
+    let scope = match map.get("scope") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(BadResponse::Scope(format!(
+                "is {}, not a string",
+                json_kind(other)
+            )));
+        }
+    };
+    check_scope(&scope)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in,
+        scope,
+    })
+}
+
+/// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// None of these characters means anything to a shell, except `~` at the start of a word.
+pub fn check_access_token(token: &str) -> Result<(), BadResponse> {
+    if token.is_empty() {
+        return Err(BadResponse::EmptyToken);
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(BadResponse::TokenTooLong(token.len()));
+    }
+    let body_len = token.trim_end_matches('=').len();
+    for (n, (i, c)) in token.char_indices().enumerate() {
+        let ok = if i < body_len {
+            c.is_ascii_alphanumeric() || "-._~+/".contains(c)
+        } else {
+            c == '=' && body_len > 0
+        };
+        if !ok {
+            return Err(BadResponse::TokenChar(describe_char(c), n + 1));
+        }
+    }
+    Ok(())
+}
+
+fn check_token_type(value: &serde_json::Value) -> Result<(), BadResponse> {
+    match value {
+        serde_json::Value::String(t) if t.eq_ignore_ascii_case("bearer") => Ok(()),
+        serde_json::Value::String(t)
+            if (1..=32).contains(&t.len())
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
+            Err(BadResponse::NotBearer(format!("'{t}'")))
+        }
+        serde_json::Value::String(t) => Err(BadResponse::NotBearer(format!(
+            "a {}-character string (not shown)",
+            t.chars().count()
+        ))),
+        other => Err(BadResponse::NotBearer(json_kind(other).to_owned())),
+    }
+}
+
+/// RFC 6749 §3.3: `scope-token *( SP scope-token )`, `scope-token = 1*( %x21 / %x23-5B /
+/// %x5D-7E )`. Empty means the endpoint named no scope.
+fn check_scope(scope: &str) -> Result<(), BadResponse> {
+    if scope.len() > MAX_SCOPE_LEN {
+        return Err(BadResponse::Scope(format!(
+            "is {} bytes long, over the {MAX_SCOPE_LEN} accepted",
+            scope.len()
+        )));
+    }
+    let mut previous = ' ';
+    for (i, c) in scope.chars().enumerate() {
+        let ok = match c {
+            ' ' => previous != ' ',
+            '!' | '#'..='[' | ']'..='~' => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(BadResponse::Scope(format!(
+                "holds {} at character {}",
+                describe_char(c),
+                i + 1
+            )));
+        }
+        previous = c;
+    }
+    if scope.ends_with(' ') {
+        return Err(BadResponse::Scope("ends with a space".into()));
+    }
+    Ok(())
+}
+
+/// A character as messages show it: printable ASCII quoted (but the quote itself), and every
+/// character by its code point, so that nothing in the message acts on a terminal.
+fn describe_char(c: char) -> String {
+    if c.is_ascii_graphic() && c != '\'' {
+        format!("'{c}' (U+{:04X})", u32::from(c))
+    } else {
+        format!("U+{:04X}", u32::from(c))
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json's error by position only: some of its messages quote the input.
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Eof => "it ends early",
+        Category::Syntax => "syntax error",
+        Category::Data => "unexpected data",
+        Category::Io => "unreadable",
+    };
+    format!("{what} at line {}, column {}", e.line(), e.column())
 }
 
 #[derive(serde::Deserialize)]
@@ -117,35 +346,40 @@ pub fn fetch(
         .send()
         .map_err(|e| connect_error(&format!("the token endpoint {uri}"), &e, ca_cert.is_some()))?;
     let status = resp.status();
-    let body = resp
-        .bytes()
-        .with_context(|| format!("reading the answer of {uri}"))?;
+    let mut body = Vec::new();
+    resp.take(MAX_RESPONSE_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| anyhow::anyhow!("reading the answer of {uri}: {}", root_cause(&e)))?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorResponse>(&body) {
             Ok(e) => anyhow::anyhow!(
                 "{uri} refused the grant: {}: {}",
-                e.error,
-                e.error_description
+                shortened(&e.error),
+                shortened(&e.error_description)
             ),
             Err(_) => anyhow::anyhow!(
                 "{uri} answered HTTP {status} without an OAuth error; is it a tokenauth server?"
             ),
         });
     }
-    let t: TokenResponse = serde_json::from_slice(&body)
-        .with_context(|| format!("{uri} answered 200 but not with a token response"))?;
-    if !t.token_type.eq_ignore_ascii_case("bearer") {
-        bail!(
-            "{uri} issued a '{}' token; only Bearer tokens are supported",
-            t.token_type
-        );
-    }
+    let t = parse_token_response(&body).map_err(|e| {
+        anyhow::anyhow!("the token endpoint {uri} answered with a bad token response: {e}")
+    })?;
     Ok(Token {
         access_token: SecretString::new(t.access_token),
         token_type: t.token_type,
         scope: t.scope,
         expires_at: now + t.expires_in,
     })
+}
+
+/// An endpoint's error text, cut to a length that fits an error line.
+fn shortened(text: &str) -> String {
+    const MAX: usize = 300;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}… ({} characters)", &text[..i], text.chars().count()),
+        None => text.to_owned(),
+    }
 }
 
 /// The innermost error's message: reqwest's own repeats the URL, which may carry a password.
@@ -160,8 +394,116 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// The token cache: one file per (token URI, key, subject, scope) under
 /// `$XDG_CACHE_HOME/tokenauth/`, each 0600, with a lock file so that concurrent callers
 /// make one token request between them.
+///
+/// A cache someone else could write would let them hand this user's CI any token, or hang it
+/// on a lock: the folder must be this user's and writable by no one else, its files this
+/// user's and private, and none of them a symbolic link (opened with `O_NOFOLLOW`, checked
+/// on the open file). Otherwise the command fails naming the path and the fix; it never
+/// follows the link or falls back silently.
 pub struct Cache {
     dir: PathBuf,
+}
+
+/// What a cache path is, for messages.
+#[derive(Clone, Copy)]
+enum Kind {
+    Folder,
+    Entry,
+    Lock,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Folder => "the token cache",
+            Kind::Entry => "the token cache entry",
+            Kind::Lock => "the token cache lock",
+        }
+    }
+}
+
+/// `path` as messages show it.
+fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The error for a failed open of a cache path.
+fn open_error(kind: Kind, path: &Path, e: Errno) -> anyhow::Error {
+    let p = shown(path);
+    let what = kind.name();
+    match e {
+        Errno::LOOP => anyhow::anyhow!(
+            "{what} {p} is a symbolic link; tokenauth does not follow links in its cache \
+             (someone may have planted it): remove the link (rm {p}) or pass --no-cache"
+        ),
+        Errno::NOTDIR => {
+            anyhow::anyhow!("{what} {p} is not a folder: remove it (rm {p}) or pass --no-cache")
+        }
+        _ => anyhow::anyhow!(
+            "cannot open {what} {p}: {}; fix its permissions or pass --no-cache",
+            std::io::Error::from(e)
+        ),
+    }
+}
+
+/// Refuses a cache path this user does not own or others may change: `meta` is the opened
+/// file's (fstat), so a path swapped after the open cannot pass for it.
+fn check_trusted(kind: Kind, path: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    let p = shown(path);
+    let what = kind.name();
+    let right_type = match kind {
+        Kind::Folder => meta.is_dir(),
+        Kind::Entry | Kind::Lock => meta.is_file(),
+    };
+    if !right_type {
+        bail!(
+            "{what} {p} is not a {}: remove it (rm -r {p}) or pass --no-cache",
+            match kind {
+                Kind::Folder => "folder",
+                Kind::Entry | Kind::Lock => "regular file",
+            }
+        );
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        let fix = match kind {
+            Kind::Folder => "set XDG_CACHE_HOME to a folder of your own".to_owned(),
+            Kind::Entry | Kind::Lock => format!("remove it (rm {p})"),
+        };
+        bail!(
+            "{what} {p} belongs to another user (uid {}, not {me}); tokenauth does not trust \
+             it: {fix}, or pass --no-cache",
+            meta.uid()
+        );
+    }
+    let mode = meta.mode() & 0o777;
+    match kind {
+        Kind::Folder if mode & 0o022 != 0 => bail!(
+            "{what} {p} is writable by group or others (mode {mode:04o}), who could plant \
+             tokens in it: make it private (chmod 700 {p}) or pass --no-cache"
+        ),
+        // Whoever can open a lock can hold it; whoever can read an entry has the token.
+        Kind::Entry | Kind::Lock if mode & 0o077 != 0 => bail!(
+            "{what} {p} is open to group or others (mode {mode:04o}); tokenauth makes its \
+             cache files 0600 and does not trust this one: remove it (rm {p}) or pass --no-cache"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Opens a cache file without following a link or blocking on a FIFO, and checks it.
+fn open_file(kind: Kind, path: &Path, flags: OFlags) -> anyhow::Result<Option<File>> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let file = match rustix::fs::open(path, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(open_error(kind, path, e)),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the metadata of {}", shown(path)))?;
+    check_trusted(kind, path, &meta)?;
+    Ok(Some(file))
 }
 
 impl Cache {
@@ -171,11 +513,47 @@ impl Cache {
                 "cannot find a cache directory (set XDG_CACHE_HOME or HOME, or pass --no-cache)",
             )?
             .join("tokenauth");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("cannot create the token cache {}", dir.display()))?;
+        Cache::open_at(dir)
+    }
+
+    /// The cache in `dir`, created 0700 when missing, refused when it is not trusted.
+    pub fn open_at(dir: PathBuf) -> anyhow::Result<Cache> {
+        let open = || {
+            rustix::fs::open(
+                &dir,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let fd = match open() {
+            Err(Errno::NOENT) => {
+                let created = std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir);
+                // Another process may have made it meanwhile; the open below checks it.
+                if let Err(e) = created
+                    && e.kind() != std::io::ErrorKind::AlreadyExists
+                {
+                    return Err(anyhow::anyhow!(
+                        "cannot create the token cache {}: {e}; pass --no-cache to do without",
+                        shown(&dir)
+                    ));
+                }
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            // O_DIRECTORY meets a link before O_NOFOLLOW does: ENOTDIR, not ELOOP. Either
+            // way nothing was followed; this only picks the message.
+            let link = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_symlink());
+            open_error(Kind::Folder, &dir, if link { Errno::LOOP } else { e })
+        })?;
+        let meta = File::from(fd)
+            .metadata()
+            .with_context(|| format!("cannot read the metadata of {}", shown(&dir)))?;
+        check_trusted(Kind::Folder, &dir, &meta)?;
         Ok(Cache { dir })
     }
 
@@ -193,15 +571,30 @@ impl Cache {
     }
 
     /// A cached token with more than `min_valid` seconds left, if any. A missing, torn or
-    /// corrupt file is simply no token.
-    fn read(path: &std::path::Path, now: i64, min_valid: i64) -> Option<Token> {
-        let bytes = std::fs::read(path).ok()?;
-        let t: Token = serde_json::from_slice(&bytes).ok()?;
-        (t.expires_at - now > min_valid).then_some(t)
+    /// corrupt file is simply no token, and so is one holding a token `fetch` would have
+    /// refused (it is replaced); a file that is not to be trusted is an error.
+    fn read(path: &Path, now: i64, min_valid: i64) -> anyhow::Result<Option<Token>> {
+        let Some(file) = open_file(Kind::Entry, path, OFlags::RDONLY)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        if file
+            .take(MAX_RESPONSE_BYTES as u64)
+            .read_to_end(&mut bytes)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let Ok(t) = serde_json::from_slice::<Token>(&bytes) else {
+            return Ok(None);
+        };
+        Ok((t.check(now).is_ok() && t.expires_at - now > min_valid).then_some(t))
     }
 
-    fn write(path: &std::path::Path, token: &Token) -> anyhow::Result<()> {
-        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    fn write(path: &Path, token: &Token) -> anyhow::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        // A new file (O_EXCL, 0600) renamed over the entry: a link there is replaced, never
+        // followed.
         let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
         tmp.write_all(&serde_json::to_vec(token)?)?;
         tmp.persist(path).map_err(|e| e.error)?;
@@ -221,21 +614,16 @@ impl Cache {
     ) -> anyhow::Result<(Token, bool)> {
         let path = self.entry(key, sub, scope);
         // The fast path takes no lock: files are replaced atomically, never written in place.
-        if let Some(t) = Self::read(&path, now, min_valid) {
+        if let Some(t) = Self::read(&path, now, min_valid)? {
             return Ok((t, true));
         }
         let lock_path = path.with_extension("lock");
-        let lock: File = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open the cache lock {}", lock_path.display()))?;
+        let lock = open_file(Kind::Lock, &lock_path, OFlags::WRONLY | OFlags::CREATE)?
+            .with_context(|| format!("cannot create the cache lock {}", shown(&lock_path)))?;
         lock.lock()
             .with_context(|| format!("cannot lock {}", lock_path.display()))?;
         // Whoever held the lock may have fetched a token meanwhile.
-        if let Some(t) = Self::read(&path, now, min_valid) {
+        if let Some(t) = Self::read(&path, now, min_valid)? {
             return Ok((t, true));
         }
         let token = fetch()?;
@@ -250,6 +638,7 @@ impl Cache {
 
     /// Forgets a cached token (after a resource server refused it).
     pub fn drop_token(&self, key: &KeyFile, sub: &str, scope: &str) {
+        // unlink removes a link itself, never its target.
         let _ = std::fs::remove_file(self.entry(key, sub, scope));
     }
 }
@@ -294,5 +683,202 @@ impl Getter<'_> {
             Cache::open()?.drop_token(self.key, self.subject(), self.scope.unwrap_or(""));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(token: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": "read",
+        }))
+        .unwrap()
+    }
+
+    fn with(field: &str, value: serde_json::Value) -> Vec<u8> {
+        let mut v: serde_json::Value = serde_json::from_slice(&answer("abc".into())).unwrap();
+        v[field] = value;
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_good_answer_is_read_whatever_the_case_of_bearer() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&answer("eyJ0.eyJz-_~+/x==".into())).unwrap();
+        v["token_type"] = "bEaReR".into();
+        v["refresh_token"] = "ignored".into();
+        let t = parse_token_response(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(
+            t,
+            TokenResponse {
+                access_token: "eyJ0.eyJz-_~+/x==".into(),
+                token_type: "Bearer".into(),
+                expires_in: 3600,
+                scope: "read".into(),
+            }
+        );
+        // token_type and scope may be left out.
+        let t = parse_token_response(br#"{"access_token":"a","expires_in":1}"#).unwrap();
+        assert_eq!((t.token_type.as_str(), t.scope.as_str()), ("Bearer", ""));
+    }
+
+    #[test]
+    fn tokens_outside_b64token_are_refused_naming_the_character_not_showing_it() {
+        let cases: &[(&str, &str)] = &[
+            ("x'; touch /tmp/p; echo '", "holds U+0027 at character 2"),
+            ("a;b", "';' (U+003B) at character 2"),
+            ("a\nGITHUB_TOKEN=evil", "U+000A at character 2"),
+            ("a\rb", "U+000D at character 2"),
+            ("a b", "U+0020 at character 2"),
+            ("a\0b", "U+0000 at character 2"),
+            ("abé", "U+00E9 at character 3"),
+            ("a\u{202E}b", "U+202E at character 2"),
+            ("a=b", "'=' (U+003D) at character 2"),
+            ("=", "'=' (U+003D) at character 1"),
+            ("$(id)", "'$' (U+0024) at character 1"),
+        ];
+        for (token, want) in cases {
+            let err = parse_token_response(&answer((*token).into()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{token:?}: {err}");
+            assert!(
+                token.len() < 4 || !err.contains(token),
+                "{token:?} echoed: {err}"
+            );
+            assert!(!err.contains(['\n', '\r', '\0']), "{err:?}");
+        }
+        assert_eq!(
+            parse_token_response(&answer("".into())),
+            Err(BadResponse::EmptyToken)
+        );
+        assert_eq!(
+            parse_token_response(&answer("a".repeat(MAX_TOKEN_LEN + 1).into())),
+            Err(BadResponse::TokenTooLong(MAX_TOKEN_LEN + 1))
+        );
+        assert!(parse_token_response(&answer("a".repeat(MAX_TOKEN_LEN).into())).is_ok());
+        assert_eq!(
+            parse_token_response(&answer(42.into())),
+            Err(BadResponse::TokenNotString("a number"))
+        );
+        assert_eq!(
+            parse_token_response(br#"{"expires_in":1}"#),
+            Err(BadResponse::NoToken)
+        );
+    }
+
+    #[test]
+    fn expires_in_must_be_a_whole_number_of_seconds_up_to_a_year() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            ((-1).into(), "is -1;"),
+            (0.into(), "is 0;"),
+            ("3600".into(), "is a string, not a number"),
+            (serde_json::json!(1e30), "is 1e+30, not a whole number"),
+            (serde_json::json!(3600.5), "is 3600.5, not a whole number"),
+            ((MAX_EXPIRES_IN + 1).into(), "is 31622401;"),
+            (u64::MAX.into(), "is 18446744073709551615"),
+            (serde_json::Value::Null, "is null, not a number"),
+        ];
+        for (value, want) in cases {
+            let err = parse_token_response(&with("expires_in", value.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("its expires_in "), "{value}: {err}");
+            assert!(err.contains(want), "{value}: {err}");
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(&answer("a".into())).unwrap();
+        v.as_object_mut().unwrap().remove("expires_in");
+        assert_eq!(
+            parse_token_response(&serde_json::to_vec(&v).unwrap()),
+            Err(BadResponse::ExpiresIn("is missing".into()))
+        );
+        assert!(parse_token_response(&with("expires_in", MAX_EXPIRES_IN.into())).is_ok());
+    }
+
+    #[test]
+    fn other_token_types_and_bad_scopes_are_refused_without_echoing_them() {
+        assert_eq!(
+            parse_token_response(&with("token_type", "mac".into())),
+            Err(BadResponse::NotBearer("'mac'".into()))
+        );
+        let err = parse_token_response(&with("token_type", "Bearer\nX=1".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a 10-character string (not shown)"), "{err}");
+        for (scope, want) in [
+            ("read\nX=1", "holds U+000A at character 5"),
+            ("read  write", "holds U+0020 at character 6"),
+            (" read", "holds U+0020 at character 1"),
+            ("read ", "ends with a space"),
+            ("a\"b", "holds '\"' (U+0022) at character 2"),
+            ("a\\b", "holds '\\' (U+005C) at character 2"),
+            ("lés", "holds U+00E9 at character 2"),
+        ] {
+            let err = parse_token_response(&with("scope", scope.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{scope:?}: {err}");
+        }
+        assert!(parse_token_response(&with("scope", "read write:x urn:a/b".into())).is_ok());
+        assert!(parse_token_response(&with("scope", 7.into())).is_err());
+    }
+
+    #[test]
+    fn answers_that_are_not_a_json_object_are_refused() {
+        for body in [
+            &b"<html>"[..],
+            b"",
+            b"{",
+            b"\xff\xfe",
+            b"{\"access_token\":\"a\xff\"}",
+        ] {
+            assert!(
+                matches!(parse_token_response(body), Err(BadResponse::NotJson(_))),
+                "{body:?}"
+            );
+        }
+        for (body, kind) in [
+            (&b"[]"[..], "an array"),
+            (b"\"tok\"", "a string"),
+            (b"null", "null"),
+            (b"42", "a number"),
+        ] {
+            assert_eq!(
+                parse_token_response(body),
+                Err(BadResponse::NotObject(kind))
+            );
+        }
+        let big = format!(
+            r#"{{"access_token":"a","expires_in":1,"x":"{}"}}"#,
+            "a".repeat(MAX_RESPONSE_BYTES)
+        );
+        assert_eq!(
+            parse_token_response(big.as_bytes()),
+            Err(BadResponse::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_cached_token_is_checked_like_a_fresh_one() {
+        let t = |secret: &str, expires_at: i64| Token {
+            access_token: SecretString::new(secret.to_owned()),
+            token_type: "Bearer".into(),
+            scope: "read".into(),
+            expires_at,
+        };
+        assert!(t("abc", 1_000 + 3600).check(1_000).is_ok());
+        assert!(t("a'b", 1_000 + 3600).check(1_000).is_err());
+        assert!(t("abc", 1_000 + MAX_EXPIRES_IN + 1).check(1_000).is_err());
+        let mut other = t("abc", 1_000 + 3600);
+        other.token_type = "mac".into();
+        assert!(other.check(1_000).is_err());
+        other = t("abc", 1_000 + 3600);
+        other.scope = "a\nb".into();
+        assert!(other.check(1_000).is_err());
     }
 }

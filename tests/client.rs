@@ -552,3 +552,111 @@ fn request_gives_up_after_a_second_refusal() {
     // One retry, no loop.
     assert_eq!(issuances(&env), 2);
 }
+
+// ---- --key before or after the subcommand ---------------------------------------------------
+
+/// The first line of a usage error (exit 2), after asserting that nothing went to stdout.
+fn usage_error(out: &Output) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    err.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn key_before_a_client_subcommand_is_named_as_the_remote_admin_credential() {
+    let env = Env::new();
+    let (_, key) = env.issue_key("ci-bot", &[]);
+    let k = arg(&key);
+    for sub in ["get-token", "sign-grant", "request"] {
+        let mut args = vec!["--key", k, sub];
+        if sub == "request" {
+            args.push("http://127.0.0.1:9/");
+        }
+        assert_eq!(
+            usage_error(&run(&env, &args, &[])),
+            format!(
+                "error: --key before the subcommand is the remote-admin credential; {sub} takes \
+                 its key file after the subcommand: tokenauth {sub} --key {k}"
+            )
+        );
+    }
+    // Also when the subcommand has a key of its own from the environment: the flag before
+    // it would be silently ignored.
+    assert_eq!(
+        usage_error(&run(&env, &["-k", k, "get-token"], &[("TOKENAUTH_KEY", k)])),
+        format!(
+            "error: --key before the subcommand is the remote-admin credential; get-token takes \
+             its key file after the subcommand: tokenauth get-token --key {k}"
+        )
+    );
+    // A key given as JSON is not repeated in the advice.
+    let json = std::fs::read_to_string(&key).unwrap();
+    let out = run(&env, &["--key", &json, "get-token"], &[]);
+    assert_eq!(
+        usage_error(&out),
+        "error: --key before the subcommand is the remote-admin credential; get-token takes \
+         its key file after the subcommand: tokenauth get-token --key FILE"
+    );
+    assert!(
+        !text(&out.stderr).contains("key_id"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The other shared flags say the same of themselves; a token is never repeated.
+    assert_eq!(
+        usage_error(&run(&env, &["--scope", "write", "get-token"], &[])),
+        "error: --scope before the subcommand is for remote administration (--server); \
+         get-token takes its own --scope after the subcommand: tokenauth get-token --scope write"
+    );
+    assert_eq!(
+        usage_error(&run(
+            &env,
+            &["--token", "tapat_secret", "request", "http://127.0.0.1:9/"],
+            &[]
+        )),
+        "error: --token before the subcommand is for remote administration (--server); \
+         request takes its own --token after the subcommand: tokenauth request --token TOKEN"
+    );
+    // From the environment, the same variable feeds both: no complaint.
+    let out = run(&env, &["get-token"], &[("TOKENAUTH_KEY", k)]);
+    assert!(
+        text(&out.stderr).contains("cannot reach the token endpoint"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn key_after_an_admin_subcommand_is_named_as_belonging_before_it() {
+    let env = Env::new();
+    let (_, key) = env.issue_key("ci-bot", &[]);
+    let k = arg(&key);
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--server", "http://127.0.0.1:9", "list-keys", "--key", k],
+            "error: list-keys takes no --key; the remote-admin credential goes before the \
+             subcommand: tokenauth --server URL --key FILE list-keys",
+        ),
+        (
+            &["--server", "http://127.0.0.1:9", "user", "list", "-k", k],
+            "error: user list takes no --key; the remote-admin credential goes before the \
+             subcommand: tokenauth --server URL --key FILE user list",
+        ),
+        (
+            &["list-keys", "--key=ci.json"],
+            "error: list-keys takes no --key; the remote-admin credential goes before the \
+             subcommand: tokenauth --server URL --key FILE list-keys",
+        ),
+        (
+            &["list-keys", "--token", "tapat_secret"],
+            "error: list-keys takes no --token; the remote-admin credential goes before the \
+             subcommand: tokenauth --server URL --token TOKEN list-keys",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(&env, args, &[]);
+        assert_eq!(usage_error(&out), want, "{args:?}");
+        assert!(!text(&out.stderr).contains("tapat_secret"));
+    }
+}
