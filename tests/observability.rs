@@ -246,7 +246,10 @@ fn metrics_count_issuances_refusals_and_validations_without_secrets() {
         "tokenauth_usage_batch_rows_bucket",
         "tokenauth_usage_commit_duration_seconds_bucket",
         "tokenauth_replay_set_size ",
-        "tokenauth_store_errors_total 0",
+        "tokenauth_store_errors_total{kind=\"unavailable\"} 0",
+        "tokenauth_store_errors_total{kind=\"unwritable\"} 0",
+        "tokenauth_rate_limited_total{bucket=\"address\"} 0",
+        "tokenauth_rate_limited_total{bucket=\"key\"} 0",
     ] {
         assert!(m.contains(name), "no {name} in {m}");
     }
@@ -298,7 +301,7 @@ fn readyz_is_ready_with_a_readable_store_and_503_when_it_is_not() {
     assert!(r.json["error_description"].as_str().is_some());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let r = send(http().get(server.url("/metrics")));
-    assert!(metric(&r.text, "tokenauth_store_errors_total ").unwrap() >= 1.0);
+    assert!(metric(&r.text, "tokenauth_store_errors_total{kind=\"other\"} ").unwrap() >= 1.0);
     // Back in place: ready again.
     std::fs::rename(&moved, env.db()).unwrap();
     assert_eq!(send(http().get(server.url("/readyz"))).status, 200);

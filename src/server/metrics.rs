@@ -349,6 +349,13 @@ impl Metrics {
             "Refusals counted in the usage log (one row per kind and minute; this counts each)",
             refusals_logged.clone(),
         );
+        // Made at start so that an alert on them sees 0, not nothing.
+        for kind in ["unavailable", "unwritable", "other"] {
+            store_errors.get_or_create(&[("kind", kind)]);
+        }
+        for bucket in ["address", "key"] {
+            rate_limited.get_or_create(&[("bucket", bucket)]);
+        }
         Metrics {
             registry,
             issued,
