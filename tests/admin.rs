@@ -46,7 +46,11 @@ fn a_store_other_users_may_read_is_refused_by_every_command_until_chmod_600() {
     );
     for args in [&["user", "list"][..], &["user", "add", "bob"], &["init"]] {
         let err = env.fails(args);
-        assert_eq!(err.trim_end(), format!("tokenauth: error: {want}"), "{args:?}");
+        assert_eq!(
+            err.trim_end(),
+            format!("tokenauth: error: {want}"),
+            "{args:?}"
+        );
     }
     // The server too, before it listens.
     let out = env
@@ -57,7 +61,11 @@ fn a_store_other_users_may_read_is_refused_by_every_command_until_chmod_600() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
-    assert_eq!(snapshot(db.parent().unwrap()), before, "a refused store was touched");
+    assert_eq!(
+        snapshot(db.parent().unwrap()),
+        before,
+        "a refused store was touched"
+    );
 
     // Group-readable only, or world-writable only, is no better.
     for bad in [0o640, 0o602, 0o660] {
@@ -86,7 +94,9 @@ fn a_store_whose_wal_or_shm_other_users_may_read_is_refused_naming_that_file() {
     let err = env.fails(&["user", "list"]);
     assert!(
         err.contains(&format!("({} has mode 0644)", wal.display()))
-            && err.trim_end().ends_with(&format!("run `chmod 600 {}`", wal.display())),
+            && err
+                .trim_end()
+                .ends_with(&format!("run `chmod 600 {}`", wal.display())),
         "{err}"
     );
     std::fs::write(&shm, "").unwrap();

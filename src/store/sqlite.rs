@@ -404,7 +404,10 @@ mod tests {
 
     #[test]
     fn paths_in_a_suggested_command_are_one_shell_word() {
-        assert_eq!(shell_word(Path::new("/var/lib/t.db-wal")), "/var/lib/t.db-wal");
+        assert_eq!(
+            shell_word(Path::new("/var/lib/t.db-wal")),
+            "/var/lib/t.db-wal"
+        );
         assert_eq!(shell_word(Path::new("my store.db")), "'my store.db'");
         assert_eq!(shell_word(Path::new("it's;rm.db")), r"'it'\''s;rm.db'");
         assert_eq!(shell_word(Path::new("")), "''");
