@@ -1686,15 +1686,15 @@ fn a_repeated_parameter_is_400_invalid_request_naming_it_on_every_route() {
     let admin = format!("Bearer {}", f.auditor_token);
     let token = f.mallory_token.clone();
     let grant = f.grant(&f.mallory);
-    let as_reader: Vec<(&str, &[u8])> = vec![("authorization", reader.as_bytes())];
-    let as_admin: Vec<(&str, &[u8])> = vec![("authorization", admin.as_bytes())];
-    let admin_form: Vec<(&str, &[u8])> = vec![
+    let as_reader: Headers = vec![("authorization", reader.as_bytes())];
+    let as_admin: Headers = vec![("authorization", admin.as_bytes())];
+    let admin_form: Headers = vec![
         ("authorization", admin.as_bytes()),
         ("content-type", FORM.as_bytes()),
     ];
-    let plain_form: Vec<(&str, &[u8])> = vec![("content-type", FORM.as_bytes())];
-    let none: Vec<(&str, &[u8])> = Vec::new();
-    let cases: Vec<(&str, &str, &Vec<(&str, &[u8])>, String, &str)> = vec![
+    let plain_form: Headers = vec![("content-type", FORM.as_bytes())];
+    let none: Headers = Vec::new();
+    let cases: Vec<(&str, &str, &Headers, String, &str)> = vec![
         (
             "GET",
             "/auth?scope=write&scope=read",
