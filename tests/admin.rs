@@ -119,6 +119,31 @@ fn a_store_whose_wal_or_shm_other_users_may_read_is_refused_naming_that_file() {
     assert!(env.ok(&["user", "list"]).contains("alice"));
 }
 
+/// SQLite follows a symbolic link and keeps the -wal and -shm beside the real file: those are
+/// the files judged (a link's own mode means nothing).
+#[test]
+fn a_store_reached_through_a_symlink_is_judged_by_the_files_sqlite_uses() {
+    let env = Env::new_sqlite();
+    env.ok(&["user", "add", "alice"]);
+    let link = env.path().join("link.db");
+    std::os::unix::fs::symlink(env.db(), &link).unwrap();
+    let link_arg = link.to_str().unwrap();
+    assert!(
+        env.ok(&["--db", link_arg, "user", "list"])
+            .contains("alice")
+    );
+    let wal = std::fs::canonicalize(env.db())
+        .unwrap()
+        .with_extension("db-wal");
+    std::fs::write(&wal, "").unwrap();
+    chmod(&wal, 0o644);
+    let err = env.fails(&["--db", link_arg, "user", "list"]);
+    assert!(
+        err.contains(&format!("({} has mode 0644)", wal.display())),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_chmod_fix_names_a_path_with_spaces_as_one_shell_word() {
     let env = Env::new_sqlite();

@@ -275,21 +275,22 @@ impl Db {
 /// The files are looked at by path (stat), never opened: closing a descriptor of the store
 /// would drop the POSIX locks of this process's SQLite connections already on it.
 fn check_private(path: &Path) -> Result<()> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    // SQLite resolves symbolic links and keeps the -wal and -shm beside the real file.
+    let real = std::fs::canonicalize(path).map_err(open_err)?;
     let me = rustix::process::geteuid();
     let mut exposed = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
-        let mut file = OsString::from(path.as_os_str());
+        let mut file = OsString::from(real.as_os_str());
         file.push(suffix);
         let file = PathBuf::from(file);
         let meta = match std::fs::metadata(&file) {
             Ok(m) => m,
             Err(e) if !suffix.is_empty() && e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(StoreError::Open {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+            Err(e) => return Err(open_err(e)),
         };
         if !me.is_root() && meta.uid() != me.as_raw() {
             return Err(StoreError::NotOwned {
