@@ -5,13 +5,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, Copy)]
 pub enum Clock {
     System,
-    /// Always this Unix time: set with the hidden `TOKENAUTH_NOW` variable, for tests only.
+    /// Always this Unix time: set with the hidden `TOKENAUTH_NOW` variable, in test builds only.
     Fixed(i64),
 }
 
+/// Whether this build honours `TOKENAUTH_NOW` (the `test-clock` feature, which `cargo test`
+/// turns on): worth a warning anywhere but a test run.
+pub const TEST_CLOCK: bool = cfg!(feature = "test-clock");
+
 impl Clock {
-    /// The system clock, or the time `TOKENAUTH_NOW` fixes (Unix seconds).
+    /// The system clock; in a build with the `test-clock` feature, the time `TOKENAUTH_NOW`
+    /// fixes (Unix seconds) when it is set. A release build ignores the variable: a test hook
+    /// must not move a production clock.
     pub fn from_env() -> Clock {
+        if !TEST_CLOCK {
+            return Clock::System;
+        }
         std::env::var("TOKENAUTH_NOW")
             .ok()
             .and_then(|v| v.parse().ok())

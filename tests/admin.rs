@@ -13,6 +13,204 @@ fn store_is_created_with_its_folder_and_mode_0600() {
     assert_eq!(mode(&env.db()), 0o600);
 }
 
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every file in the store's folder with its bytes and mode: what a refused command must
+/// leave as it was.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>, u32)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap(), mode(&p))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_store_other_users_may_read_is_refused_by_every_command_until_chmod_600() {
+    let env = Env::new_sqlite();
+    env.ok(&["user", "add", "alice"]);
+    let db = env.db();
+    chmod(&db, 0o644);
+    let before = snapshot(db.parent().unwrap());
+    let want = format!(
+        "refusing the store {0}: other local users may read or change it ({0} has mode 0644); run `chmod 600 {0}`",
+        db.display()
+    );
+    for args in [&["user", "list"][..], &["user", "add", "bob"], &["init"]] {
+        let err = env.fails(args);
+        assert_eq!(
+            err.trim_end(),
+            format!("tokenauth: error: {want}"),
+            "{args:?}"
+        );
+    }
+    // The server too, before it listens.
+    let out = env
+        .cmd()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&want));
+    assert_eq!(
+        snapshot(db.parent().unwrap()),
+        before,
+        "a refused store was touched"
+    );
+
+    // Group-readable only, or world-writable only, is no better.
+    for bad in [0o640, 0o602, 0o660] {
+        chmod(&db, bad);
+        let err = env.fails(&["user", "list"]);
+        assert!(err.contains(&format!("has mode {bad:04o}")), "{err}");
+    }
+    chmod(&db, 0o600);
+    assert!(env.ok(&["user", "list"]).contains("alice"));
+    env.ok(&["user", "add", "bob"]);
+    assert_eq!(mode(&db), 0o600);
+}
+
+/// The -wal holds the newest writes until a checkpoint, the -shm its index: either open to
+/// others exposes the store as much as the main file does.
+#[test]
+fn a_store_whose_wal_or_shm_other_users_may_read_is_refused_naming_that_file() {
+    let env = Env::new_sqlite();
+    env.ok(&["user", "add", "alice"]);
+    let db = env.db();
+    let wal = db.with_extension("db-wal");
+    let shm = db.with_extension("db-shm");
+    // As SQLite leaves them while another connection has the store open.
+    std::fs::write(&wal, "").unwrap();
+    chmod(&wal, 0o644);
+    let err = env.fails(&["user", "list"]);
+    assert!(
+        err.contains(&format!("({} has mode 0644)", wal.display()))
+            && err
+                .trim_end()
+                .ends_with(&format!("run `chmod 600 {}`", wal.display())),
+        "{err}"
+    );
+    std::fs::write(&shm, "").unwrap();
+    chmod(&shm, 0o604);
+    let err = env.fails(&["user", "list"]);
+    assert!(
+        err.contains(&format!(
+            "({} has mode 0644, {} has mode 0604)",
+            wal.display(),
+            shm.display()
+        )) && err.trim_end().ends_with(&format!(
+            "run `chmod 600 {} {}`",
+            wal.display(),
+            shm.display()
+        )),
+        "{err}"
+    );
+    chmod(&wal, 0o600);
+    chmod(&shm, 0o600);
+    assert!(env.ok(&["user", "list"]).contains("alice"));
+}
+
+/// SQLite follows a symbolic link and keeps the -wal and -shm beside the real file: those are
+/// the files judged (a link's own mode means nothing).
+#[test]
+fn a_store_reached_through_a_symlink_is_judged_by_the_files_sqlite_uses() {
+    let env = Env::new_sqlite();
+    env.ok(&["user", "add", "alice"]);
+    let link = env.path().join("link.db");
+    std::os::unix::fs::symlink(env.db(), &link).unwrap();
+    let link_arg = link.to_str().unwrap();
+    assert!(
+        env.ok(&["--db", link_arg, "user", "list"])
+            .contains("alice")
+    );
+    let wal = std::fs::canonicalize(env.db())
+        .unwrap()
+        .with_extension("db-wal");
+    std::fs::write(&wal, "").unwrap();
+    chmod(&wal, 0o644);
+    let err = env.fails(&["--db", link_arg, "user", "list"]);
+    assert!(
+        err.contains(&format!("({} has mode 0644)", wal.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_chmod_fix_names_a_path_with_spaces_as_one_shell_word() {
+    let env = Env::new_sqlite();
+    let db = env.path().join("my store.db");
+    let db_arg = db.to_str().unwrap();
+    env.ok(&["--db", db_arg, "user", "add", "alice"]);
+    chmod(&db, 0o644);
+    let err = env.fails(&["--db", db_arg, "user", "list"]);
+    assert!(
+        err.trim_end()
+            .ends_with(&format!("run `chmod 600 '{}'`", db.display())),
+        "{err}"
+    );
+}
+
+/// Another user's store could have been filled with keys by that user. Root may use it:
+/// root administers the service user's store in the documented setup (and can read any
+/// file anyway). Needs root, to own files as another user and to run as one.
+#[test]
+fn a_store_another_user_owns_is_refused_unless_the_caller_is_root() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new_sqlite();
+    env.ok(&["user", "add", "alice"]);
+    let db = env.db();
+    if std::fs::metadata(&db).unwrap().uid() != 0 {
+        eprintln!("skipping: needs root, to give the store to another user");
+        return;
+    }
+    let has_setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_setpriv {
+        eprintln!("skipping: needs setpriv (util-linux), to run as another user");
+        return;
+    }
+    // nobody may reach the store's folder, and so stat the file, but not read it.
+    for dir in [env.path(), db.parent().unwrap()] {
+        chmod(dir, 0o755);
+    }
+    let out = env
+        .std_cmd("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_tokenauth"))
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "tokenauth: error: refusing the store {0}: {0} is owned by uid 0, not by this process's user (uid 65534); run tokenauth as uid 0, or make this user its owner with `chown 65534 {0}`",
+            db.display()
+        )
+    );
+    // Root uses the store whoever owns it; SQLite gives what root creates beside it the
+    // store's owner.
+    std::os::unix::fs::chown(&db, Some(65534), Some(65534)).unwrap();
+    env.ok(&["user", "add", "bob"]);
+    assert!(env.ok(&["user", "list"]).contains("bob"));
+    for file in std::fs::read_dir(db.parent().unwrap()).unwrap() {
+        let file = file.unwrap().path();
+        assert_eq!(std::fs::metadata(&file).unwrap().uid(), 65534, "{file:?}");
+    }
+}
+
 #[test]
 fn default_store_location_is_under_xdg_data_home() {
     let env = Env::new();
@@ -30,6 +228,7 @@ fn corrupt_and_too_new_stores_are_refused() {
     let env = Env::new();
     let junk = env.path().join("junk.db");
     std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    chmod(&junk, 0o600);
     let err = env.fails(&["--db", junk.to_str().unwrap(), "user", "list"]);
     assert!(err.contains("not a tokenauth store"), "{err}");
 

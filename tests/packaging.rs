@@ -188,3 +188,57 @@ fn the_dockerfile_builds_in_stages_runs_as_non_root_with_a_volume_and_a_working_
     let port = common::free_port();
     assert!(!run(&format!("http://127.0.0.1:{port}/healthz")));
 }
+
+/// `cargo test` turns the `test-clock` feature on through the dev-dependency on the crate
+/// itself; nothing else may, or release builds (`cargo build --release`, `cargo install`)
+/// would let `TOKENAUTH_NOW` move their clock. (.ci/run checks a plain release binary.)
+#[test]
+fn only_the_tests_turn_on_the_test_clock() {
+    let manifest = read("Cargo.toml");
+    let mut section = "";
+    let mut mentions = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if !line.starts_with('#') && line.contains("test-clock") {
+            mentions.push((section, line));
+        }
+    }
+    assert_eq!(
+        mentions,
+        [
+            ("[features]", "test-clock = []"),
+            (
+                "[dev-dependencies]",
+                r#"tokenauth = { path = ".", features = ["test-clock"] }"#
+            ),
+        ]
+    );
+}
+
+/// The binary the tests run honours TOKENAUTH_NOW, and says at start-up that it is a test
+/// build, so that one that reaches production is seen.
+#[test]
+fn a_test_build_honours_tokenauth_now_and_its_server_says_so() {
+    let env = Env::new();
+    let (_, key) = env.issue_key("ci", &[]);
+    let grant = env.ok_with_env(
+        &["sign-grant", "--key", key.to_str().unwrap()],
+        &[("TOKENAUTH_NOW", "1000")],
+    );
+    let payload = grant.trim().split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["iat"], 1000);
+    let server = env.serve(&[]);
+    assert!(
+        server
+            .log()
+            .contains("this is a test build (feature test-clock)"),
+        "{}",
+        server.log()
+    );
+}

@@ -1,4 +1,5 @@
-//! `server::request::form` on arbitrary bodies (with the form content type set) and
+//! `server::request::form` on arbitrary bodies (with the form content type set), the
+//! `server::request::params` it shares with query strings (`/auth`, the admin API), and
 //! `server::request::client_addr` on arbitrary `X-Forwarded-For` values: an untrusted peer's
 //! header is never believed, and a trusted proxy is never taken for the client because a hop
 //! could not be read.
@@ -17,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use tokenauth::iprange::ClientAddr;
 use tokenauth::server::Peer;
 use tokenauth::server::error::ApiError;
-use tokenauth::server::request::{client_addr, form};
+use tokenauth::server::request::{client_addr, form, params};
 
 fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
@@ -70,6 +71,15 @@ fuzz_target!(|data: &[u8]| {
     let plain = check_form("application/x-www-form-urlencoded", body);
     let with_charset = check_form("Application/X-WWW-Form-URLEncoded; charset=UTF-8", body);
     assert_eq!(plain, with_charset);
+    // As a query string: the same answer, and what is accepted names each parameter once.
+    match (params(body), &plain) {
+        (Ok(map), Some(form)) => {
+            assert_eq!(&map, form);
+            assert_eq!(url::form_urlencoded::parse(body).count(), map.len());
+        }
+        (Err(_), None) => {}
+        (got, want) => panic!("params gave {got:?}, form {want:?}"),
+    }
 
     let mut headers = HeaderMap::new();
     let mut hops = Vec::new();

@@ -315,6 +315,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 }
             });
         }
+        if crate::clock::TEST_CLOCK {
+            // `cargo test` builds turn it on; a binary that reaches production this way must
+            // show it.
+            tracing::warn!(
+                "this is a test build (feature test-clock): TOKENAUTH_NOW sets its clock; build with `cargo build --release` for production"
+            );
+        }
         tracing::info!(store = %db, "listening on {}", listener.describe(tls.is_some()));
         let shutdown = async move {
             shutdown_signal().await;

@@ -218,15 +218,20 @@ impl Caller {
     }
 }
 
+/// A route's query parameters. Repeats are refused first by the parser every route shares,
+/// so that every query struct (and every name in it or not) answers them the same way.
 fn query<T: DeserializeOwned + Default>(uri: &Uri) -> Result<T, ApiError> {
     match uri.query() {
         None | Some("") => Ok(T::default()),
-        Some(q) => serde_urlencoded::from_str(q).map_err(|e| {
-            ApiError::invalid_request(format!(
-                "Bad query parameter: {}",
-                printable(&e.to_string())
-            ))
-        }),
+        Some(q) => {
+            request::params(q.as_bytes())?;
+            serde_urlencoded::from_str(q).map_err(|e| {
+                ApiError::invalid_request(format!(
+                    "Bad query parameter: {}",
+                    printable(&e.to_string())
+                ))
+            })
+        }
     }
 }
 
@@ -585,6 +590,47 @@ mod tests {
         template
             .replace("{name}", "carol")
             .replace("{id}", "abcd1234")
+    }
+
+    /// Every query struct, Option, bool and defaulted fields alike, and names no struct has.
+    #[test]
+    fn every_query_refuses_a_repeated_parameter_by_name() {
+        fn refused<T: DeserializeOwned + Default>(q: &str, name: &str) {
+            let uri: Uri = format!("/admin/v1/x?{q}").parse().unwrap();
+            match query::<T>(&uri) {
+                Err(ApiError::OAuth {
+                    status,
+                    error,
+                    description,
+                }) => {
+                    assert_eq!(
+                        (status, error),
+                        (StatusCode::BAD_REQUEST, "invalid_request")
+                    );
+                    assert_eq!(
+                        description,
+                        format!("Parameter '{name}' given more than once"),
+                        "{q}"
+                    );
+                }
+                Err(other) => panic!("{q}: {other:?}"),
+                Ok(_) => panic!("{q} accepted"),
+            }
+        }
+        refused::<KeyFilter>("user=a&user=b", "user");
+        refused::<KeyFilter>("all=true&all=false", "all");
+        refused::<KeyFilter>("scope=write&scope=read", "scope");
+        refused::<KeyFilter>("expiring_within=1&expiring_within=2", "expiring_within");
+        refused::<PatFilter>("user=a&all=true&user=a", "user");
+        refused::<UsageQuery>("limit=1&limit=2", "limit");
+        refused::<UsageQuery>("failures=true&failures=true", "failures");
+        refused::<AuditQuery>("since=1&since=1", "since");
+        refused::<ReportQuery>("unused_for=1&unused_for=2", "unused_for");
+        refused::<Empty>("x=1&x=2", "x");
+        // One of each is still read.
+        let uri: Uri = "/admin/v1/keys?user=a&all=true".parse().unwrap();
+        let f = query::<KeyFilter>(&uri).unwrap();
+        assert_eq!((f.user.as_deref(), f.all), (Some("a"), true));
     }
 
     #[test]

@@ -35,17 +35,16 @@ pub async fn forward_auth(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut required = None;
-    for (k, v) in url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
-        if k == "scope" {
-            required = Scope::parse_list(&v).map_err(|e| {
-                ApiError::invalid_request(format!(
-                    "Bad scope parameter: {}",
-                    printable(&e.to_string())
-                ))
-            })?;
-        }
-    }
+    let query = request::params(query.as_deref().unwrap_or("").as_bytes())?;
+    let mut required = match query.get("scope") {
+        None => None,
+        Some(v) => Scope::parse_list(v).map_err(|e| {
+            ApiError::invalid_request(format!(
+                "Bad scope parameter: {}",
+                printable(&e.to_string())
+            ))
+        })?,
+    };
     let method = ["x-original-method", "x-forwarded-method"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()));

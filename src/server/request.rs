@@ -145,8 +145,16 @@ pub fn form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>,
             "Content-Type must be application/x-www-form-urlencoded",
         ));
     }
+    params(body)
+}
+
+/// The parameters of a query string or form body, each name at most once: with a repeat,
+/// whoever reads the first and whoever reads the last disagree (`/auth?scope=write&scope=read`
+/// let a read token through where a proxy asked for write), so a repeat is a 400
+/// `invalid_request` naming the parameter.
+pub fn params(input: &[u8]) -> Result<HashMap<String, String>, ApiError> {
     let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(body) {
+    for (k, v) in url::form_urlencoded::parse(input) {
         if out.insert(k.to_string(), v.into_owned()).is_some() {
             return Err(ApiError::invalid_request(format!(
                 "Parameter '{}' given more than once",
@@ -373,5 +381,32 @@ mod tests {
         assert!(form(&ok, b"a=1&a=2").is_err());
         assert!(form(&headers(&[("content-type", "application/json")]), b"{}").is_err());
         assert!(form(&HeaderMap::new(), b"a=1").is_err());
+    }
+
+    #[test]
+    fn params_refuse_a_name_given_twice_however_it_is_spelled() {
+        assert_eq!(params(b"scope=read&x=").unwrap()["x"], "");
+        assert!(params(b"").unwrap().is_empty());
+        for query in [
+            &b"scope=write&scope=read"[..],
+            b"scope=read&scope=read",
+            b"scope&scope=read",
+            b"sc%6Fpe=write&scope=read",
+            b"a=1&scope=write&b=2&scope=",
+        ] {
+            let Err(ApiError::OAuth {
+                status,
+                error,
+                description,
+            }) = params(query)
+            else {
+                panic!("{} accepted", String::from_utf8_lossy(query));
+            };
+            assert_eq!(
+                (status, error),
+                (StatusCode::BAD_REQUEST, "invalid_request")
+            );
+            assert_eq!(description, "Parameter 'scope' given more than once");
+        }
     }
 }

@@ -37,6 +37,27 @@ pub enum StoreError {
         "PostgreSQL at {url} takes no writes (a standby, or default_transaction_read_only); nothing was changed: point --db at the primary"
     )]
     ReadOnlyDatabase { url: String },
+    /// Group or others may read or write the store's file (or its -wal or -shm): its
+    /// secrets and hashes are not private. `exposed` names each file and its mode.
+    #[error(
+        "refusing the store {path}: other local users may read or change it ({exposed}); run `chmod 600 {fix}`"
+    )]
+    Exposed {
+        path: PathBuf,
+        exposed: String,
+        fix: String,
+    },
+    /// The store's file belongs to another user, who could change its keys and secrets.
+    #[error(
+        "refusing the store {path}: {file} is owned by uid {owner}, not by this process's user (uid {me}); run tokenauth as uid {owner}, or make this user its owner with `chown {me} {fix}`"
+    )]
+    NotOwned {
+        path: PathBuf,
+        file: String,
+        owner: u32,
+        me: u32,
+        fix: String,
+    },
     #[error("user '{0}' already exists")]
     UserExists(String),
     #[error("no user named '{0}'; see `tokenauth user list`")]

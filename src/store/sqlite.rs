@@ -1,7 +1,9 @@
-//! The SQLite backend: one file (0600, WAL), its connection, and SQLite's own errors.
+//! The SQLite backend: one file (0600, WAL; refused when other users may reach it), its
+//! connection, and SQLite's own errors.
 
+use std::ffi::OsString;
 use std::fs::OpenOptions;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,6 +69,8 @@ impl Db {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(open_err(e)),
         }
+        // Before SQLite touches it: a refused store is left exactly as it was.
+        check_private(path)?;
         let conn = Connection::open(path).map_err(|e| map_err(e, path))?;
         let db = Db {
             conn,
@@ -262,6 +266,74 @@ impl Db {
     }
 }
 
+/// Refuses a store that other local users could read or change: the file, or its `-wal` or
+/// `-shm` (which hold recent writes), with any permission for group or others, or owned by
+/// another user than this process's. Root may use a store another user owns: root can read
+/// any file anyway, the documented setup has root administer the service user's store, and
+/// SQLite gives the `-wal` and `-shm` root creates the store's owner.
+///
+/// The files are looked at by path (stat), never opened: closing a descriptor of the store
+/// would drop the POSIX locks of this process's SQLite connections already on it.
+fn check_private(path: &Path) -> Result<()> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    // SQLite resolves symbolic links and keeps the -wal and -shm beside the real file.
+    let real = std::fs::canonicalize(path).map_err(open_err)?;
+    let me = rustix::process::geteuid();
+    let mut exposed = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = OsString::from(real.as_os_str());
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        let meta = match std::fs::metadata(&file) {
+            Ok(m) => m,
+            Err(e) if !suffix.is_empty() && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(open_err(e)),
+        };
+        if !me.is_root() && meta.uid() != me.as_raw() {
+            return Err(StoreError::NotOwned {
+                path: path.to_owned(),
+                file: file.display().to_string(),
+                owner: meta.uid(),
+                me: me.as_raw(),
+                fix: shell_word(&file),
+            });
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            exposed.push((file, mode));
+        }
+    }
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Exposed {
+        path: path.to_owned(),
+        exposed: exposed
+            .iter()
+            .map(|(f, mode)| format!("{} has mode {mode:04o}", f.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        fix: exposed
+            .iter()
+            .map(|(f, _)| shell_word(f))
+            .collect::<Vec<_>>()
+            .join(" "),
+    })
+}
+
+/// A path as one shell word, for a command the user may paste: single-quoted unless plain.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.into_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 /// Migration 2's data part: the grants that issuances already logged used, so that they stay
 /// used after the upgrade. (Pruned by expiry like the rest.)
 fn backfill_used_grants(conn: &Connection) -> rusqlite::Result<()> {
@@ -328,4 +400,20 @@ pub fn check_readable(path: &Path) -> Result<()> {
         })
         .map(|_| ())
         .map_err(|e| map_err(e, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_a_suggested_command_are_one_shell_word() {
+        assert_eq!(
+            shell_word(Path::new("/var/lib/t.db-wal")),
+            "/var/lib/t.db-wal"
+        );
+        assert_eq!(shell_word(Path::new("my store.db")), "'my store.db'");
+        assert_eq!(shell_word(Path::new("it's;rm.db")), r"'it'\''s;rm.db'");
+        assert_eq!(shell_word(Path::new("")), "''");
+    }
 }

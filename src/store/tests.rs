@@ -576,6 +576,8 @@ fn upgrading_keeps_the_grants_already_used() {
         )
         .unwrap();
     }
+    // As tokenauth creates stores: one open to other users is refused.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let store = Store::open(&path).unwrap();
     assert_eq!(
         store.live_used_grants(0).unwrap(),
