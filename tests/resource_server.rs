@@ -1133,4 +1133,111 @@ fn list_keys_shows_last_used_after_an_exchange() {
     );
     assert_eq!(last_used(&other_id), Value::Null);
 }
+
+fn revoking_impersonate_from_the_keys_owner_ends_its_impersonation_tokens() {
+    let s = Impersonation::new();
+    s.env.ok(&["user", "revoke", "deployer", "impersonate"]);
+    s.assert_ended("Access token has been revoked");
+    // Its own token stood on nothing that changed.
+    assert_allowed(&auth(&s.server, &s.own), "deployer", &s.key_id, "read");
+    // Given back, the permission lets the same token live again: it was never revoked by id.
+    s.env.ok(&["user", "grant", "deployer", "impersonate"]);
+    assert_allowed(&auth(&s.server, &s.token), "app", &s.key_id, "read");
+}
+
+fn rotating_the_keys_owners_secret_ends_its_impersonation_tokens() {
+    let s = Impersonation::new();
+    s.env.ok(&["rotate-secret", "deployer", "--yes"]);
+    s.assert_ended("Access token has been revoked");
+    // A token issued after the rotation works.
+    let fresh = s.impersonate();
+    assert_allowed(&auth(&s.server, &fresh), "app", &s.key_id, "read");
+    // Rotating the subject's secret still ends both, as it always did.
+    s.env.ok(&["rotate-secret", "app", "--yes"]);
+    assert_refused(
+        &auth(&s.server, &fresh),
+        401,
+        "invalid_token",
+        "Invalid signature",
+    );
+}
+}
+
+/// A server where `deployer` (who may impersonate) holds a key, and a token it got for `app`;
+/// `gateway` may introspect.
+struct Impersonation {
+    server: Server,
+    env: Env,
+    key_id: String,
+    key: PathBuf,
+    /// deployer's token acting as app.
+    token: String,
+    /// deployer's token for itself.
+    own: String,
+    /// gateway's token, to call /introspect with.
+    gateway: String,
+}
+
+impl Impersonation {
+    fn new() -> Impersonation {
+        let env = Env::new();
+        let server = env.serve(&[]);
+        let (key_id, key) = env.issue_key("deployer", &[]);
+        env.ok(&["user", "add", "app"]);
+        env.ok(&["user", "grant", "deployer", "impersonate"]);
+        let (_, gw_key) = env.issue_key("gateway", &[]);
+        env.ok(&["user", "grant", "gateway", "introspect"]);
+        let gateway = token(&env, &server, &gw_key);
+        let own = token(&env, &server, &key);
+        let mut s = Impersonation {
+            server,
+            env,
+            key_id,
+            key,
+            token: String::new(),
+            own,
+            gateway,
+        };
+        s.token = s.impersonate();
+        assert_eq!(claims(&s.token)["sub"], "app");
+        assert_allowed(&auth(&s.server, &s.token), "app", &s.key_id, "read");
+        assert_eq!(s.introspect(&s.token)["active"], true);
+        s
+    }
+
+    /// A fresh token of deployer's key acting as app.
+    fn impersonate(&self) -> String {
+        let out = self.env.ok(&[
+            "sign-grant",
+            "--key",
+            self.key.to_str().unwrap(),
+            "--sub",
+            "app",
+        ]);
+        let (status, body) = exchange(&self.server, out.trim());
+        assert_eq!(status, 200, "impersonating exchange refused: {body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    fn introspect(&self, token: &str) -> Value {
+        let r = post_form(
+            &self.server,
+            "/introspect",
+            Some(&self.gateway),
+            &[("token", token)],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// The impersonation token is refused by /auth with `description`, and inactive.
+    fn assert_ended(&self, description: &str) {
+        assert_refused(
+            &auth(&self.server, &self.token),
+            401,
+            "invalid_token",
+            description,
+        );
+        assert_eq!(self.introspect(&self.token), json!({ "active": false }));
+    }
 }
