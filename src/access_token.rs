@@ -174,7 +174,11 @@ pub fn validate(
     }
     // Read before the signature check only to pick the secret; trusted only after it.
     let claims: Claims = part(payload, "claims", CLAIMS_SHAPE)?;
-    // An unknown subject is indistinguishable from a bad signature on purpose.
+    // An unknown subject is indistinguishable from a bad signature on purpose; so the
+    // signature's form is judged first, the same whether the subject exists or not.
+    if URL_SAFE_NO_PAD.decode(signature).is_err() {
+        return Err(Invalid::Malformed("signature is not base64url".into()));
+    }
     let user = credentials.user(&claims.sub).ok_or(Invalid::BadSignature)?;
     match jsonwebtoken::crypto::verify(
         signature,
@@ -446,6 +450,28 @@ mod tests {
         claims["sub"] = json!("mallory");
         let forged = jws(&at_jwt(), &claims, &signer("alice"), Algorithm::HS256);
         assert_eq!(check(&forged), Err(Invalid::BadSignature));
+    }
+
+    #[test]
+    fn a_subject_that_exists_and_one_that_does_not_are_refused_alike() {
+        let (header, _, signature) = good_parts();
+        // Neither signed with the subject's secret: the caller proved nothing.
+        for sig in [signature, "", "not*base64url", "A"] {
+            let answers: Vec<_> = ["alice", "carol", "mallory"]
+                .into_iter()
+                .map(|sub| {
+                    let mut claims = good_claims();
+                    claims["sub"] = json!(sub);
+                    let forged = format!("{header}.{}.{sig}", b64(claims.to_string().as_bytes()));
+                    check(&forged)
+                })
+                .collect();
+            assert!(
+                answers.iter().all(|a| a == &answers[0]),
+                "{sig:?}: {answers:?}"
+            );
+            assert!(answers[0].is_err());
+        }
     }
 
     #[test]

@@ -1134,6 +1134,40 @@ fn list_keys_shows_last_used_after_an_exchange() {
     assert_eq!(last_used(&other_id), Value::Null);
 }
 
+fn auth_and_introspect_answer_alike_for_a_user_that_exists_and_one_that_does_not() {
+    let s = setup("ci-bot", &[], &[]);
+    s.env.ok(&["user", "add", "parked"]);
+    s.env.ok(&["user", "disable", "parked"]);
+    let (_, gw_key) = s.env.issue_key("gateway", &[]);
+    s.env.ok(&["user", "grant", "gateway", "introspect"]);
+    let caller = token(&s.env, &s.server, &gw_key);
+    let (header, claims, signature) = split(&s.token);
+    // None of them signed with the named user's secret: the caller proved nothing.
+    for sig in [signature.as_str(), "", "not*base64url", "A"] {
+        let answers: Vec<(String, String)> = ["ci-bot", "parked", "nobody"]
+            .into_iter()
+            .map(|sub| {
+                let mut claims = claims.clone();
+                claims["sub"] = json!(sub);
+                let forged = format!("{}.{sig}", unsigned(&header, &claims));
+                let r = common::send(http().get(s.server.url("/auth")).bearer_auth(&forged));
+                let introspected = common::send(
+                    http()
+                        .post(s.server.url("/introspect"))
+                        .bearer_auth(&caller)
+                        .form(&[("token", &forged)]),
+                );
+                assert_eq!(introspected.text, r#"{"active":false}"#, "{sub} {sig:?}");
+                (sub.to_owned(), answer(&r))
+            })
+            .collect();
+        assert!(answers[0].1.starts_with("401 "), "{}", answers[0].1);
+        for (sub, a) in &answers[1..] {
+            assert_eq!(a, &answers[0].1, "{sub} told apart from ci-bot with signature {sig:?}");
+        }
+    }
+}
+
 fn revoking_impersonate_from_the_keys_owner_ends_its_impersonation_tokens() {
     let s = Impersonation::new();
     s.env.ok(&["user", "revoke", "deployer", "impersonate"]);
@@ -1240,4 +1274,17 @@ impl Impersonation {
         );
         assert_eq!(self.introspect(&self.token), json!({ "active": false }));
     }
+}
+
+/// An answer as bytes a caller sees: status, headers (but `date` and `x-request-id`, which
+/// differ on every request) and body.
+fn answer(r: &common::Reply) -> String {
+    let mut headers: Vec<String> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != "date" && *n != "x-request-id")
+        .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    headers.sort();
+    format!("{} {}\n{}", r.status, headers.join("\n"), r.text)
 }

@@ -1445,4 +1445,48 @@ fn healthz_answers_200() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["status"], "ok");
 }
+
+/// Client ids are not secret (RFC 6749 §2.2; they are every grant's `iss`, in key files and
+/// in tokens), so an unknown one is named as such; user names are, until the signature holds.
+fn before_the_signature_holds_a_refusal_tells_nothing_of_the_subject() {
+    let f = Fixture::new("deployer", &[]);
+    f.env.ok(&["user", "grant", "deployer", "impersonate"]);
+    f.env.ok(&["user", "add", "app"]);
+    f.env.ok(&["user", "add", "parked"]);
+    f.env.ok(&["user", "disable", "parked"]);
+    // The caller holds some key, but not deployer's.
+    let (_, other) = f.issue("stranger", &[]);
+    for (iss, description) in [
+        (key_file(&f.key)["client_id"].clone(), "Invalid signature"),
+        (json!("0123456789abcdef0123456789abcdef"), "No associated key found"),
+    ] {
+        let answers: Vec<(&str, String)> = ["deployer", "app", "parked", "ghost"]
+            .into_iter()
+            .map(|sub| {
+                let mut claims = f.claims();
+                claims["iss"] = iss.clone();
+                claims["sub"] = json!(sub);
+                let reply = f.exchange(&craft(&other, &claims));
+                assert_invalid_grant(&reply, description);
+                (sub, answer(&reply))
+            })
+            .collect();
+        for (sub, a) in &answers[1..] {
+            assert_eq!(a, &answers[0].1, "{sub} told apart from deployer ({description})");
+        }
+    }
+}
+}
+
+/// An answer as bytes a caller sees: status, headers (but `date` and `x-request-id`, which
+/// differ on every request) and body.
+fn answer(r: &Reply) -> String {
+    let mut headers: Vec<String> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != "date" && *n != "x-request-id")
+        .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    headers.sort();
+    format!("{} {}\n{}", r.status, headers.join("\n"), r.text)
 }
