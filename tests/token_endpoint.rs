@@ -1476,6 +1476,79 @@ fn before_the_signature_holds_a_refusal_tells_nothing_of_the_subject() {
         }
     }
 }
+
+/// Usage rows may be kept for less time than a grant lives; the store's used-grant set, not
+/// the usage log, remembers which grants were used, so pruning rows reopens no replay.
+fn a_used_grant_stays_used_after_its_usage_row_is_pruned_and_the_server_restarts() {
+    let t0 = real_now() - 3_600;
+    let at = |t: i64| [("TOKENAUTH_NOW", t.to_string())];
+    let env = Env::new();
+    // A fixed issuer, accepted as the audience whatever port each server gets.
+    env.ok(&["init", "--issuer", "http://auth.example"]);
+    let (key_id, key) = env.issue_key_with_env("ci-bot", &[], &[("TOKENAUTH_NOW", &t0.to_string())]);
+    let sign = |t: i64, extra: &[&str]| {
+        let mut args = vec![
+            "sign-grant",
+            "--key",
+            key.to_str().unwrap(),
+            "--aud",
+            "http://auth.example",
+            "--lifetime",
+            "3000",
+        ];
+        args.extend_from_slice(extra);
+        let vars = at(t);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.ok_with_env(&args, &vars).trim().to_owned()
+    };
+    let serve = |t: i64, extra: &[&str]| {
+        let vars = at(t);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.serve_with_env(extra, &vars)
+    };
+    let exchange = |server: &Server, grant: &str| {
+        post_form(
+            server,
+            &[("grant_type", JWT_BEARER), ("assertion", grant)],
+            None,
+        )
+    };
+    let with_jti = sign(t0, &[]);
+    let without_jti = sign(t0, &["--no-jti"]);
+    let mut first = serve(t0, &[]);
+    assert_issued(&exchange(&first, &with_jti));
+    assert_issued(&exchange(&first, &without_jti));
+    assert!(first.stop().success());
+
+    // Half an hour on, both grants still in their lifetime: a server keeping a minute of
+    // usage prunes their rows when it next writes one.
+    let later = t0 + 1_800;
+    let mut pruner = serve(later, &["--usage-retention", "1m"]);
+    assert_issued(&exchange(&pruner, &sign(later, &[])));
+    assert!(pruner.stop().success());
+    let rows = env.json(&["usage-log", &key_id, "--json"]);
+    assert_eq!(rows.as_array().unwrap().len(), 1, "not pruned: {rows}");
+    assert_eq!(rows[0]["time"], later, "{rows}");
+
+    let restarted = serve(later, &["--usage-retention", "1m"]);
+    let second = serve(later, &["--usage-retention", "1m"]);
+    for server in [&restarted, &second] {
+        assert_invalid_grant(
+            &exchange(server, &with_jti),
+            "Grant has already been used (jti replayed)",
+        );
+        let reply = exchange(server, &without_jti);
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        assert!(
+            reply.json["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Grant has already been used"),
+            "{}",
+            reply.text
+        );
+    }
+}
 }
 
 /// An answer as bytes a caller sees: status, headers (but `date` and `x-request-id`, which
