@@ -23,6 +23,10 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub scope: String,
+    /// On an impersonation token (`sub` is not the key's owner), the owner's secret epoch at
+    /// issue: rotating the owner's secret ends the token as rotating the subject's does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_epoch: Option<i64>,
 }
 
 impl Claims {
@@ -42,6 +46,8 @@ pub struct Grant<'a> {
     pub client_id: &'a str,
     pub key_id: &'a str,
     pub scope: Scope,
+    /// The key owner's secret epoch, when the subject is another user (impersonation).
+    pub owner_epoch: Option<i64>,
 }
 
 /// Issues a token for a grant, signed with the subject's secret, by `issuer`. Returns the
@@ -66,6 +72,7 @@ pub fn issue(
         iat: now,
         exp: now + lifetime,
         scope: grant.scope.granted().to_owned(),
+        owner_epoch: grant.owner_epoch,
     };
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some(TYP.to_owned());
@@ -94,6 +101,7 @@ const CLAIMS_SHAPE: Shape = &[
     ("iat", true, true),
     ("exp", true, true),
     ("scope", false, true),
+    ("owner_epoch", true, false),
 ];
 
 /// Base64url-decodes and parses one part of a compact JWS.
@@ -134,7 +142,8 @@ fn explain(bytes: &[u8], what: &str, shape: Shape) -> String {
 
 /// Checks a token against what `credentials` say now: signature with the subject's current
 /// secret, expiry, revoked jti, its key (not revoked or expired, `addr` inside the key's
-/// current IP ranges when given), enabled users, and the `required` scope.
+/// current IP ranges when given), enabled users, for impersonation the owner's permission
+/// and secret epoch, and the `required` scope.
 pub fn validate(
     token: &str,
     credentials: &dyn Credentials,
@@ -165,7 +174,11 @@ pub fn validate(
     }
     // Read before the signature check only to pick the secret; trusted only after it.
     let claims: Claims = part(payload, "claims", CLAIMS_SHAPE)?;
-    // An unknown subject is indistinguishable from a bad signature on purpose.
+    // An unknown subject is indistinguishable from a bad signature on purpose; so the
+    // signature's form is judged first, the same whether the subject exists or not.
+    if URL_SAFE_NO_PAD.decode(signature).is_err() {
+        return Err(Invalid::Malformed("signature is not base64url".into()));
+    }
     let user = credentials.user(&claims.sub).ok_or(Invalid::BadSignature)?;
     match jsonwebtoken::crypto::verify(
         signature,
@@ -193,8 +206,17 @@ pub fn validate(
     if user.user.disabled {
         return Err(Invalid::UserDisabled(claims.sub.clone()));
     }
-    if credentials.user(&key.user).is_none_or(|u| u.user.disabled) {
-        return Err(Invalid::UserDisabled(key.user.clone()));
+    let owner = credentials
+        .user(&key.user)
+        .filter(|u| !u.user.disabled)
+        .ok_or_else(|| Invalid::UserDisabled(key.user.clone()))?;
+    // An impersonation token stands on its key owner as well as on its subject: taking
+    // `impersonate` away or rotating the owner's secret ends it. A token from before the
+    // epoch claim counts as the owner's first epoch: after any rotation it is refused.
+    if claims.sub != key.user
+        && (!owner.user.may("impersonate") || claims.owner_epoch.unwrap_or(0) != owner.epoch)
+    {
+        return Err(Invalid::Revoked);
     }
     if let Some(addr) = addr
         && !addr.allowed_by(&key.ip_ranges)
@@ -280,6 +302,7 @@ mod tests {
                     client_id: &format!("client-{key}"),
                     subject,
                     scope,
+                    owner_epoch: (key != subject).then_some(0),
                 };
                 let user = credentials.user(subject).unwrap();
                 issue(grant, &user, &issuer, 300, at, &mut OsRng).unwrap()
@@ -430,6 +453,28 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_that_exists_and_one_that_does_not_are_refused_alike() {
+        let (header, _, signature) = good_parts();
+        // Neither signed with the subject's secret: the caller proved nothing.
+        for sig in [signature, "", "not*base64url", "A"] {
+            let answers: Vec<_> = ["alice", "carol", "mallory"]
+                .into_iter()
+                .map(|sub| {
+                    let mut claims = good_claims();
+                    claims["sub"] = json!(sub);
+                    let forged = format!("{header}.{}.{sig}", b64(claims.to_string().as_bytes()));
+                    check(&forged)
+                })
+                .collect();
+            assert!(
+                answers.iter().all(|a| a == &answers[0]),
+                "{sig:?}: {answers:?}"
+            );
+            assert!(answers[0].is_err());
+        }
+    }
+
+    #[test]
     fn alg_other_than_hs256_is_malformed() {
         let alice = &signer("alice");
         for alg in [Algorithm::HS384, Algorithm::HS512] {
@@ -566,6 +611,54 @@ mod tests {
         ] {
             assert_eq!(check(token), Err(Invalid::UserDisabled("carol".into())));
         }
+    }
+
+    #[test]
+    fn impersonation_ends_when_the_owner_loses_impersonate_or_rotates_its_secret() {
+        let mut f = testing::Fixture::new(NOW, |store| {
+            for user in ["alice", "erin"] {
+                store
+                    .add_user(user, &Secret::generate(&mut OsRng), NOW - 10_000)
+                    .unwrap();
+            }
+            store.set_permission("alice", "impersonate", true).unwrap();
+            store
+                .add_key(&testing::key("alice", Scope::Write, "", NOW - 10_000, None))
+                .unwrap();
+        });
+        // alice's key acting as erin, recording `owner_epoch` as given.
+        let as_erin = |f: &testing::Fixture, owner_epoch: Option<i64>| {
+            let grant = Grant {
+                subject: "erin",
+                client_id: "client-alice",
+                key_id: "key-alice",
+                scope: Scope::Read,
+                owner_epoch,
+            };
+            let issuer = f.settings().issuer.clone();
+            let erin = f.user("erin").unwrap();
+            issue(grant, &erin, &issuer, 300, NOW, &mut OsRng)
+                .unwrap()
+                .0
+        };
+        let token = as_erin(&f, Some(0));
+        // Issued before owners' epochs were recorded.
+        let legacy = as_erin(&f, None);
+        let check = |f: &testing::Fixture, t: &str| validate(t, f, NOW, None, None).map(|c| c.sub);
+        assert_eq!(check(&f, &token), Ok("erin".into()));
+        assert_eq!(check(&f, &legacy), Ok("erin".into()));
+        f.change(|s| s.set_permission("alice", "impersonate", false).unwrap());
+        assert_eq!(check(&f, &token), Err(Invalid::Revoked));
+        assert_eq!(check(&f, &legacy), Err(Invalid::Revoked));
+        f.change(|s| s.set_permission("alice", "impersonate", true).unwrap());
+        assert_eq!(check(&f, &token), Ok("erin".into()));
+        f.change(|s| {
+            s.rotate_secret("alice", &Secret::generate(&mut OsRng), NOW)
+                .unwrap()
+        });
+        assert_eq!(check(&f, &token), Err(Invalid::Revoked));
+        assert_eq!(check(&f, &legacy), Err(Invalid::Revoked));
+        assert_eq!(check(&f, &as_erin(&f, Some(1))), Ok("erin".into()));
     }
 
     #[test]

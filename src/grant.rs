@@ -287,6 +287,8 @@ pub struct Accepted {
     /// signature when it has no jti).
     pub replay_key: [u8; 16],
     pub exp: i64,
+    /// The key owner's secret epoch, when the subject is another user.
+    pub owner_epoch: Option<i64>,
 }
 
 impl Accepted {
@@ -297,6 +299,7 @@ impl Accepted {
             client_id: &self.client_id,
             key_id: &self.key_id,
             scope: self.scope,
+            owner_epoch: self.owner_epoch,
         }
     }
 }
@@ -496,6 +499,7 @@ pub fn validate(
             Some(sub),
         ));
     }
+    let owner_epoch = (sub != key.user).then(|| owner.as_ref().map_or(0, |u| u.epoch));
     if sub != key.user {
         if !owner.is_some_and(|u| u.user.may("impersonate")) {
             return Err(refuse(
@@ -580,6 +584,7 @@ pub fn validate(
         jti,
         replay_key,
         exp,
+        owner_epoch,
     })
 }
 

@@ -7,9 +7,11 @@ use std::io::IsTerminal;
 
 use comfy_table::{ContentArrangement, presets};
 
-/// Text made safe to print on a terminal: C0 controls (tab, CR and LF too), DEL, C1 controls
-/// and the Unicode bidi controls become visible `\u{1b}`-style escapes; everything else,
-/// ordinary non-ASCII included, is left alone. Clean text is returned as it is, unallocated.
+/// Text made safe to print on a terminal: C0 controls (tab, CR and LF too), DEL, C1 controls,
+/// the invisible format characters (Unicode Cf: bidi controls, zero-width spaces and joiners,
+/// the byte-order mark, tags) and the Unicode line and paragraph separators become visible
+/// `\u{1b}`-style escapes; everything else, ordinary non-ASCII included, is left alone. Clean
+/// text is returned as it is, unallocated.
 ///
 /// Backslashes are left alone, so a literal `\u{1b}` in a title reads the same as an
 /// escaped ESC. Doubling them instead would make every Windows-style name (`CORP\ci-bot`)
@@ -18,12 +20,12 @@ use comfy_table::{ContentArrangement, presets};
 /// gives the exact text when it matters. It also makes escaping idempotent, so text escaped
 /// where a message is built can pass through the error line's escaping unchanged.
 pub fn terminal_safe(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(needs_escape) {
+    if !hidden_chars(s).any(|(_, hidden)| hidden) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if needs_escape(c) {
+    for (c, hidden) in hidden_chars(s) {
+        if hidden {
             let _ = write!(out, "{}", c.escape_unicode());
         } else {
             out.push(c);
@@ -32,14 +34,57 @@ pub fn terminal_safe(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Controls (C0, DEL, C1: general category Cc) act on the terminal; bidi controls reorder
-/// what is shown around them (a title ending in `U+202E txt.exe` reads as `exe.txt`).
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-        )
+/// Each char of `s`, and whether it must be escaped.
+fn hidden_chars(s: &str) -> impl Iterator<Item = (char, bool)> + '_ {
+    let mut prev = None;
+    let mut rest = s.chars().peekable();
+    std::iter::from_fn(move || {
+        let c = rest.next()?;
+        let hidden = needs_escape(prev, c, rest.peek().copied());
+        prev = Some(c);
+        Some((c, hidden))
+    })
+}
+
+/// Controls (C0, DEL, C1: general category Cc) act on the terminal; format characters (Cf)
+/// are invisible: bidi controls reorder what is shown around them (a title ending in
+/// `U+202E txt.exe` reads as `exe.txt`) and zero-width ones make one text look like another
+/// (`ci\u{200b}-bot`); line and paragraph separators break lines in some viewers. A zero-width
+/// joiner between two emoji is what draws one emoji (👩‍💻), so it stays.
+fn needs_escape(prev: Option<char>, c: char, next: Option<char>) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
+    match c.general_category() {
+        G::Control | G::LineSeparator | G::ParagraphSeparator => true,
+        G::Format => {
+            let emoji = |c: char| c.general_category() == G::OtherSymbol;
+            // Before the joiner an emoji may carry its presentation selector or a skin tone.
+            let emoji_end =
+                |c: char| emoji(c) || c == '\u{FE0F}' || ('\u{1F3FB}'..='\u{1F3FF}').contains(&c);
+            !(c == '\u{200D}' && prev.is_some_and(emoji_end) && next.is_some_and(emoji))
+        }
+        _ => false,
+    }
+}
+
+/// How a text log line's fields are written: as tracing-subscriber writes them, then escaped
+/// as table cells are, so that a value logged with `%` (a user name, a grant's subject) can
+/// neither forge a line nor hide a character. JSON logs keep the exact text.
+pub struct LogFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for LogFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+        let mut text = String::new();
+        DefaultFields::new().format_fields(Writer::new(&mut text), fields)?;
+        writer.write_str(&terminal_safe(&text))
+    }
 }
 
 /// A table for stdout: boxed on a terminal, plain aligned columns otherwise. Every cell goes
@@ -145,13 +190,60 @@ mod tests {
                 "{c:?}"
             );
         }
-        // Just outside the ranges: left alone.
-        for c in [
-            '\u{00A0}', '\u{200D}', '\u{2029}', '\u{202F}', '\u{2065}', '\u{206A}',
-        ] {
+        // Visible spaces and unassigned code points next to the ranges: left alone.
+        for c in ['\u{00A0}', '\u{202F}', '\u{2065}'] {
             let s = c.to_string();
             assert_eq!(terminal_safe(&s), s, "{c:?}");
         }
+    }
+
+    #[test]
+    fn zero_width_and_other_format_characters_are_escaped() {
+        for c in [
+            '\u{00AD}',
+            '\u{180E}',
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{2060}',
+            '\u{2061}',
+            '\u{2062}',
+            '\u{2063}',
+            '\u{2064}',
+            '\u{206A}',
+            '\u{FEFF}',
+            '\u{FFF9}',
+            '\u{E0001}',
+            '\u{E0041}',
+        ] {
+            let s = format!("ci{c}-bot");
+            assert_eq!(
+                terminal_safe(&s),
+                format!("ci\\u{{{:x}}}-bot", c as u32),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_joiner_stays_only_between_two_emoji() {
+        for kept in ["👩‍💻", "🧑🏽‍💻", "🏳️‍🌈", "👨‍👩‍👧"] {
+            assert!(
+                matches!(terminal_safe(kept), Cow::Borrowed(b) if b == kept),
+                "{kept}"
+            );
+        }
+        assert_eq!(terminal_safe("a\u{200d}b"), r"a\u{200d}b");
+        assert_eq!(terminal_safe("💻\u{200d}"), r"💻\u{200d}");
+        assert_eq!(terminal_safe("\u{200d}💻"), r"\u{200d}💻");
+        assert_eq!(terminal_safe("💻\u{200d}x"), r"💻\u{200d}x");
+        // Two joiners in a row join nothing.
+        assert_eq!(
+            terminal_safe("💻\u{200d}\u{200d}💻"),
+            r"💻\u{200d}\u{200d}💻"
+        );
     }
 
     #[test]

@@ -464,4 +464,62 @@ fn last_use_is_recorded_in_the_background() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+fn a_pat_one_character_off_a_real_one_is_answered_as_any_unknown_pat() {
+    let env = Env::new();
+    let server = env.serve(&[]);
+    let (token, _) = create(&env, "hook", &[], &[]);
+    let (caller, _) = create(&env, "auditor", &[], &[]);
+    env.ok(&["user", "grant", "auditor", "introspect"]);
+    // The real token with one random character changed and the checksum made good again:
+    // the nearest a caller without the token gets to it.
+    let body = &token[..token.len() - 6];
+    let flipped = if body.ends_with('a') { 'b' } else { 'a' };
+    let near = format!("{}{flipped}", &body[..body.len() - 1]);
+    let near = format!("{near}{}", checksum(&near));
+    let stranger = tokenauth::pat::generate(&mut rand::rngs::OsRng)
+        .expose()
+        .to_owned();
+    let answers: Vec<String> = [&near, &stranger]
+        .into_iter()
+        .map(|t| {
+            let introspected = send(
+                http()
+                    .post(server.url("/introspect"))
+                    .bearer_auth(&caller)
+                    .form(&[("token", t.as_str())]),
+            );
+            assert_eq!(introspected.text, r#"{"active":false}"#);
+            answer(&auth(&server, t))
+        })
+        .collect();
+    assert_invalid(&auth(&server, &near), "Unknown personal access token");
+    assert_eq!(answers[0], answers[1]);
+}
+}
+
+/// A personal access token's checksum, as `tokenauth::pat` makes it (CRC32 of `tapat_` and
+/// the random part, as 6 base62 digits).
+fn checksum(body: &str) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n = crc32fast::hash(body.as_bytes());
+    let mut digits = [b'0'; 6];
+    for d in digits.iter_mut().rev() {
+        *d = ALPHABET[(n % 62) as usize];
+        n /= 62;
+    }
+    String::from_utf8(digits.to_vec()).unwrap()
+}
+
+/// An answer as bytes a caller sees: status, headers (but `date` and `x-request-id`, which
+/// differ on every request) and body.
+fn answer(r: &Reply) -> String {
+    let mut headers: Vec<String> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != "date" && *n != "x-request-id")
+        .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    headers.sort();
+    format!("{} {}\n{}", r.status, headers.join("\n"), r.text)
 }

@@ -1133,4 +1133,158 @@ fn list_keys_shows_last_used_after_an_exchange() {
     );
     assert_eq!(last_used(&other_id), Value::Null);
 }
+
+fn auth_and_introspect_answer_alike_for_a_user_that_exists_and_one_that_does_not() {
+    let s = setup("ci-bot", &[], &[]);
+    s.env.ok(&["user", "add", "parked"]);
+    s.env.ok(&["user", "disable", "parked"]);
+    let (_, gw_key) = s.env.issue_key("gateway", &[]);
+    s.env.ok(&["user", "grant", "gateway", "introspect"]);
+    let caller = token(&s.env, &s.server, &gw_key);
+    let (header, claims, signature) = split(&s.token);
+    // None of them signed with the named user's secret: the caller proved nothing.
+    for sig in [signature.as_str(), "", "not*base64url", "A"] {
+        let answers: Vec<(String, String)> = ["ci-bot", "parked", "nobody"]
+            .into_iter()
+            .map(|sub| {
+                let mut claims = claims.clone();
+                claims["sub"] = json!(sub);
+                let forged = format!("{}.{sig}", unsigned(&header, &claims));
+                let r = common::send(http().get(s.server.url("/auth")).bearer_auth(&forged));
+                let introspected = common::send(
+                    http()
+                        .post(s.server.url("/introspect"))
+                        .bearer_auth(&caller)
+                        .form(&[("token", &forged)]),
+                );
+                assert_eq!(introspected.text, r#"{"active":false}"#, "{sub} {sig:?}");
+                (sub.to_owned(), answer(&r))
+            })
+            .collect();
+        assert!(answers[0].1.starts_with("401 "), "{}", answers[0].1);
+        for (sub, a) in &answers[1..] {
+            assert_eq!(a, &answers[0].1, "{sub} told apart from ci-bot with signature {sig:?}");
+        }
+    }
+}
+
+fn revoking_impersonate_from_the_keys_owner_ends_its_impersonation_tokens() {
+    let s = Impersonation::new();
+    s.env.ok(&["user", "revoke", "deployer", "impersonate"]);
+    s.assert_ended("Access token has been revoked");
+    // Its own token stood on nothing that changed.
+    assert_allowed(&auth(&s.server, &s.own), "deployer", &s.key_id, "read");
+    // Given back, the permission lets the same token live again: it was never revoked by id.
+    s.env.ok(&["user", "grant", "deployer", "impersonate"]);
+    assert_allowed(&auth(&s.server, &s.token), "app", &s.key_id, "read");
+}
+
+fn rotating_the_keys_owners_secret_ends_its_impersonation_tokens() {
+    let s = Impersonation::new();
+    s.env.ok(&["rotate-secret", "deployer", "--yes"]);
+    s.assert_ended("Access token has been revoked");
+    // A token issued after the rotation works.
+    let fresh = s.impersonate();
+    assert_allowed(&auth(&s.server, &fresh), "app", &s.key_id, "read");
+    // Rotating the subject's secret still ends both, as it always did.
+    s.env.ok(&["rotate-secret", "app", "--yes"]);
+    assert_refused(
+        &auth(&s.server, &fresh),
+        401,
+        "invalid_token",
+        "Invalid signature",
+    );
+}
+}
+
+/// A server where `deployer` (who may impersonate) holds a key, and a token it got for `app`;
+/// `gateway` may introspect.
+struct Impersonation {
+    server: Server,
+    env: Env,
+    key_id: String,
+    key: PathBuf,
+    /// deployer's token acting as app.
+    token: String,
+    /// deployer's token for itself.
+    own: String,
+    /// gateway's token, to call /introspect with.
+    gateway: String,
+}
+
+impl Impersonation {
+    fn new() -> Impersonation {
+        let env = Env::new();
+        let server = env.serve(&[]);
+        let (key_id, key) = env.issue_key("deployer", &[]);
+        env.ok(&["user", "add", "app"]);
+        env.ok(&["user", "grant", "deployer", "impersonate"]);
+        let (_, gw_key) = env.issue_key("gateway", &[]);
+        env.ok(&["user", "grant", "gateway", "introspect"]);
+        let gateway = token(&env, &server, &gw_key);
+        let own = token(&env, &server, &key);
+        let mut s = Impersonation {
+            server,
+            env,
+            key_id,
+            key,
+            token: String::new(),
+            own,
+            gateway,
+        };
+        s.token = s.impersonate();
+        assert_eq!(claims(&s.token)["sub"], "app");
+        assert_allowed(&auth(&s.server, &s.token), "app", &s.key_id, "read");
+        assert_eq!(s.introspect(&s.token)["active"], true);
+        s
+    }
+
+    /// A fresh token of deployer's key acting as app.
+    fn impersonate(&self) -> String {
+        let out = self.env.ok(&[
+            "sign-grant",
+            "--key",
+            self.key.to_str().unwrap(),
+            "--sub",
+            "app",
+        ]);
+        let (status, body) = exchange(&self.server, out.trim());
+        assert_eq!(status, 200, "impersonating exchange refused: {body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    fn introspect(&self, token: &str) -> Value {
+        let r = post_form(
+            &self.server,
+            "/introspect",
+            Some(&self.gateway),
+            &[("token", token)],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// The impersonation token is refused by /auth with `description`, and inactive.
+    fn assert_ended(&self, description: &str) {
+        assert_refused(
+            &auth(&self.server, &self.token),
+            401,
+            "invalid_token",
+            description,
+        );
+        assert_eq!(self.introspect(&self.token), json!({ "active": false }));
+    }
+}
+
+/// An answer as bytes a caller sees: status, headers (but `date` and `x-request-id`, which
+/// differ on every request) and body.
+fn answer(r: &common::Reply) -> String {
+    let mut headers: Vec<String> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != "date" && *n != "x-request-id")
+        .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    headers.sort();
+    format!("{} {}\n{}", r.status, headers.join("\n"), r.text)
 }

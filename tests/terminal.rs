@@ -11,18 +11,31 @@ const TITLE: &str = "\x1b]0;pwned\x07\x1b[31mred\u{9b}31m\x7f\u{202e}txt.exe\tan
 const TITLE_SHOWN: &str =
     r"\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{9b}31m\u{7f}\u{202e}txt.exe\u{9}and\u{a}more";
 
-fn is_bidi(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+/// Invisible: format characters (Unicode Cf: bidi controls, zero-width ones, tags) and the
+/// line and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        G::Format | G::LineSeparator | G::ParagraphSeparator
+    )
 }
 
-/// Nothing in `out` but its own line breaks may act on a terminal.
+/// Nothing in `out` but its own line breaks may act on a terminal or hide.
 fn assert_no_raw(out: &str) {
     let raw: Vec<char> = out
         .chars()
-        .filter(|&c| (c.is_control() && c != '\n') || is_bidi(c))
+        .filter(|&c| (c.is_control() && c != '\n') || is_invisible(c))
         .collect();
     assert!(raw.is_empty(), "raw {raw:?} in output: {out:?}");
 }
+
+/// Zero-width space, joiner, non-joiner, word joiner, invisible plus, byte-order mark, a tag
+/// letter, a soft hyphen and a line separator, between the letters of `ci-bot`.
+const HIDDEN: &str =
+    "c\u{200b}i\u{200d}-\u{200c}b\u{2060}o\u{2064}t\u{feff}\u{e0041}\u{ad}\u{2028}.";
+const HIDDEN_SHOWN: &str =
+    r"c\u{200b}i\u{200d}-\u{200c}b\u{2060}o\u{2064}t\u{feff}\u{e0041}\u{ad}\u{2028}.";
 
 /// The one line of `out` that holds `needle`.
 fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
@@ -197,6 +210,8 @@ fn verify_escapes_the_user_and_scope_it_prints() {
     let kf: serde_json::Value = serde_json::from_slice(&std::fs::read(&key).unwrap()).unwrap();
     let name = "old\x1b[31m\u{202e}bot";
     let secret = store_user(&env, name);
+    // The token names ci-bot's key and another subject: an impersonation token.
+    env.ok(&["user", "grant", "ci-bot", "impersonate"]);
     let now = common::now();
     let claims = serde_json::json!({
         "iss": "http://127.0.0.1:8080",
@@ -313,4 +328,152 @@ fn init_and_issue_key_escape_paths_and_urls() {
     let said = String::from_utf8(out.stderr).unwrap();
     assert_no_raw(&said);
     assert!(said.contains(r"k\u{1b}[2J.json (mode 0600)"), "{said}");
+}
+
+#[test]
+fn zero_width_characters_are_escaped_in_every_table_and_json_keeps_them() {
+    let env = Env::new();
+    // In a stored user name, a title, a token's description, a stranger's subject.
+    env.ok(&["user", "list"]);
+    let legacy = format!("old-{HIDDEN}");
+    store_user(&env, &legacy);
+    let mut server = env.serve(&[]);
+    let (key_id, key) = env.issue_key("ci-bot", &["--title", HIDDEN, "--scope", "write"]);
+    let pat = env.json(&[
+        "token",
+        "create",
+        "--user",
+        "ci-bot",
+        "--description",
+        HIDDEN,
+        "--json",
+    ]);
+    let grant = env.ok(&[
+        "sign-grant",
+        "--key",
+        key.to_str().unwrap(),
+        "--sub",
+        HIDDEN,
+    ]);
+    let reply = post_form(
+        &server,
+        &[("grant_type", JWT_BEARER), ("assertion", grant.trim())],
+        None,
+    );
+    assert_eq!(reply.status, 400, "{}", reply.text);
+    assert!(server.stop().success());
+
+    let table = env.ok(&["list-keys"]);
+    assert_no_raw(&table);
+    assert!(line_with(&table, &key_id).contains(HIDDEN_SHOWN), "{table}");
+    assert_eq!(env.json(&["list-keys", "--json"])[0]["title"], HIDDEN);
+
+    let table = env.ok(&["token", "list"]);
+    assert_no_raw(&table);
+    let id = pat["id"].as_str().unwrap();
+    assert!(line_with(&table, id).contains(HIDDEN_SHOWN), "{table}");
+    assert_eq!(
+        env.json(&["token", "list", "--json"])[0]["description"],
+        HIDDEN
+    );
+
+    let table = env.ok(&["user", "list"]);
+    assert_no_raw(&table);
+    line_with(&table, &format!("old-{HIDDEN_SHOWN}"));
+    let users = env.json(&["user", "list", "--json"]);
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["name"] == legacy.as_str()),
+        "{users}"
+    );
+
+    let table = env.ok(&["usage-log"]);
+    assert_no_raw(&table);
+    let row = line_with(&table, &key_id[..12]);
+    assert!(row.contains(&format!(" {HIDDEN_SHOWN} ")), "{row}");
+    assert!(
+        row.ends_with(&format!("may not act as '{HIDDEN_SHOWN}'")),
+        "{row}"
+    );
+    assert_eq!(env.json(&["usage-log", "--json"])[0]["subject"], HIDDEN);
+    let summary = env.ok(&["usage-log", "--summary"]);
+    assert_no_raw(&summary);
+    assert!(summary.contains(HIDDEN_SHOWN), "{summary}");
+
+    let table = env.ok(&["audit"]);
+    assert_no_raw(&table);
+    assert!(
+        line_with(&table, "key.issue").contains(HIDDEN_SHOWN),
+        "{table}"
+    );
+    assert!(env.json(&["audit", "--json"]).to_string().contains(HIDDEN));
+
+    // The key has write scope and no IP range: the report lists it, title and all.
+    let report = env.ok(&["report"]);
+    assert_no_raw(&report);
+    let rows: Vec<&str> = report.lines().filter(|l| l.contains(&key_id)).collect();
+    assert!(!rows.is_empty(), "{report}");
+    assert!(rows.iter().all(|r| r.contains(HIDDEN_SHOWN)), "{report}");
+}
+
+#[test]
+fn server_text_logs_escape_invisible_characters_and_json_logs_keep_them() {
+    for format in ["text", "json"] {
+        let env = Env::new();
+        env.ok(&["user", "list"]);
+        // A user stored before names were checked, whom ci-bot's key acts for.
+        let name = format!("old-{HIDDEN}\u{202e}\x1b[2J");
+        let shown = format!(r"old-{HIDDEN_SHOWN}\u{{202e}}\u{{1b}}[2J");
+        store_user(&env, &name);
+        let mut server = env.serve_with_env(
+            &["--log-format", format],
+            &[("RUST_LOG", "tokenauth=debug")],
+        );
+        let (_, key) = env.issue_key("ci-bot", &[]);
+        env.ok(&["user", "grant", "ci-bot", "impersonate"]);
+        let grant = env.ok(&["sign-grant", "--key", key.to_str().unwrap(), "--sub", &name]);
+        let reply = post_form(
+            &server,
+            &[("grant_type", JWT_BEARER), ("assertion", grant.trim())],
+            None,
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        let token = reply.json["access_token"].as_str().unwrap();
+        let http = common::http();
+        let auth = http.get(server.url("/auth")).bearer_auth(token).send();
+        assert_eq!(auth.unwrap().status(), 200);
+        let revoke = http
+            .post(server.url("/revoke"))
+            .form(&[("token", token)])
+            .send();
+        assert_eq!(revoke.unwrap().status(), 200);
+        assert!(server.stop().success());
+        let log = server.log();
+        if format == "text" {
+            assert_no_raw(&log);
+            for said in ["token issued", "access token revoked", r#"path="/auth""#] {
+                let line = line_with(&log, said);
+                assert!(line.contains(&shown), "{format}: {line}");
+            }
+        } else {
+            let lines: Vec<serde_json::Value> = log
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+            for (said, field) in [
+                ("token issued", "sub"),
+                ("access token revoked", "sub"),
+                ("request", "user"),
+            ] {
+                let line = lines
+                    .iter()
+                    .find(|l| l["message"] == said && !l[field].is_null())
+                    .unwrap_or_else(|| panic!("no {said:?} line in {log}"));
+                assert_eq!(line[field], name.as_str(), "{line}");
+            }
+        }
+    }
 }

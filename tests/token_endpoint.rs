@@ -1445,4 +1445,121 @@ fn healthz_answers_200() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json["status"], "ok");
 }
+
+/// Client ids are not secret (RFC 6749 §2.2; they are every grant's `iss`, in key files and
+/// in tokens), so an unknown one is named as such; user names are, until the signature holds.
+fn before_the_signature_holds_a_refusal_tells_nothing_of_the_subject() {
+    let f = Fixture::new("deployer", &[]);
+    f.env.ok(&["user", "grant", "deployer", "impersonate"]);
+    f.env.ok(&["user", "add", "app"]);
+    f.env.ok(&["user", "add", "parked"]);
+    f.env.ok(&["user", "disable", "parked"]);
+    // The caller holds some key, but not deployer's.
+    let (_, other) = f.issue("stranger", &[]);
+    for (iss, description) in [
+        (key_file(&f.key)["client_id"].clone(), "Invalid signature"),
+        (json!("0123456789abcdef0123456789abcdef"), "No associated key found"),
+    ] {
+        let answers: Vec<(&str, String)> = ["deployer", "app", "parked", "ghost"]
+            .into_iter()
+            .map(|sub| {
+                let mut claims = f.claims();
+                claims["iss"] = iss.clone();
+                claims["sub"] = json!(sub);
+                let reply = f.exchange(&craft(&other, &claims));
+                assert_invalid_grant(&reply, description);
+                (sub, answer(&reply))
+            })
+            .collect();
+        for (sub, a) in &answers[1..] {
+            assert_eq!(a, &answers[0].1, "{sub} told apart from deployer ({description})");
+        }
+    }
+}
+
+/// Usage rows may be kept for less time than a grant lives; the store's used-grant set, not
+/// the usage log, remembers which grants were used, so pruning rows reopens no replay.
+fn a_used_grant_stays_used_after_its_usage_row_is_pruned_and_the_server_restarts() {
+    let t0 = real_now() - 3_600;
+    let at = |t: i64| [("TOKENAUTH_NOW", t.to_string())];
+    let env = Env::new();
+    // A fixed issuer, accepted as the audience whatever port each server gets.
+    env.ok(&["init", "--issuer", "http://auth.example"]);
+    let (key_id, key) = env.issue_key_with_env("ci-bot", &[], &[("TOKENAUTH_NOW", &t0.to_string())]);
+    let sign = |t: i64, extra: &[&str]| {
+        let mut args = vec![
+            "sign-grant",
+            "--key",
+            key.to_str().unwrap(),
+            "--aud",
+            "http://auth.example",
+            "--lifetime",
+            "3000",
+        ];
+        args.extend_from_slice(extra);
+        let vars = at(t);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.ok_with_env(&args, &vars).trim().to_owned()
+    };
+    let serve = |t: i64, extra: &[&str]| {
+        let vars = at(t);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.serve_with_env(extra, &vars)
+    };
+    let exchange = |server: &Server, grant: &str| {
+        post_form(
+            server,
+            &[("grant_type", JWT_BEARER), ("assertion", grant)],
+            None,
+        )
+    };
+    let with_jti = sign(t0, &[]);
+    let without_jti = sign(t0, &["--no-jti"]);
+    let mut first = serve(t0, &[]);
+    assert_issued(&exchange(&first, &with_jti));
+    assert_issued(&exchange(&first, &without_jti));
+    assert!(first.stop().success());
+
+    // Half an hour on, both grants still in their lifetime: a server keeping a minute of
+    // usage prunes their rows when it next writes one.
+    let later = t0 + 1_800;
+    let mut pruner = serve(later, &["--usage-retention", "1m"]);
+    assert_issued(&exchange(&pruner, &sign(later, &[])));
+    assert!(pruner.stop().success());
+    let rows = env.json(&["usage-log", &key_id, "--json"]);
+    assert_eq!(rows.as_array().unwrap().len(), 1, "not pruned: {rows}");
+    assert_eq!(rows[0]["time"], later, "{rows}");
+
+    let restarted = serve(later, &["--usage-retention", "1m"]);
+    let second = serve(later, &["--usage-retention", "1m"]);
+    for server in [&restarted, &second] {
+        assert_invalid_grant(
+            &exchange(server, &with_jti),
+            "Grant has already been used (jti replayed)",
+        );
+        let reply = exchange(server, &without_jti);
+        assert_eq!(reply.status, 400, "{}", reply.text);
+        assert!(
+            reply.json["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Grant has already been used"),
+            "{}",
+            reply.text
+        );
+    }
+}
+}
+
+/// An answer as bytes a caller sees: status, headers (but `date` and `x-request-id`, which
+/// differ on every request) and body.
+fn answer(r: &Reply) -> String {
+    let mut headers: Vec<String> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != "date" && *n != "x-request-id")
+        .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    headers.sort();
+    format!("{} {}\n{}", r.status, headers.join("\n"), r.text)
 }

@@ -116,6 +116,7 @@ fn build() -> anyhow::Result<Fixture> {
             client_id: &format!("client-{key}"),
             key_id: &format!("key-{key}"),
             scope: Scope::Write,
+            owner_epoch: (key != subject).then_some(0),
         };
         let (token, claims) = access_token::issue(grant, &user, &issuer, lifetime, at, &mut OsRng)?;
         access_tokens.insert(letter, token);

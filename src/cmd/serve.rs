@@ -224,7 +224,10 @@ fn init_logging(format: LogFormat) -> logwriter::Guard {
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder
+            .fmt_fields(crate::output::LogFields)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

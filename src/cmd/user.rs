@@ -68,7 +68,8 @@ pub enum UserCommand {
     },
     /// Take a permission away from a user
     ///
-    /// Takes effect at once: a running server refuses the next grant that needs it.
+    /// Takes effect at once: a running server refuses the next grant that needs it, and
+    /// taking `impersonate` away ends the access tokens the user's keys got for other users.
     #[command(after_help = "Example:\n  tokenauth user revoke deployer impersonate")]
     Revoke {
         /// The user's name
