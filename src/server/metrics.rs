@@ -351,10 +351,10 @@ impl Metrics {
         );
         // Made at start so that an alert on them sees 0, not nothing.
         for kind in ["unavailable", "unwritable", "other"] {
-            store_errors.get_or_create(&[("kind", kind)]);
+            let _ = store_errors.get_or_create(&[("kind", kind)]);
         }
         for bucket in ["address", "key"] {
-            rate_limited.get_or_create(&[("bucket", bucket)]);
+            let _ = rate_limited.get_or_create(&[("bucket", bucket)]);
         }
         Metrics {
             registry,

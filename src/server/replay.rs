@@ -52,6 +52,10 @@ impl ReplaySet {
         self.grants.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
     /// Records `grant` (expiring at `exp`, signed by `key_id`) as used at `now`.
     pub fn first_use(&mut self, grant: [u8; 16], exp: i64, key_id: &str, now: i64) -> Seen {
         self.evict(now);
