@@ -130,10 +130,7 @@ pub(super) async fn check_bearer(
                     reason: Some(why.to_string()),
                     ..UsageRow::default()
                 };
-                state
-                    .usage
-                    .record_refusal(row, metrics::invalid_reason(&invalid))
-                    .await;
+                state.usage.record_refusal(row).await;
             }
             Err(ApiError::Bearer {
                 missing: false,

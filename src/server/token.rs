@@ -330,7 +330,6 @@ async fn refuse(
             user: r.user.clone(),
         });
     }
-    let kind = metrics::refusal_reason(r.error, &description);
     let failed = UsageRow {
         key_id: r.key_id,
         user: r.user,
@@ -339,6 +338,6 @@ async fn refuse(
         reason: Some(description.clone()),
         ..row.clone()
     };
-    state.usage.record_refusal(failed, kind).await;
+    state.usage.record_refusal(failed).await;
     ApiError::bad_request(r.error, description)
 }

@@ -62,8 +62,8 @@ enum Work {
     Row(Job),
     /// A personal access token (id) was used at this time.
     Touch(String, i64),
-    /// A refusal, and its kind of reason (a fixed name: see `metrics`).
-    Refusal(UsageRow, &'static str),
+    /// A refusal, counted with others of its kind.
+    Refusal(UsageRow),
 }
 
 /// Most rows in one transaction.
@@ -91,13 +91,13 @@ struct Refusals {
 }
 
 impl Refusals {
-    fn add(&mut self, mut row: UsageRow, reason: &'static str) {
+    fn add(&mut self, mut row: UsageRow) {
         let interval = row.time.div_euclid(REFUSAL_INTERVAL);
         if interval != self.interval {
             self.interval = interval;
             self.seen.clear();
         }
-        let mut kind = refusal_kind(&row, reason);
+        let mut kind = refusal_kind(&row);
         if !self.seen.contains(&kind) {
             if self.seen.len() >= MAX_REFUSAL_KINDS {
                 kind = [0; 16];
@@ -127,15 +127,16 @@ impl Refusals {
     }
 }
 
-/// What makes two refusals one kind: the address, the key or token, the reason's name.
-fn refusal_kind(row: &UsageRow, reason: &str) -> [u8; 16] {
+/// What makes two refusals one kind: the address, the key or token, the reason. Reasons may
+/// echo a little of what the caller sent (an `alg`): the cap on kinds a minute bounds that.
+fn refusal_kind(row: &UsageRow) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for part in [
         Some(row.address.as_str()),
         row.key_id.as_deref(),
         row.pat_id.as_deref(),
-        Some(reason),
+        row.reason.as_deref(),
     ] {
         // Length-prefixed, so that no two different tuples hash the same bytes.
         let part = part.unwrap_or("\0");
@@ -187,9 +188,9 @@ impl UsageWriter {
                         match w {
                             Work::Row(j) => batch.push(j),
                             Work::Touch(id, time) => touches.push((id, time)),
-                            Work::Refusal(row, reason) => {
+                            Work::Refusal(row) => {
                                 metrics.refusal_counted();
-                                refusals.add(row, reason);
+                                refusals.add(row);
                             }
                         }
                         if !slept {
@@ -257,10 +258,9 @@ impl UsageWriter {
     }
 
     /// Counts a refusal, without waiting for the commit: the first of its kind (address,
-    /// key or token, `reason`: a fixed name) in a minute is written whole, the others add
-    /// to its count.
-    pub async fn record_refusal(&self, row: UsageRow, reason: &'static str) {
-        let _ = self.send(Work::Refusal(row, reason)).await;
+    /// key or token, reason) in a minute is written whole, the others add to its count.
+    pub async fn record_refusal(&self, row: UsageRow) {
+        let _ = self.send(Work::Refusal(row)).await;
     }
 
     /// Notes that a personal access token was used; dropped when the queue is full (last

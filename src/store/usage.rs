@@ -107,8 +107,8 @@ impl Store {
             for r in refused {
                 self.exec(
                     "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
-                        pat_id, count, refusal_group)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)
+                        pat_id, count, refusal_group, no_jti)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (refusal_group) WHERE refusal_group IS NOT NULL
                      DO UPDATE SET count = usage_log.count + excluded.count",
                     &params![
@@ -121,7 +121,8 @@ impl Store {
                         &r.reason,
                         &r.pat_id,
                         r.count,
-                        &r.refusal_group
+                        &r.refusal_group,
+                        r.no_jti
                     ],
                 )?;
             }
