@@ -20,6 +20,10 @@ use comfy_table::{ContentArrangement, presets};
 /// gives the exact text when it matters. It also makes escaping idempotent, so text escaped
 /// where a message is built can pass through the error line's escaping unchanged.
 pub fn terminal_safe(s: &str) -> Cow<'_, str> {
+    // Nearly all text is printable ASCII: a byte scan, not a char walk (log lines go here).
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(s);
+    }
     if !hidden_chars(s).any(|(_, hidden)| hidden) {
         return Cow::Borrowed(s);
     }
@@ -81,9 +85,21 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for LogFields {
         fields: R,
     ) -> std::fmt::Result {
         use tracing_subscriber::fmt::format::{DefaultFields, Writer};
-        let mut text = String::new();
-        DefaultFields::new().format_fields(Writer::new(&mut text), fields)?;
-        writer.write_str(&terminal_safe(&text))
+        thread_local! {
+            // One per thread, kept: a line per request must not cost an allocation.
+            static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        TEXT.with(|text| {
+            let mut fresh = String::new();
+            let mut kept = text.try_borrow_mut();
+            let text = match kept.as_deref_mut() {
+                Ok(t) => t,
+                Err(_) => &mut fresh,
+            };
+            text.clear();
+            DefaultFields::new().format_fields(Writer::new(text), fields)?;
+            writer.write_str(&terminal_safe(text))
+        })
     }
 }
 
