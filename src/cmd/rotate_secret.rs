@@ -3,7 +3,8 @@
 use crate::cmd::{Ctx, confirm};
 use crate::output::terminal_safe;
 
-/// Replace a user's signing secret: every access token of that user stops working.
+/// Replace a user's signing secret: every access token of that user stops working, and so
+/// do the tokens its keys issued for other users (impersonation).
 ///
 /// Service keys are not affected: clients simply get new tokens.
 #[derive(Debug, clap::Args)]
