@@ -107,12 +107,18 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, BadResponse> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| BadResponse::NotJson(json_error(&e)))?;
     let serde_json::Value::Object(map) = value else {
-        return Err(BadResponse::NotObject(json_kind(&value)));
+        return Err(BadResponse::NotObject(crate::service_key::json_type(
+            &value,
+        )));
     };
     let access_token = match map.get("access_token") {
         None => return Err(BadResponse::NoToken),
         Some(serde_json::Value::String(t)) => t.clone(),
-        Some(other) => return Err(BadResponse::TokenNotString(json_kind(other))),
+        Some(other) => {
+            return Err(BadResponse::TokenNotString(crate::service_key::json_type(
+                other,
+            )));
+        }
     };
     check_access_token(&access_token)?;
     if let Some(t) = map.get("token_type") {
@@ -134,7 +140,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, BadResponse> {
         Some(other) => {
             return Err(BadResponse::ExpiresIn(format!(
                 "is {}, not a number",
-                json_kind(other)
+                crate::service_key::json_type(other)
             )));
         }
     };
@@ -144,7 +150,7 @@ pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, BadResponse> {
         Some(other) => {
             return Err(BadResponse::Scope(format!(
                 "is {}, not a string",
-                json_kind(other)
+                crate::service_key::json_type(other)
             )));
         }
     };
@@ -194,7 +200,9 @@ fn check_token_type(value: &serde_json::Value) -> Result<(), BadResponse> {
             "a {}-character string (not shown)",
             t.chars().count()
         ))),
-        other => Err(BadResponse::NotBearer(json_kind(other).to_owned())),
+        other => Err(BadResponse::NotBearer(
+            crate::service_key::json_type(other).to_owned(),
+        )),
     }
 }
 
@@ -236,17 +244,6 @@ fn describe_char(c: char) -> String {
         format!("'{c}' (U+{:04X})", u32::from(c))
     } else {
         format!("U+{:04X}", u32::from(c))
-    }
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 

@@ -562,7 +562,8 @@ const GOOGLE_FIELDS: [&str; 5] = [
     "token_uri",
 ];
 
-fn json_type(v: &serde_json::Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages ("a string", "an array").
+pub(crate) fn json_type(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

@@ -11,19 +11,6 @@ use serde_json::Value;
 
 use common::{Env, JWT_BEARER, Reply, Server, http, send};
 
-fn grants(env: &Env, key: &Path, count: u32) -> Vec<String> {
-    env.ok(&[
-        "sign-grant",
-        "--key",
-        key.to_str().unwrap(),
-        "--count",
-        &count.to_string(),
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
-}
-
 /// `grant` with one character of its signature changed: still base64url, no longer valid.
 fn forge(grant: &str) -> String {
     let (head, sig) = grant.rsplit_once('.').unwrap();
@@ -88,7 +75,7 @@ fn a_flood_from_one_address_gets_429_with_retry_after_while_another_address_is_s
         "address=1/min:20",
     ]);
     let (_, key) = env.issue_key("ci", &[]);
-    let good = grants(&env, &key, 3);
+    let good = env.grants(&key, 3, &[]);
     let attacker = "198.51.100.7";
     // The burst is served (and refused for what it is), the rest is turned away unread.
     for i in 0..20 {
@@ -145,7 +132,7 @@ fn a_keys_bucket_is_emptied_only_by_grants_its_key_signed() {
     let server = env.serve(&["--rate-limit", "key=1/h:3", "--rate-limit", "address=off"]);
     let (_, key) = env.issue_key("ci", &[]);
     let (_, other_key) = env.issue_key("deploy", &[]);
-    let good = grants(&env, &key, 5);
+    let good = env.grants(&key, 5, &[]);
     // Grants naming the key but not signed by it: refused for that, and they take nothing
     // from the key's bucket, or anyone could lock a client out by its (public) client id.
     for g in &good[..2] {
@@ -168,7 +155,7 @@ fn a_keys_bucket_is_emptied_only_by_grants_its_key_signed() {
     assert!((3500..=3600).contains(&wait), "{wait}");
     // The limited grant was not used up: it is still good once the bucket refills (not
     // waited for here), and other keys are served.
-    for g in grants(&env, &other_key, 3) {
+    for g in env.grants(&other_key, 3, &[]) {
         assert_eq!(token_from(&server, "127.0.0.1", &g).status, 200);
     }
     assert_eq!(
@@ -187,7 +174,7 @@ fn a_ci_fleets_traffic_never_meets_the_default_limits() {
     // 150 jobs starting at once, all behind one address and sharing one key: each
     // exchanges a grant and introspects its token, back to back.
     let http = http();
-    for g in grants(&env, &key, 150) {
+    for g in env.grants(&key, 150, &[]) {
         let r = send(
             http.post(server.url("/token"))
                 .form(&[("grant_type", JWT_BEARER), ("assertion", g.as_str())]),
@@ -224,7 +211,7 @@ fn junk_from_anyone_leaves_a_usage_log_of_a_few_counted_rows() {
     let now = common::now().to_string();
     let server = env.serve_with_env(&[], &[("TOKENAUTH_NOW", &now)]);
     let (_, key) = env.issue_key("ci", &[]);
-    let forged = forge(&grants(&env, &key, 1)[0]);
+    let forged = forge(&env.grants(&key, 1, &[])[0]);
     // Four kinds of junk: not a JWT, an unknown client, a bad signature, alg none.
     let kinds: [(&str, &str); 4] = [
         (
@@ -375,7 +362,7 @@ fn a_full_disk_is_a_clear_503_with_a_metric_while_checks_go_on() {
     let mut server = env.serve(&[]);
     let (_, key) = env.issue_key("ci", &[]);
     let (doomed, _) = env.issue_key("ci", &[]);
-    let good = grants(&env, &key, 3);
+    let good = env.grants(&key, 3, &[]);
     let r = token_from(&server, "127.0.0.1", &good[0]);
     assert_eq!(r.status, 200, "{}", r.text);
     let token = r.json["access_token"].as_str().unwrap().to_owned();

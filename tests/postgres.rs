@@ -27,22 +27,6 @@ fn pg_client(env: &Env) -> postgres::Client {
         .unwrap()
 }
 
-/// Grants signed with `key`, one per line.
-fn grants(env: &Env, key: &std::path::Path, count: u32) -> Vec<String> {
-    env.ok(&[
-        "sign-grant",
-        "--key",
-        key.to_str().unwrap(),
-        "--count",
-        &count.to_string(),
-        "--lifetime",
-        "3600",
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
-}
-
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -275,7 +259,7 @@ fn a_cli_revocation_is_refused_by_every_replica_within_the_bound() {
     let mut delays = Vec::new();
     for round in 0..5 {
         let (key_id, key) = r.env.issue_key(&format!("bot-{round}"), &[]);
-        let grant = &grants(&r.env, &key, 1)[0];
+        let grant = &r.env.grants(&key, 1, &["--lifetime", "3600"])[0];
         let (status, body, _) = exchange(&http, &r.servers[0].url(""), grant).unwrap();
         assert_eq!(status, 200, "{body}");
         let token = body["access_token"].as_str().unwrap().to_owned();
@@ -324,7 +308,7 @@ fn a_grant_used_at_one_replica_is_refused_at_the_others() {
         return;
     };
     let http = client();
-    let batch = grants(&r.env, &r.key, 3);
+    let batch = r.env.grants(&r.key, 3, &["--lifetime", "3600"]);
     for (i, grant) in batch.iter().enumerate() {
         let first = &r.servers[i % 3];
         let (status, body, _) = exchange(&http, &first.url(""), grant).unwrap();
@@ -354,7 +338,7 @@ fn killing_a_replica_under_load_loses_no_answered_row_and_the_others_go_on() {
     let Some(mut r) = replicas("sigkill_under_load", None) else {
         return;
     };
-    let batch = grants(&r.env, &r.key, 600);
+    let batch = r.env.grants(&r.key, 600, &["--lifetime", "3600"]);
     let urls: Vec<String> = r.servers.iter().map(|s| s.url("")).collect();
     let next = Arc::new(Mutex::new(batch.into_iter().enumerate()));
     let killed = Arc::new(AtomicBool::new(false));
@@ -550,10 +534,14 @@ fn postgres_stopped_and_restarted_under_load_gives_only_503s_then_recovers() {
     };
     let r = &r;
     let http = client();
-    let (_, body, _) =
-        exchange(&http, &r.servers[0].url(""), &grants(&r.env, &r.key, 1)[0]).unwrap();
+    let (_, body, _) = exchange(
+        &http,
+        &r.servers[0].url(""),
+        &r.env.grants(&r.key, 1, &["--lifetime", "3600"])[0],
+    )
+    .unwrap();
     let token = body["access_token"].as_str().unwrap().to_owned();
-    let batch = grants(&r.env, &r.key, 400);
+    let batch = r.env.grants(&r.key, 400, &["--lifetime", "3600"]);
     let stop = AtomicBool::new(false);
     let down = AtomicBool::new(false);
     struct Seen {
@@ -610,7 +598,7 @@ fn postgres_stopped_and_restarted_under_load_gives_only_503s_then_recovers() {
         // Back in service by itself: an exchange and a check succeed on both replicas.
         let mut recovered = None;
         while restarted.elapsed() < Duration::from_secs(20) {
-            let fresh = grants(&r.env, &r.key, 2);
+            let fresh = r.env.grants(&r.key, 2, &["--lifetime", "3600"]);
             let ok = r.servers.iter().zip(&fresh).all(|(s, g)| {
                 exchange(&http, &s.url(""), g).is_some_and(|(status, _, _)| status == 200)
                     && auth_status(&http, &s.url(""), &token) == 200
@@ -679,7 +667,7 @@ fn store_copy_moves_everything_both_ways_and_the_keys_still_verify_grants() {
     let created = sqlite.json(&["token", "create", "--user", "ci-bot", "--json"]);
     let pat = created["token"].as_str().unwrap().to_owned();
     let http = client();
-    let used = grants(&sqlite, &key, 2);
+    let used = sqlite.grants(&key, 2, &["--lifetime", "3600"]);
     assert_eq!(exchange(&http, &server.url(""), &used[0]).unwrap().0, 200);
     drop(server);
     let db_path = sqlite.db();

@@ -1158,7 +1158,7 @@ fn auth_and_introspect_answer_alike_for_a_user_that_exists_and_one_that_does_not
                         .form(&[("token", &forged)]),
                 );
                 assert_eq!(introspected.text, r#"{"active":false}"#, "{sub} {sig:?}");
-                (sub.to_owned(), answer(&r))
+                (sub.to_owned(), r.comparable())
             })
             .collect();
         assert!(answers[0].1.starts_with("401 "), "{}", answers[0].1);
@@ -1274,17 +1274,4 @@ impl Impersonation {
         );
         assert_eq!(self.introspect(&self.token), json!({ "active": false }));
     }
-}
-
-/// An answer as bytes a caller sees: status, headers (but `date` and `x-request-id`, which
-/// differ on every request) and body.
-fn answer(r: &common::Reply) -> String {
-    let mut headers: Vec<String> = r
-        .headers
-        .iter()
-        .filter(|(n, _)| *n != "date" && *n != "x-request-id")
-        .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
-        .collect();
-    headers.sort();
-    format!("{} {}\n{}", r.status, headers.join("\n"), r.text)
 }

@@ -248,6 +248,20 @@ impl Env {
         (v["key_id"].as_str().unwrap().to_owned(), file)
     }
 
+    /// `count` grants signed with the key file at `key`, one per line of `sign-grant`.
+    pub fn grants(&self, key: &Path, count: u32, extra: &[&str]) -> Vec<String> {
+        let count = count.to_string();
+        let mut args = vec![
+            "sign-grant",
+            "--key",
+            key.to_str().unwrap(),
+            "--count",
+            &count,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args).lines().map(str::to_owned).collect()
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
@@ -541,6 +555,19 @@ pub struct Reply {
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The answer as bytes a caller sees: status, headers (but `date` and `x-request-id`,
+    /// which differ on every request) and body; for comparing two answers.
+    pub fn comparable(&self) -> String {
+        let mut headers: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != "date" && *n != "x-request-id")
+            .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        headers.sort();
+        format!("{} {}\n{}", self.status, headers.join("\n"), self.text)
     }
 }
 
