@@ -102,9 +102,10 @@ fn usage_log_escapes_a_strangers_subject_and_json_keeps_what_was_stored() {
     // Refusals are committed without waiting; a stopped server has flushed them.
     assert!(server.stop().success());
 
-    // The server drops C0/C1 controls from what strangers send before it stores them (see
-    // `refuse`); the bidi control and the tab in the user agent are stored as sent.
-    let stored_sub = "mallory[2J\u{202e}gpj.exe";
+    // The server writes C0/C1 controls from what strangers send as `\u{…}` escapes before it
+    // stores them (see `refuse`: dropped, `ad\0min` would read as `admin`); the bidi control
+    // and the tab in the user agent are stored as sent.
+    let stored_sub = "mallory\\u{1b}[2J\u{202e}gpj.exe";
     let rows = env.json(&["usage-log", "--json"]);
     assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
     assert_eq!(rows[0]["subject"], stored_sub);
@@ -117,7 +118,7 @@ fn usage_log_escapes_a_strangers_subject_and_json_keeps_what_was_stored() {
     let table = env.ok(&["usage-log"]);
     assert_no_raw(&table);
     let row = line_with(&table, &key_id[..12]);
-    let shown_sub = r"mallory[2J\u{202e}gpj.exe";
+    let shown_sub = r"mallory\u{1b}[2J\u{202e}gpj.exe";
     assert!(row.contains(&format!(" {shown_sub} ")), "{row}");
     assert!(row.contains(r"curl\u{9}ish"), "{row}");
     assert!(

@@ -315,14 +315,14 @@ impl ClientAuth {
 /// and minute) and turns it into the response.
 /// Descriptions and subjects can echo what the caller wrote (alg, sub, scope); they go back
 /// in JSON and into the usage log, which `tokenauth usage-log` prints to a terminal, so
-/// control characters (escape sequences) are dropped.
+/// control characters (escape sequences) are written as `\u{…}` escapes.
 async fn refuse(
     state: &SharedState,
     who: &mut Option<Caller>,
     row: &UsageRow,
     r: Refusal,
 ) -> ApiError {
-    let clean = |s: String| -> String { s.chars().filter(|c| !c.is_control()).collect() };
+    let clean = |s: String| crate::text::escape_controls(&s);
     let description = clean(r.description);
     if state.config.access_log && r.key_id.is_some() {
         *who = Some(Caller {
