@@ -493,12 +493,12 @@ mod tests {
         let (_, claims, _) = good_parts();
         let none = format!("{}.{claims}.", b64(br#"{"alg":"none","typ":"at+jwt"}"#));
         assert_eq!(check(&none), malformed("algorithm none is not accepted"));
-        // Echoed without control characters.
+        // Echoed with its control characters escaped.
         let header = b64(br#"{"alg":"HS\u001b[2J256\r\n","typ":"at+jwt"}"#);
         let (_, _, signature) = good_parts();
         assert_eq!(
             check(&format!("{header}.{claims}.{signature}")),
-            malformed("algorithm HS[2J256 is not accepted")
+            malformed(r"algorithm HS\u{1b}[2J256\u{d}\u{a} is not accepted")
         );
     }
 
