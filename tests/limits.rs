@@ -29,19 +29,6 @@ fn token_from(server: &Server, from: &str, assertion: &str) -> Reply {
     )
 }
 
-fn metric(server: &Server, line_start: &str) -> f64 {
-    let text = http()
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 /// A 429 from `bucket` ("this address" or "this key"), with a Retry-After of whole seconds.
 fn assert_limited(r: &Reply, whose: &str, rule: &str) -> u64 {
     assert_eq!(r.status, 429, "{}", r.text);
@@ -120,7 +107,7 @@ fn a_flood_from_one_address_gets_429_with_retry_after_while_another_address_is_s
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(
-        metric(&server, "tokenauth_rate_limited_total{bucket=\"address\"}") >= 14.0,
+        server.metric("tokenauth_rate_limited_total{bucket=\"address\"}") >= 14.0,
         "{}",
         server.log()
     );
@@ -159,7 +146,7 @@ fn a_keys_bucket_is_emptied_only_by_grants_its_key_signed() {
         assert_eq!(token_from(&server, "127.0.0.1", &g).status, 200);
     }
     assert_eq!(
-        metric(&server, "tokenauth_rate_limited_total{bucket=\"key\"}"),
+        server.metric("tokenauth_rate_limited_total{bucket=\"key\"}"),
         1.0
     );
 }
@@ -301,7 +288,7 @@ fn junk_from_anyone_leaves_a_usage_log_of_a_few_counted_rows() {
         }
     }
     assert_eq!(
-        metric(&server, "tokenauth_refusals_counted_total "),
+        server.metric("tokenauth_refusals_counted_total "),
         (JUNK + 1000) as f64
     );
 }
@@ -381,7 +368,7 @@ fn a_full_disk_is_a_clear_503_with_a_metric_while_checks_go_on() {
         r.text
     );
     assert_eq!(r.header("retry-after"), Some("30"));
-    assert!(metric(&server, "tokenauth_store_errors_total{kind=\"unwritable\"}") >= 1.0);
+    assert!(server.metric("tokenauth_store_errors_total{kind=\"unwritable\"}") >= 1.0);
     // The log names the cause (read from the server's stderr as it comes).
     let deadline = Instant::now() + Duration::from_secs(5);
     while !server.log().contains("is full") {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Env, JWT_BEARER, Server, free_port, http, send};
+use common::{Env, JWT_BEARER, Server, free_port, http, metric, send};
 
 /// A server with a user, a key and a good token; returns (server, key file, token, grant
 /// that was exchanged for it).
@@ -122,13 +122,6 @@ fn no_access_log_turns_the_request_lines_off() {
         "{}",
         server.log()
     );
-}
-
-fn metric(text: &str, line_start: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[test]

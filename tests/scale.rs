@@ -135,17 +135,7 @@ fn auth_status(http: &reqwest::blocking::Client, server: &Server, token: &str) -
 /// caught up with the store (on SQLite, a request does that; /metrics alone does not).
 fn metric(http: &reqwest::blocking::Client, server: &Server, line_start: &str) -> f64 {
     http.get(server.url("/healthz")).send().unwrap();
-    let text = http
-        .get(server.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {line_start} in {text}"))
+    server.metric(line_start)
 }
 
 fn live_keys(http: &reqwest::blocking::Client, server: &Server) -> f64 {

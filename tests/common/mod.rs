@@ -417,7 +417,26 @@ impl Env {
     }
 }
 
+/// The value of the first metric line starting with `line_start` in a /metrics text.
+pub fn metric(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 impl Server {
+    /// The value of a metric (the first line starting with `line_start`) from GET /metrics.
+    pub fn metric(&self, line_start: &str) -> f64 {
+        let text = http()
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        metric(&text, line_start).unwrap_or_else(|| panic!("no {line_start} in {text}"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{}", self.scheme, self.addr, path)
     }
