@@ -196,6 +196,26 @@ pub fn validate(
     if credentials.token_revoked(&claims.jti) {
         return Err(Invalid::Revoked);
     }
+    // Key ids are hex: the prefix alone says which kind issued the token, so a trust's
+    // token never costs a key lookup (a registry miss, then the store).
+    if claims.key_id.starts_with(TRUST_ID_PREFIX) {
+        let trust = credentials
+            .trust(&claims.key_id)
+            .ok_or(Invalid::TrustRemoved)?;
+        let trust = &trust.trust;
+        if trust.expires.is_some_and(|e| e <= now) {
+            return Err(Invalid::TrustExpired);
+        }
+        if user.user.disabled {
+            return Err(Invalid::UserDisabled(claims.sub.clone()));
+        }
+        // A trust edited to no longer name this user ends the user's tokens from it.
+        if !trust.users.iter().any(|u| *u == claims.sub) {
+            return Err(Invalid::Revoked);
+        }
+        check_address(addr, &trust.ip_ranges)?;
+        return check_scope(claims, required);
+    }
     let key = credentials.key(&claims.key_id).ok_or(Invalid::UnknownKey)?;
     if key.revoked.is_some() {
         return Err(Invalid::KeyRevoked);
@@ -218,20 +238,31 @@ pub fn validate(
     {
         return Err(Invalid::Revoked);
     }
-    if let Some(addr) = addr
-        && !addr.allowed_by(&key.ip_ranges)
-    {
-        return Err(match addr {
+    check_address(addr, &key.ip_ranges)?;
+    check_scope(claims, required)
+}
+
+/// What trust relationship ids start with: a token whose `key_id` has it and names no trust
+/// was issued under one since removed.
+pub const TRUST_ID_PREFIX: &str = "trust-";
+
+fn check_address(addr: Option<ClientAddr>, ranges: &[ipnet::IpNet]) -> Result<(), Invalid> {
+    match addr {
+        Some(addr) if !addr.allowed_by(ranges) => Err(match addr {
             ClientAddr::Ip(ip) => Invalid::AddressNotAllowed(ip),
             ClientAddr::Unknown => Invalid::AddressUnknown,
-        });
+        }),
+        _ => Ok(()),
     }
-    if let Some(required) = required
-        && !claims.scope().covers(required)
-    {
-        return Err(Invalid::InsufficientScope(required));
+}
+
+fn check_scope(claims: Claims, required: Option<Scope>) -> Result<Claims, Invalid> {
+    match required {
+        Some(required) if !claims.scope().covers(required) => {
+            Err(Invalid::InsufficientScope(required))
+        }
+        _ => Ok(claims),
     }
-    Ok(claims)
 }
 
 #[cfg(test)]

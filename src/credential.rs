@@ -31,9 +31,14 @@ impl Checked {
         }
     }
 
-    /// Whether the credential's key or token lists this browser origin.
+    /// Whether the credential's key, trust or token lists this browser origin.
     fn lists(&self, origin: &str, credentials: &dyn Credentials) -> bool {
         match self {
+            Checked::Access(c) if c.key_id.starts_with(crate::access_token::TRUST_ID_PREFIX) => {
+                credentials
+                    .trust(&c.key_id)
+                    .is_some_and(|t| t.trust.origins.iter().any(|o| o == origin))
+            }
             Checked::Access(c) => credentials
                 .key(&c.key_id)
                 .is_some_and(|k| k.origins.iter().any(|o| o == origin)),

@@ -34,6 +34,10 @@ pub enum Invalid {
     KeyExpired,
     #[error("Unknown key")]
     UnknownKey,
+    #[error("The trust relationship this token was issued under has been removed")]
+    TrustRemoved,
+    #[error("The trust relationship this token was issued under has expired")]
+    TrustExpired,
     #[error("User '{0}' is disabled")]
     UserDisabled(String),
     #[error("Address {0} is not allowed to use this key")]

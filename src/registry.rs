@@ -16,7 +16,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey};
 
 use crate::public_key::{Alg, PublicKey};
 use crate::scope::Scope;
-use crate::store::{FeedBatch, Key, Pat, Store, User, UserAuth};
+use crate::store::{FeedBatch, Key, Pat, Store, Trust, User, UserAuth};
 
 pub const DEFAULT_TOKEN_URI: &str = "http://127.0.0.1:8080/token";
 
@@ -35,6 +35,10 @@ pub trait Credentials {
     /// The personal access token with this SHA-256 hash.
     fn pat(&self, hash: &[u8; 32]) -> Option<Arc<PatEntry>>;
     fn token_revoked(&self, jti: &str) -> bool;
+    /// The trust relationship with this id (all of them are in memory: they are few).
+    fn trust(&self, id: &str) -> Option<Arc<TrustEntry>>;
+    /// The trusts whose ID tokens carry this `iss`, by name.
+    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +150,17 @@ impl KeyEntry {
     }
 }
 
+/// A trust relationship as exchanges and checks need it.
+pub struct TrustEntry {
+    pub trust: Trust,
+}
+
+impl From<Trust> for TrustEntry {
+    fn from(trust: Trust) -> TrustEntry {
+        TrustEntry { trust }
+    }
+}
+
 pub struct PatEntry {
     pub pat: Pat,
     /// When its last use was last sent to the store (Unix seconds).
@@ -188,6 +203,8 @@ pub struct Prepared {
     removed_keys: Vec<String>,
     keys: Vec<KeyEntry>,
     pats: Vec<Pat>,
+    trust_ids: Vec<String>,
+    trusts: Vec<TrustEntry>,
     revoked_tokens: Vec<(String, i64)>,
 }
 
@@ -205,7 +222,10 @@ pub struct Registry {
     /// Revoked token ids, until their token's expiry (the heap says which goes next).
     revoked: HashMap<Arc<str>, i64>,
     revoked_expiry: BinaryHeap<Reverse<(i64, Arc<str>)>>,
-    /// How many live keys and tokens list each origin: CORS answers only these.
+    /// Trust relationships by id, and by issuer.
+    trusts: HashMap<String, Arc<TrustEntry>>,
+    issuers: HashMap<String, Vec<Arc<TrustEntry>>>,
+    /// How many live keys, tokens and trusts list each origin: CORS answers only these.
     origins: HashMap<String, u32>,
 }
 
@@ -235,6 +255,7 @@ impl Registry {
                     }
                 })?;
                 store.each_live_pat(cutoff, |p| reg.insert_pat(PatEntry::from(p)))?;
+                store.each_trust(|t| reg.insert_trust(t.into()))?;
                 for (jti, exp) in store.revoked_tokens(now)? {
                     reg.revoke_token(jti, exp);
                 }
@@ -246,6 +267,11 @@ impl Registry {
     /// The feed position everything here is current to.
     pub fn seq(&self) -> i64 {
         self.seq
+    }
+
+    /// How many trust relationships there are.
+    pub fn trust_count(&self) -> usize {
+        self.trusts.len()
     }
 
     pub fn counts(&self) -> (usize, usize, usize, usize) {
@@ -292,6 +318,8 @@ impl Registry {
             removed_keys,
             keys,
             pats: batch.pats,
+            trust_ids: batch.trust_ids,
+            trusts: batch.trusts.into_iter().map(TrustEntry::from).collect(),
             revoked_tokens: batch.revoked_tokens,
         }
     }
@@ -330,6 +358,13 @@ impl Registry {
                 }
                 self.insert_pat(entry);
             }
+        }
+        // Named by id: gone from the store means removed; present means as it is now.
+        for id in &batch.trust_ids {
+            self.remove_trust(id);
+        }
+        for t in batch.trusts {
+            self.insert_trust(t);
         }
         for (jti, exp) in batch.revoked_tokens {
             if exp >= now {
@@ -407,6 +442,27 @@ impl Registry {
         }
     }
 
+    fn insert_trust(&mut self, t: TrustEntry) {
+        let t = Arc::new(t);
+        self.count_origins(&t.trust.origins, true);
+        let same_issuer = self.issuers.entry(t.trust.issuer.clone()).or_default();
+        same_issuer.push(t.clone());
+        same_issuer.sort_by(|a, b| a.trust.name.cmp(&b.trust.name));
+        self.trusts.insert(t.trust.id.clone(), t);
+    }
+
+    fn remove_trust(&mut self, id: &str) {
+        if let Some(t) = self.trusts.remove(id) {
+            self.count_origins(&t.trust.origins, false);
+            if let Some(list) = self.issuers.get_mut(&t.trust.issuer) {
+                list.retain(|o| o.trust.id != id);
+                if list.is_empty() {
+                    self.issuers.remove(&t.trust.issuer);
+                }
+            }
+        }
+    }
+
     fn insert_pat(&mut self, p: PatEntry) {
         self.count_origins(&p.pat.origins, true);
         self.pats.insert(p.pat.hash, Arc::new(p));
@@ -455,6 +511,14 @@ impl Credentials for Registry {
 
     fn token_revoked(&self, jti: &str) -> bool {
         self.revoked.contains_key(jti)
+    }
+
+    fn trust(&self, id: &str) -> Option<Arc<TrustEntry>> {
+        self.trusts.get(id).cloned()
+    }
+
+    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>> {
+        self.issuers.get(issuer).cloned().unwrap_or_default()
     }
 }
 
@@ -505,6 +569,20 @@ impl Credentials for StoreCredentials<'_> {
     fn token_revoked(&self, jti: &str) -> bool {
         // Unanswerable is revoked: fail closed.
         self.store.token_revoked(jti, self.now).unwrap_or(true)
+    }
+
+    fn trust(&self, id: &str) -> Option<Arc<TrustEntry>> {
+        self.found("a trust", self.store.trust_by_id(id))
+            .map(|t| Arc::new(t.into()))
+    }
+
+    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>> {
+        self.found("the trusts", self.store.trusts().map(Some))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.issuer == issuer)
+            .map(|t| Arc::new(t.into()))
+            .collect()
     }
 }
 

@@ -81,6 +81,12 @@ impl Credentials for Fixture {
     fn token_revoked(&self, jti: &str) -> bool {
         self.registry.token_revoked(jti)
     }
+    fn trust(&self, id: &str) -> Option<Arc<crate::registry::TrustEntry>> {
+        self.registry.trust(id)
+    }
+    fn trusts_of(&self, issuer: &str) -> Vec<Arc<crate::registry::TrustEntry>> {
+        self.registry.trusts_of(issuer)
+    }
 }
 
 /// The one RSA key pair of the test binary (generating one is slow): every stored key
@@ -131,6 +137,32 @@ pub fn pat(id: &str, user: &str, hash: u8) -> Pat {
         expires: None,
         revoked: None,
         secret_epoch: 0,
+        last_used: None,
+    }
+}
+
+/// A trust relationship `name` for `user`, binding a GitHub repository and branch.
+pub fn trust(name: &str, user: &str, created: i64) -> crate::store::Trust {
+    crate::store::Trust {
+        id: format!("trust-{name}"),
+        name: name.to_owned(),
+        issuer: "https://token.actions.githubusercontent.com".into(),
+        audience: "https://auth.example".into(),
+        claims: [
+            ("repository".to_owned(), "acme/app".to_owned()),
+            ("ref".to_owned(), "refs/heads/main".to_owned()),
+        ]
+        .into(),
+        user_claim: None,
+        users: vec![user.to_owned()],
+        scope: Scope::Read,
+        ip_ranges: Vec::new(),
+        origins: Vec::new(),
+        jwks_uri: None,
+        jwks: None,
+        max_age: 3_600,
+        created,
+        expires: None,
         last_used: None,
     }
 }

@@ -43,12 +43,14 @@ pub enum AdminError {
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> AdminError {
         match e {
-            StoreError::UnknownUser(_) | StoreError::UnknownKey(_) | StoreError::UnknownPat(_) => {
-                AdminError::NotFound(e.to_string())
-            }
-            StoreError::UserExists(_) | StoreError::UserHasKeys { .. } => {
-                AdminError::Conflict(e.to_string())
-            }
+            StoreError::UnknownUser(_)
+            | StoreError::UnknownKey(_)
+            | StoreError::UnknownPat(_)
+            | StoreError::UnknownTrust(_) => AdminError::NotFound(e.to_string()),
+            StoreError::UserExists(_)
+            | StoreError::UserHasKeys { .. }
+            | StoreError::UserHasTrusts { .. }
+            | StoreError::TrustExists(_) => AdminError::Conflict(e.to_string()),
             StoreError::AmbiguousKey(_) | StoreError::AmbiguousPat(_) => {
                 AdminError::Invalid(e.to_string())
             }

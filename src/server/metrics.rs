@@ -116,6 +116,8 @@ pub fn invalid_reason(invalid: &Invalid) -> &'static str {
         Invalid::KeyRevoked => "key_revoked",
         Invalid::KeyExpired => "key_expired",
         Invalid::UnknownKey => "unknown_key",
+        Invalid::TrustRemoved => "trust_removed",
+        Invalid::TrustExpired => "trust_expired",
         Invalid::UserDisabled(_) => "user_disabled",
         Invalid::AddressNotAllowed(_) | Invalid::AddressUnknown => "address_not_allowed",
         Invalid::InsufficientScope(_) => "insufficient_scope",

@@ -33,7 +33,7 @@ use ipnet::IpNet;
 
 use crate::clock::Clock;
 use crate::registry::{
-    Credentials, KeyEntry, PatEntry, Registry, Settings, StoreCredentials, UserEntry,
+    Credentials, KeyEntry, PatEntry, Registry, Settings, StoreCredentials, TrustEntry, UserEntry,
 };
 use crate::store::{ChangeProbe, Location, Store};
 use error::ApiError;
@@ -717,5 +717,13 @@ impl Credentials for View<'_> {
 
     fn token_revoked(&self, jti: &str) -> bool {
         self.state.live.read().token_revoked(jti)
+    }
+
+    fn trust(&self, id: &str) -> Option<Arc<TrustEntry>> {
+        self.state.live.read().trust(id)
+    }
+
+    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>> {
+        self.state.live.read().trusts_of(issuer)
     }
 }

@@ -21,11 +21,15 @@ pub(super) const TABLES: &[(&str, &str)] = &[
         "pats",
         "id, user_name, hash, last4, description, scope, ip_ranges, origins, created, expires, revoked, secret_epoch, last_used",
     ),
+    (
+        "trusts",
+        "id, name, issuer, audience, claims, user_claim, users, scope, ip_ranges, origins, jwks_uri, jwks, max_age, created, expires",
+    ),
     ("revoked_tokens", "jti, exp, revoked"),
     ("used_grants", "exp, key"),
     (
         "usage_log",
-        "id, time, key_id, user_name, subject, address, user_agent, ok, reason, grant_jti, grant_exp, token_jti, no_jti, pat_id, count, refusal_group",
+        "id, time, key_id, user_name, subject, address, user_agent, ok, reason, grant_jti, grant_exp, token_jti, no_jti, pat_id, count, refusal_group, trust, claims",
     ),
     (
         "audit",

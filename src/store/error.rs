@@ -74,6 +74,16 @@ pub enum StoreError {
         "user '{name}' still has {count} active key(s) or personal access token(s); revoke them first with `tokenauth revoke-key` and `tokenauth token revoke`"
     )]
     UserHasKeys { name: String, count: i64 },
+    #[error(
+        "user '{name}' is named by trust relationship(s) {trusts}; remove them or their --user first with `tokenauth trust edit` or `tokenauth trust remove`"
+    )]
+    UserHasTrusts { name: String, trusts: String },
+    #[error("no trust relationship named '{0}'; see `tokenauth trust list`")]
+    UnknownTrust(String),
+    #[error(
+        "a trust relationship named '{0}' already exists; pick another name or `tokenauth trust edit {0}`"
+    )]
+    TrustExists(String),
     #[error("store error: {0}")]
     Sqlite(rusqlite::Error),
     #[error("{url} is not a valid PostgreSQL URL: {reason}")]

@@ -1,5 +1,5 @@
 //! The change feed: a row per change to what a server checks against (users, secrets, keys,
-//! personal access tokens, revoked token ids, settings), numbered in commit order and
+//! personal access tokens, trusts, revoked token ids, settings), numbered in commit order and
 //! written by triggers in the change's own transaction. Servers apply it entry by entry
 //! (the rows it names, read as they are now), so a change costs what it changes; they load
 //! everything only at start, or when they fell behind what the feed still holds.
@@ -12,6 +12,7 @@
 use super::keys::Key;
 use super::pats::Pat;
 use super::sql::params;
+use super::trusts::Trust;
 use super::users::UserAuth;
 use super::{Backend, Result, Store};
 
@@ -46,6 +47,9 @@ pub struct FeedBatch {
     pub keys: Vec<Key>,
     /// Personal access tokens named.
     pub pats: Vec<Pat>,
+    /// Trusts named (by id), and those of them that still exist.
+    pub trust_ids: Vec<String>,
+    pub trusts: Vec<Trust>,
     /// Token ids revoked, with their token's expiry.
     pub revoked_tokens: Vec<(String, i64)>,
 }
@@ -80,7 +84,8 @@ impl Store {
                 entries: entries.len(),
                 ..FeedBatch::default()
             };
-            let (mut users, mut keys, mut pats, mut jtis) = (false, false, false, false);
+            let (mut users, mut keys, mut pats, mut jtis, mut trusts) =
+                (false, false, false, false, false);
             for e in &entries {
                 batch.upto = e.get(0)?;
                 let entity: String = e.get(1)?;
@@ -94,6 +99,10 @@ impl Store {
                         batch.key_ids.push(e.get(2)?);
                     }
                     "pat" => pats = true,
+                    "trust" => {
+                        trusts = true;
+                        batch.trust_ids.push(e.get(2)?);
+                    }
                     "jti" => jtis = true,
                     "setting" => batch.settings = Some(Vec::new()),
                     // "reset", or a kind a newer tokenauth writes: load everything.
@@ -112,6 +121,9 @@ impl Store {
             }
             if pats {
                 batch.pats = self.changed_pats(from, upto)?;
+            }
+            if trusts {
+                batch.trusts = self.changed_trusts(from, upto)?;
             }
             if jtis {
                 batch.revoked_tokens = self.changed_revoked_tokens(from, upto)?;

@@ -223,6 +223,36 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX usage_log_refusal_group ON usage_log(refusal_group)
         WHERE refusal_group IS NOT NULL;
     "#,
+    // 8: trust relationships (keyless CI): a CI platform's OIDC ID tokens, bound by their
+    // claims, exchanged for access tokens. Fed like keys (a change reaches every server at
+    // once); usage rows name the trust and the claims that matched.
+    r#"
+    CREATE TABLE trusts (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        issuer     TEXT NOT NULL,
+        audience   TEXT NOT NULL,
+        claims     TEXT NOT NULL,
+        user_claim TEXT,
+        users      TEXT NOT NULL,
+        scope      TEXT NOT NULL,
+        ip_ranges  TEXT NOT NULL,
+        origins    TEXT NOT NULL,
+        jwks_uri   TEXT,
+        jwks       TEXT,
+        max_age    INTEGER NOT NULL,
+        created    INTEGER NOT NULL,
+        expires    INTEGER
+    );
+    CREATE TRIGGER trusts_feed_i AFTER INSERT ON trusts WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('trust', NEW.id); END;
+    CREATE TRIGGER trusts_feed_u AFTER UPDATE ON trusts WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('trust', NEW.id); END;
+    CREATE TRIGGER trusts_feed_d AFTER DELETE ON trusts WHEN (SELECT quiet FROM feed_state) = 0
+        BEGIN INSERT INTO changes(entity, id) VALUES ('trust', OLD.id); END;
+    ALTER TABLE usage_log ADD COLUMN trust TEXT;
+    ALTER TABLE usage_log ADD COLUMN claims TEXT;
+    "#,
 ];
 
 /// The same history for PostgreSQL, step for step (so that a schema version means the same
@@ -445,5 +475,29 @@ pub const PG_MIGRATIONS: &[&str] = &[
     ALTER TABLE usage_log ADD COLUMN refusal_group TEXT;
     CREATE UNIQUE INDEX usage_log_refusal_group ON usage_log(refusal_group)
         WHERE refusal_group IS NOT NULL;
+    "#,
+    // 8: trust relationships (see MIGRATIONS[7]).
+    r#"
+    CREATE TABLE trusts (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        issuer     TEXT NOT NULL,
+        audience   TEXT NOT NULL,
+        claims     TEXT NOT NULL,
+        user_claim TEXT,
+        users      TEXT NOT NULL,
+        scope      TEXT NOT NULL,
+        ip_ranges  TEXT NOT NULL,
+        origins    TEXT NOT NULL,
+        jwks_uri   TEXT,
+        jwks       TEXT,
+        max_age    BIGINT NOT NULL,
+        created    BIGINT NOT NULL,
+        expires    BIGINT
+    );
+    CREATE TRIGGER trusts_feed AFTER INSERT OR UPDATE OR DELETE ON trusts
+        FOR EACH ROW EXECUTE FUNCTION tokenauth_feed('trust', 'id');
+    ALTER TABLE usage_log ADD COLUMN trust TEXT;
+    ALTER TABLE usage_log ADD COLUMN claims TEXT;
     "#,
 ];

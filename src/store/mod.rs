@@ -1,7 +1,8 @@
 //! The store: the only module that speaks SQL. One interface, two backends: an SQLite file
 //! (the embedded default) or a PostgreSQL database (several `serve` replicas on one store).
 //! Each query is written once; `sql` carries parameters and rows between them. Split by
-//! concern: users and secrets, keys, personal access tokens, revoked tokens, the usage log,
+//! concern: users and secrets, keys, personal access tokens, trust relationships, revoked
+//! tokens, the usage log,
 //! the change feed, the audit trail, and `store copy`.
 
 pub mod audit;
@@ -18,6 +19,7 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod trusts;
 mod usage;
 mod users;
 
@@ -38,6 +40,7 @@ pub use pats::{Pat, PatChange};
 pub use postgres::PgUrl;
 pub use probe::ChangeProbe;
 use sql::{Param, Row, params};
+pub use trusts::{Trust, TrustChange};
 pub use usage::{GrantUse, UsageFilter, UsageRow, replay_key, replay_reason};
 pub use users::{User, UserAuth};
 

@@ -768,11 +768,11 @@ impl Db {
             let stmt = db.statement(
                 c,
                 "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
-                    grant_jti, grant_exp, token_jti, no_jti, pat_id)
-                 SELECT t, k, u, s, a, ua, o, r, gj, ge, tj, n, p FROM unnest($1::bigint[], $2::text[],
+                    grant_jti, grant_exp, token_jti, no_jti, pat_id, trust, claims)
+                 SELECT t, k, u, s, a, ua, o, r, gj, ge, tj, n, p, tr, cl FROM unnest($1::bigint[], $2::text[],
                     $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[],
-                    $10::bigint[], $11::text[], $12::bigint[], $13::text[])
-                    WITH ORDINALITY AS x(t, k, u, s, a, ua, o, r, gj, ge, tj, n, p, i) ORDER BY i",
+                    $10::bigint[], $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[])
+                    WITH ORDINALITY AS x(t, k, u, s, a, ua, o, r, gj, ge, tj, n, p, tr, cl, i) ORDER BY i",
             )?;
             c.execute(
                 &stmt,
@@ -790,6 +790,8 @@ impl Db {
                     &token_jtis,
                     &no_jti,
                     &col(|r| r.pat_id.as_deref()),
+                    &col(|r| r.trust.as_deref()),
+                    &col(|r| r.claims.as_deref()),
                 ],
             )
             .map_err(|e| db.err(e))?;

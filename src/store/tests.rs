@@ -258,6 +258,65 @@ both! {
         assert_eq!(b.keys[0].revoked, Some(2));
     }
 
+    fn trusts_read_back_edit_and_leave_through_the_feed(db) {
+        let mut store = db.open();
+        store.add_user("deploy", &Secret::new(vec![1; 32]), 1).unwrap();
+        let t = crate::testing::trust("gh", "deploy", 5);
+        assert!(matches!(
+            store.add_trust(&Trust { users: vec!["nobody".into()], ..t.clone() }),
+            Err(StoreError::UnknownUser(_))
+        ));
+        let head = store.feed_head().unwrap();
+        store.add_trust(&t).unwrap();
+        assert!(matches!(
+            store.add_trust(&Trust { id: "trust-other".into(), ..t.clone() }),
+            Err(StoreError::TrustExists(_))
+        ));
+        assert_eq!(store.trust("gh").unwrap(), t);
+        assert_eq!(store.trust_by_id(&t.id).unwrap(), Some(t.clone()));
+        assert!(matches!(store.trust("nope"), Err(StoreError::UnknownTrust(_))));
+        let FeedRead::Batch(b) = store.read_feed(head).unwrap() else {
+            panic!("not behind");
+        };
+        assert_eq!(b.trust_ids, vec![t.id.clone()]);
+        assert_eq!(b.trusts, vec![t.clone()]);
+        // A user a trust names stays.
+        assert!(matches!(
+            store.remove_user("deploy"),
+            Err(StoreError::UserHasTrusts { .. })
+        ));
+        let edited = store
+            .edit_trust(
+                "gh",
+                &TrustChange {
+                    scope: Some(Scope::Write),
+                    expires: Some(Some(99)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((edited.scope, edited.expires), (Scope::Write, Some(99)));
+        let head = store.feed_head().unwrap();
+        store.remove_trust("gh").unwrap();
+        let FeedRead::Batch(b) = store.read_feed(head).unwrap() else {
+            panic!("not behind");
+        };
+        assert_eq!(b.trust_ids, vec![t.id.clone()]);
+        assert!(b.trusts.is_empty());
+        let actions: Vec<String> = store
+            .audit(&AuditFilter {
+                target: Some("gh".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        assert_eq!(actions, ["trust.remove", "trust.edit", "trust.add"]);
+        store.remove_user("deploy").unwrap();
+    }
+
     fn a_rotation_names_the_users_live_tokens(db) {
         let mut store = db.open();
         store.add_user("a", &Secret::new(vec![1; 32]), 1).unwrap();

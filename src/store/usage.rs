@@ -22,6 +22,12 @@ pub struct UsageRow {
     /// How many refusals of this kind the row stands for (1 for issuances and for rows
     /// written before refusals were counted).
     pub count: i64,
+    /// The trust relationship an ID token was exchanged under (its name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<String>,
+    /// The claims of that ID token that the trust bound (a JSON object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<String>,
     /// Set on a counted refusal: what later ones of its kind in its minute add to.
     #[serde(skip)]
     pub refusal_group: Option<String>,
@@ -107,8 +113,8 @@ impl Store {
             for r in refused {
                 self.exec(
                     "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
-                        pat_id, count, refusal_group, no_jti)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11)
+                        pat_id, count, refusal_group, no_jti, trust, claims)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT (refusal_group) WHERE refusal_group IS NOT NULL
                      DO UPDATE SET count = usage_log.count + excluded.count",
                     &params![
@@ -122,7 +128,9 @@ impl Store {
                         &r.pat_id,
                         r.count,
                         &r.refusal_group,
-                        r.no_jti
+                        r.no_jti,
+                        &r.trust,
+                        &r.claims
                     ],
                 )?;
             }
@@ -167,8 +175,8 @@ impl Store {
             };
             self.exec(
                 "INSERT INTO usage_log(time, key_id, user_name, subject, address, user_agent, ok, reason,
-                    grant_jti, grant_exp, token_jti, no_jti, pat_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    grant_jti, grant_exp, token_jti, no_jti, pat_id, trust, claims)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 &params![
                     r.time,
                     &r.key_id,
@@ -182,7 +190,9 @@ impl Store {
                     r.grant_exp,
                     token_jti,
                     r.no_jti,
-                    &r.pat_id
+                    &r.pat_id,
+                    &r.trust,
+                    &r.claims
                 ],
             )?;
             written.push(fresh);
@@ -192,7 +202,8 @@ impl Store {
 
     pub fn usage(&self, f: &UsageFilter) -> Result<Vec<UsageRow>> {
         let rows = self.rows(
-            "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason, no_jti, pat_id, count
+            "SELECT time, key_id, user_name, subject, address, user_agent, ok, reason, no_jti, pat_id, count,
+                trust, claims
              FROM usage_log
              WHERE (CAST(?1 AS TEXT) IS NULL OR key_id = ?1 OR pat_id = ?1)
                AND (CAST(?2 AS TEXT) IS NULL OR user_name = ?2 OR subject = ?2)
@@ -221,6 +232,8 @@ impl Store {
                     no_jti: r.get(8)?,
                     pat_id: r.get(9)?,
                     count: r.get(10)?,
+                    trust: r.get(11)?,
+                    claims: r.get(12)?,
                     ..UsageRow::default()
                 })
             })

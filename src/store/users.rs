@@ -112,6 +112,13 @@ impl Store {
                     count: active,
                 });
             }
+            let trusts = self.trusts_naming(name)?;
+            if !trusts.is_empty() {
+                return Err(StoreError::UserHasTrusts {
+                    name: name.to_owned(),
+                    trusts: trusts.join(", "),
+                });
+            }
             let was = self
                 .row(
                     "SELECT permissions, disabled FROM users WHERE name = ?1",
