@@ -11,6 +11,7 @@ pub mod credential;
 pub mod grant;
 pub mod invalid;
 pub mod iprange;
+pub mod oidc;
 pub mod origin;
 pub mod output;
 pub mod pat;
