@@ -7,6 +7,9 @@ pub enum Clock {
     System,
     /// Always this Unix time: set with the hidden `TOKENAUTH_NOW` variable, in test builds only.
     Fixed(i64),
+    /// The Unix time written in this file, read afresh each time (`TOKENAUTH_NOW=@PATH`, in
+    /// test builds only): lets a test move a running server's clock, and no test sleep.
+    File(&'static std::path::Path),
 }
 
 /// Whether this build honours `TOKENAUTH_NOW` (the `test-clock` feature, which `cargo test`
@@ -21,10 +24,14 @@ impl Clock {
         if !TEST_CLOCK {
             return Clock::System;
         }
-        std::env::var("TOKENAUTH_NOW")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map_or(Clock::System, Clock::Fixed)
+        match std::env::var("TOKENAUTH_NOW") {
+            Ok(v) if v.starts_with('@') => {
+                let path = std::path::PathBuf::from(&v[1..]);
+                Clock::File(Box::leak(path.into_boxed_path()))
+            }
+            Ok(v) => v.parse().map_or(Clock::System, Clock::Fixed),
+            Err(_) => Clock::System,
+        }
     }
 
     pub fn now(&self) -> i64 {
@@ -33,6 +40,10 @@ impl Clock {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64),
             Clock::Fixed(t) => *t,
+            Clock::File(path) => std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or_else(|| Clock::System.now()),
         }
     }
 }

@@ -150,14 +150,29 @@ impl KeyEntry {
     }
 }
 
-/// A trust relationship as exchanges and checks need it.
+/// A trust relationship as exchanges and checks need it: with where its issuer's keys come
+/// from, an inline JWKS parsed once here (outside the registry's lock) rather than per token.
 pub struct TrustEntry {
     pub trust: Trust,
+    /// Err when the stored JWKS no longer parses (logged): the trust's tokens are refused.
+    pub source: Result<crate::oidc::Source, String>,
 }
 
 impl From<Trust> for TrustEntry {
     fn from(trust: Trust) -> TrustEntry {
-        TrustEntry { trust }
+        use crate::oidc::{KeySet, Source};
+        let source = match (&trust.jwks, &trust.jwks_uri) {
+            (Some(text), _) => KeySet::parse(text)
+                .map(|k| Source::Static(Arc::new(k)))
+                .inspect_err(|e| {
+                    tracing::warn!(trust = %trust.name, error = %e, "stored JWKS does not parse; the trust's tokens are refused");
+                }),
+            (None, Some(uri)) => Ok(Source::JwksUri(uri.clone())),
+            (None, None) => Ok(Source::Discovery {
+                issuer: trust.issuer.clone(),
+            }),
+        };
+        TrustEntry { trust, source }
     }
 }
 

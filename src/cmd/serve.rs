@@ -83,6 +83,11 @@ pub struct Args {
     #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = clock::parse_duration)]
     pub feed_retention: i64,
 
+    /// How long a trust's issuer keys stay in use after they could last be fetched: past
+    /// that, while the issuer stays unreachable, its ID tokens are refused (fail closed)
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = clock::parse_duration)]
+    pub oidc_max_stale: i64,
+
     /// A proxy whose X-Forwarded-For is believed (an IP or CIDR network; repeatable)
     #[arg(long, value_name = "CIDR", value_parser = parse_proxy)]
     pub trusted_proxy: Vec<IpNet>,
@@ -280,6 +285,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         metrics_on_main: args.metrics_listen.is_none(),
         admin_api: args.admin_api,
         feed_retention: args.feed_retention,
+        oidc_max_stale: args.oidc_max_stale,
     };
     let (state, writer) = AppState::open(&db, config, ctx.clock)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -517,6 +517,17 @@ pub fn refusal_reason(error: &str, description: &str) -> &'static str {
         || starts("Could not read")
     {
         "request"
+    } else if starts("No trust relationship") {
+        "unknown_trust"
+    } else if starts("The signing keys of") {
+        "issuer_keys"
+    } else if starts("The ID token")
+        || starts("Claim '")
+        || starts("trust '")
+        || starts("The trust")
+        || starts("This trust")
+    {
+        "id_token"
     } else if starts("Malformed assertion") || starts("Claim ") || starts("Invalid token type") {
         "malformed"
     } else if starts("Missing claim") {

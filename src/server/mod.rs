@@ -9,6 +9,7 @@ mod live;
 pub mod logwriter;
 pub mod metrics;
 mod misses;
+mod oidc;
 pub mod observe;
 pub mod ratelimit;
 pub mod replay;
@@ -70,6 +71,8 @@ pub struct Config {
     pub feed_retention: i64,
     /// The buckets of `--rate-limit`.
     pub rate_limits: ratelimit::RateLimits,
+    /// Seconds a trust issuer's keys are used after the last fetch that worked.
+    pub oidc_max_stale: i64,
 }
 
 struct Reader {
@@ -101,6 +104,8 @@ pub struct AppState {
     /// The admin API's store connection, when it is on.
     admin: Option<admin::AdminApi>,
     limiter: ratelimit::Limiter,
+    /// Trust issuers' signing keys, fetched and cached.
+    oidc_keys: crate::oidc::KeyCache,
     pub metrics: Arc<Metrics>,
     /// The SQLite store's file, for readiness checks.
     path: Option<std::path::PathBuf>,
@@ -187,8 +192,13 @@ impl AppState {
         } else {
             None
         };
+        let oidc_keys = crate::oidc::KeyCache::new(crate::oidc::CacheConfig {
+            max_stale: config.oidc_max_stale,
+            ..crate::oidc::CacheConfig::default()
+        })?;
         let state = AppState {
             limiter: ratelimit::Limiter::new(config.rate_limits),
+            oidc_keys,
             config,
             clock,
             readers,
@@ -623,6 +633,11 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
+    /// Whether any trust relationship exists.
+    pub fn has_trusts(&self) -> bool {
+        self.state.live.read().trust_count() > 0
+    }
+
     /// Whether some live key or token lists this (normalised) origin.
     pub fn origin_known(&self, origin: &str) -> bool {
         self.state.live.read().origin_known(origin)

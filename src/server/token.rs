@@ -1,4 +1,5 @@
-//! POST /token: the RFC 7523 jwt-bearer grant exchanged for an access token.
+//! POST /token: the RFC 7523 jwt-bearer grant exchanged for an access token (and, through
+//! `oidc`, a CI platform's ID token).
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Extension, State};
@@ -12,6 +13,7 @@ use crate::grant::{self, Accepted, Refusal};
 use crate::registry::Credentials;
 use crate::server::SharedState;
 use crate::server::cors::CrossSite;
+use crate::server::oidc;
 use crate::server::error::ApiError;
 use crate::server::metrics;
 use crate::server::observe::Caller;
@@ -60,21 +62,28 @@ async fn exchange(
 ) -> Result<Response, ApiError> {
     let body = request::read_body(body, state.config.limits.body_timeout).await?;
     let form = request::form(&headers, &body)?;
-    match form.get("grant_type").map(String::as_str) {
+    let token_exchange = match form.get("grant_type").map(String::as_str) {
         None => return Err(ApiError::invalid_request("Missing parameter: grant_type")),
-        Some(JWT_BEARER) => {}
+        Some(JWT_BEARER) => false,
+        Some(oidc::TOKEN_EXCHANGE) => true,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "unsupported_grant_type",
                 format!(
-                    "Unsupported grant type '{}'; use {JWT_BEARER}",
-                    printable(other)
+                    "Unsupported grant type '{}'; use {JWT_BEARER} (or {} with an ID token)",
+                    printable(other),
+                    oidc::TOKEN_EXCHANGE
                 ),
             ));
         }
-    }
-    let Some(assertion) = form.get("assertion").filter(|a| !a.is_empty()) else {
-        return Err(ApiError::invalid_request("Missing parameter: assertion"));
+    };
+    let assertion = if token_exchange {
+        oidc::subject_token(&form)?
+    } else {
+        match form.get("assertion").filter(|a| !a.is_empty()) {
+            Some(a) => a.as_str(),
+            None => return Err(ApiError::invalid_request("Missing parameter: assertion")),
+        }
     };
     let client_auth = ClientAuth::read(&headers, &form)?;
     let addr = request::client_addr(peer, &headers, &state.config.trusted_proxies);
@@ -87,6 +96,35 @@ async fn exchange(
         user_agent,
         ..UsageRow::default()
     };
+    // An ID token names its platform as issuer (an https URL), which is never a key's client
+    // id: with no trusts at all, grants pay nothing for this.
+    let id_token = token_exchange
+        || (view.has_trusts()
+            && oidc::peek_issuer(assertion).is_some_and(|iss| !view.trusts_of(&iss).is_empty()));
+    if id_token {
+        if let Some(what) = client_auth.unsupported {
+            return Err(ApiError::InvalidClient {
+                description: format!(
+                    "Client authentication with {what} is not supported: the ID token authenticates the job"
+                ),
+                basic: false,
+            });
+        }
+        let trust = client_auth
+            .param
+            .as_deref()
+            .or(client_auth.basic.as_ref().map(|(id, _)| id.as_str()));
+        let req = oidc::Request {
+            id_token: assertion,
+            trust,
+            scope: form.get("scope").map(String::as_str),
+            addr,
+            cross_site,
+            row,
+        };
+        let issued = oidc::exchange(state, &view, req, who).await?;
+        return Ok(respond(state, issued, token_exchange));
+    }
 
     let accepted =
         match grant::validate(assertion, form.get("scope").map(String::as_str), &view, now) {
@@ -201,23 +239,45 @@ async fn exchange(
         ));
     }
     tracing::debug!(key_id = %accepted.key_id, sub = %accepted.subject, %addr, "token issued");
-    let mut resp = axum::Json(serde_json::json!({
-        "access_token": token,
+    let issued = Issued {
+        token,
+        lifetime,
+        scope: claims.scope,
+        caller: Caller {
+            key_id: Some(accepted.key_id),
+            user: Some(accepted.subject),
+        },
+    };
+    Ok(respond(state, issued, false))
+}
+
+/// An access token issued, and for whom (the access log's caller).
+pub struct Issued {
+    pub token: String,
+    pub lifetime: i64,
+    pub scope: String,
+    pub caller: Caller,
+}
+
+/// The token response (RFC 6749 §5.1; RFC 8693 §2.2.1 adds `issued_token_type`).
+fn respond(state: &SharedState, issued: Issued, token_exchange: bool) -> Response {
+    let mut body = serde_json::json!({
+        "access_token": issued.token,
         "token_type": "Bearer",
-        "expires_in": lifetime,
-        "scope": claims.scope,
-    }))
-    .into_response();
+        "expires_in": issued.lifetime,
+        "scope": issued.scope,
+    });
+    if token_exchange {
+        body["issued_token_type"] = oidc::ACCESS_TOKEN_TYPE.into();
+    }
+    let mut resp = axum::Json(body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     if state.config.access_log {
-        resp.extensions_mut().insert(Caller {
-            key_id: Some(accepted.key_id),
-            user: Some(accepted.subject),
-        });
+        resp.extensions_mut().insert(issued.caller);
     }
-    Ok(resp)
+    resp
 }
 
 /// Client authentication sent along with the grant (RFC 6749 §2.3). tokenauth needs none:
@@ -316,7 +376,7 @@ impl ClientAuth {
 /// Descriptions and subjects can echo what the caller wrote (alg, sub, scope); they go back
 /// in JSON and into the usage log, which `tokenauth usage-log` prints to a terminal, so
 /// control characters (escape sequences) are written as `\u{…}` escapes.
-async fn refuse(
+pub(super) async fn refuse(
     state: &SharedState,
     who: &mut Option<Caller>,
     row: &UsageRow,

@@ -1,0 +1,348 @@
+//! Keyless CI at POST /token: a CI platform's OIDC ID token, sent as an RFC 7523 assertion or
+//! an RFC 8693 subject token, exchanged under the trust relationship whose bound claims it
+//! satisfies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::access_token;
+use crate::grant::Refusal;
+use crate::iprange::ClientAddr;
+use crate::oidc::{self, KeysError, Source, TrustRules, Unverified};
+use crate::registry::{Credentials, TrustEntry};
+use crate::scope::Scope;
+use crate::server::cors::CrossSite;
+use crate::server::error::ApiError;
+use crate::server::observe::Caller;
+use crate::server::replay::{self, Seen};
+use crate::server::token::{Issued, refuse};
+use crate::server::{SharedState, View};
+use crate::store::{GrantUse, UsageRow};
+use crate::text::printable;
+
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// The `iss` of an assertion, read without checking anything: only to tell an ID token (some
+/// trust's issuer) from a service key's grant, which then goes its own way unchanged.
+pub fn peek_issuer(assertion: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    let payload = assertion.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
+/// RFC 8693's parameters, checked: the subject token, when the request is one tokenauth
+/// answers.
+pub fn subject_token(form: &HashMap<String, String>) -> Result<&str, ApiError> {
+    let Some(token) = form.get("subject_token").filter(|t| !t.is_empty()) else {
+        return Err(ApiError::invalid_request("Missing parameter: subject_token"));
+    };
+    match form.get("subject_token_type").map(String::as_str) {
+        None => {
+            return Err(ApiError::invalid_request(
+                "Missing parameter: subject_token_type",
+            ));
+        }
+        Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE) => {}
+        Some(other) => {
+            return Err(ApiError::invalid_request(format!(
+                "Unsupported subject_token_type '{}'; use {ID_TOKEN_TYPE} or {JWT_TOKEN_TYPE}",
+                printable(other)
+            )));
+        }
+    }
+    if let Some(t) = form.get("requested_token_type")
+        && t != ACCESS_TOKEN_TYPE
+    {
+        return Err(ApiError::invalid_request(format!(
+            "Unsupported requested_token_type '{}'; tokenauth issues {ACCESS_TOKEN_TYPE}",
+            printable(t)
+        )));
+    }
+    if form.contains_key("actor_token") || form.contains_key("actor_token_type") {
+        return Err(ApiError::invalid_request(
+            "Delegation (actor_token) is not supported; send the subject token alone",
+        ));
+    }
+    Ok(token)
+}
+
+/// What the exchange knows of the request.
+pub struct Request<'a> {
+    pub id_token: &'a str,
+    /// `client_id`: the trust to use when several of one issuer would match.
+    pub trust: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub addr: ClientAddr,
+    pub cross_site: Option<Extension<CrossSite>>,
+    pub row: UsageRow,
+}
+
+/// Exchanges an ID token for an access token, or refuses it with the first rule it broke.
+pub async fn exchange(
+    state: &SharedState,
+    view: &View<'_>,
+    req: Request<'_>,
+    who: &mut Option<Caller>,
+) -> Result<Issued, ApiError> {
+    let now = state.now();
+    let row = &req.row;
+    let refusal = |description: String, trust: Option<&TrustEntry>| Refusal {
+        error: "invalid_grant",
+        description,
+        key_id: trust.map(|t| t.trust.id.clone()),
+        user: None,
+        subject: None,
+    };
+    let u = match Unverified::parse(req.id_token) {
+        Ok(u) => u,
+        Err(why) => return Err(refuse(state, who, row, refusal(why, None)).await),
+    };
+    let mut candidates = view.trusts_of(&u.iss);
+    if candidates.is_empty() {
+        let why = format!(
+            "No trust relationship accepts ID tokens of issuer '{}'",
+            printable(&u.iss)
+        );
+        return Err(refuse(state, who, row, refusal(why, None)).await);
+    }
+    if let Some(name) = req.trust {
+        candidates.retain(|t| t.trust.name == name);
+        if candidates.is_empty() {
+            let why = format!(
+                "No trust relationship named '{}' accepts ID tokens of this issuer",
+                printable(name)
+            );
+            return Err(refuse(state, who, row, refusal(why, None)).await);
+        }
+    }
+    let single = (candidates.len() == 1).then(|| candidates[0].clone());
+    // The signature first: nothing the token says counts before it holds. Trusts of one
+    // issuer nearly always share a source; each is verified once.
+    let mut verified: Vec<Arc<TrustEntry>> = Vec::new();
+    let mut first_error: Option<String> = None;
+    let mut tried: Vec<(String, Result<(), KeysError>)> = Vec::new();
+    for t in &candidates {
+        let source = match &t.source {
+            Ok(s) => s,
+            Err(e) => {
+                first_error.get_or_insert_with(|| {
+                    format!("The trust's stored JWKS is unusable ({e}); fix it with `trust edit`")
+                });
+                continue;
+            }
+        };
+        let id = source_id(source, &t.trust);
+        let result = match tried.iter().find(|(s, _)| *s == id) {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = state.oidc_keys.verify(source, &u, now).await;
+                tried.push((id, r.clone()));
+                r
+            }
+        };
+        match result {
+            Ok(()) => verified.push(t.clone()),
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    if verified.is_empty() {
+        let why = first_error.unwrap_or_else(|| "Invalid signature".into());
+        return Err(refuse(state, who, row, refusal(why, single.as_deref())).await);
+    }
+    let mut matched = Vec::new();
+    let mut failures = Vec::new();
+    for t in &verified {
+        let trust = &t.trust;
+        if trust.expires.is_some_and(|e| e <= now) {
+            failures.push((t.clone(), "The trust relationship has expired".to_owned()));
+            continue;
+        }
+        let rules = TrustRules {
+            issuer: &trust.issuer,
+            audience: &trust.audience,
+            claims: &trust.claims,
+            user_claim: trust.user_claim.as_deref(),
+            users: &trust.users,
+            max_age: trust.max_age,
+        };
+        match oidc::check(&u, &rules, now) {
+            Ok(m) => matched.push((t.clone(), m)),
+            Err(f) => failures.push((t.clone(), f.description)),
+        }
+    }
+    let (entry, m) = match matched.len() {
+        1 => matched.pop().expect("one match"),
+        0 => {
+            let why = match failures.as_slice() {
+                [(_, why)] => why.clone(),
+                many => many
+                    .iter()
+                    .map(|(t, why)| format!("trust '{}': {why}", t.trust.name))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            let one = (failures.len() == 1).then(|| failures[0].0.clone());
+            return Err(refuse(state, who, row, refusal(why, one.as_deref())).await);
+        }
+        _ => {
+            let names: Vec<&str> = matched.iter().map(|(t, _)| t.trust.name.as_str()).collect();
+            let why = format!(
+                "The ID token satisfies trusts {}; name one with client_id (get-token --trust NAME)",
+                names.join(", ")
+            );
+            return Err(refuse(state, who, row, refusal(why, None)).await);
+        }
+    };
+    let trust = &entry.trust;
+    // Only now: the token's signature and claims proved the trust, so nobody else can empty
+    // its bucket.
+    state.limit_credential(&trust.id)?;
+    let claims_json = serde_json::to_string(&m.claims).ok();
+    let known = |description: String| Refusal {
+        error: "invalid_grant",
+        description,
+        key_id: Some(trust.id.clone()),
+        user: Some(m.user.clone()),
+        subject: Some(m.user.clone()),
+    };
+    let row = UsageRow {
+        trust: Some(trust.name.clone()),
+        claims: claims_json,
+        ..req.row.clone()
+    };
+    let subject = match view.user(&m.user) {
+        Some(u) if !u.user.disabled => u,
+        Some(_) => {
+            let why = format!("User '{}' is disabled", m.user);
+            return Err(refuse(state, who, &row, known(why)).await);
+        }
+        None => {
+            let why = format!("User '{}' does not exist", m.user);
+            return Err(refuse(state, who, &row, known(why)).await);
+        }
+    };
+    if let Some(Extension(CrossSite(Some(origin)))) = &req.cross_site
+        && !trust.origins.contains(origin)
+    {
+        let why = format!("Origin {origin} is not allowed for this trust");
+        return Err(refuse(state, who, &row, known(why)).await);
+    }
+    if !req.addr.allowed_by(&trust.ip_ranges) {
+        let why = match req.addr {
+            ClientAddr::Ip(ip) => format!("Address {ip} is not allowed to use this trust"),
+            ClientAddr::Unknown => access_token::Invalid::AddressUnknown.to_string(),
+        };
+        return Err(refuse(state, who, &row, known(why)).await);
+    }
+    let scope = match Scope::parse_list(req.scope.unwrap_or("")) {
+        Err(e) => {
+            let r = Refusal {
+                error: "invalid_scope",
+                ..known(format!("Requested scope is not valid: {e}"))
+            };
+            return Err(refuse(state, who, &row, r).await);
+        }
+        Ok(None) => trust.scope,
+        Ok(Some(s)) if trust.scope.covers(s) => s,
+        Ok(Some(s)) => {
+            let r = Refusal {
+                error: "invalid_scope",
+                ..known(format!(
+                    "Requested scope '{s}' exceeds the trust's scope '{}'",
+                    trust.scope
+                ))
+            };
+            return Err(refuse(state, who, &row, r).await);
+        }
+    };
+    match state.first_use(m.replay_key, m.exp, &trust.id) {
+        Seen::First => {}
+        Seen::Replayed => {
+            let why = "The ID token has already been used (each is good for one exchange)";
+            return Err(refuse(state, who, &row, known(why.into())).await);
+        }
+        Seen::KeyFull => {
+            let why = format!(
+                "This trust has {} used ID tokens that have not expired yet",
+                replay::PER_KEY
+            );
+            return Err(refuse(state, who, &row, known(why)).await);
+        }
+    }
+    let lifetime = match trust.expires {
+        Some(e) => state.config.token_lifetime.min(e - now),
+        None => state.config.token_lifetime,
+    };
+    let grant = access_token::Grant {
+        subject: &m.user,
+        client_id: &trust.name,
+        key_id: &trust.id,
+        scope,
+        owner_epoch: None,
+    };
+    let (token, claims) = access_token::issue(
+        grant,
+        &subject,
+        &view.settings().issuer,
+        lifetime,
+        now,
+        &mut rand::thread_rng(),
+    )?;
+    let fresh = state
+        .usage
+        .record(UsageRow {
+            key_id: Some(trust.id.clone()),
+            user: Some(m.user.clone()),
+            subject: Some(m.user.clone()),
+            ok: true,
+            no_jti: m.jti.is_none(),
+            grant_jti: m.jti.clone(),
+            grant_exp: Some(m.exp),
+            token_jti: Some(claims.jti.clone()),
+            grant_use: Some(GrantUse {
+                key: m.replay_key,
+                exp: m.exp,
+            }),
+            ..row
+        })
+        .await
+        .inspect_err(|_| state.forget_use(m.replay_key))?;
+    if !fresh {
+        return Err(ApiError::bad_request(
+            "invalid_grant",
+            "The ID token has already been used (each is good for one exchange)",
+        ));
+    }
+    tracing::debug!(trust = %trust.name, sub = %m.user, addr = %req.addr, "token issued for an ID token");
+    Ok(Issued {
+        token,
+        lifetime,
+        scope: claims.scope,
+        caller: Caller {
+            key_id: Some(trust.id.clone()),
+            user: Some(m.user),
+        },
+    })
+}
+
+/// Which cached key set a source is: trusts of one issuer share it.
+fn source_id(source: &Source, trust: &crate::store::Trust) -> String {
+    match source {
+        Source::Static(_) => format!("static:{}", trust.id),
+        Source::JwksUri(u) => format!("jwks:{u}"),
+        Source::Discovery { issuer } => format!("discovery:{issuer}"),
+    }
+}
