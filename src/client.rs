@@ -1,6 +1,6 @@
-//! The client plane: exchanging a grant for an access token (reqwest), checking what the
-//! token endpoint answered before anything prints or keeps it, and the on-disk token cache
-//! that lets many CI steps share one token.
+//! The client plane: exchanging a grant, or a CI job's OIDC ID token, for an access token
+//! (reqwest), checking what the token endpoint answered before anything prints or keeps it,
+//! and the on-disk token cache that lets many CI steps share one token.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -336,12 +336,32 @@ pub fn fetch(
     if let Some(s) = scope {
         form.push(("scope", s));
     }
-    let uri = &key.token_uri;
-    let resp = http_client(ca_cert)?
+    let http = http_client(ca_cert)?;
+    exchange(
+        &http,
+        &key.token_uri,
+        &form,
+        "the grant",
+        now,
+        ca_cert.is_some(),
+    )
+}
+
+/// POSTs a token request and reads the answer: the token, or the endpoint's refusal of
+/// `what` (the grant, the ID token) as an error.
+fn exchange(
+    http: &reqwest::blocking::Client,
+    uri: &str,
+    form: &[(&str, &str)],
+    what: &str,
+    now: i64,
+    ca_given: bool,
+) -> anyhow::Result<Token> {
+    let resp = http
         .post(uri)
-        .form(&form)
+        .form(form)
         .send()
-        .map_err(|e| connect_error(&format!("the token endpoint {uri}"), &e, ca_cert.is_some()))?;
+        .map_err(|e| connect_error(&format!("the token endpoint {uri}"), &e, ca_given))?;
     let status = resp.status();
     let mut body = Vec::new();
     resp.take(MAX_RESPONSE_BYTES as u64 + 1)
@@ -350,7 +370,7 @@ pub fn fetch(
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorResponse>(&body) {
             Ok(e) => anyhow::anyhow!(
-                "{uri} refused the grant: {}: {}",
+                "{uri} refused {what}: {}: {}",
                 shortened(&e.error),
                 shortened(&e.error_description)
             ),
@@ -368,6 +388,327 @@ pub fn fetch(
         scope: t.scope,
         expires_at: now + t.expires_in,
     })
+}
+
+/// The variable GitLab CI sets from the README's `id_tokens:` entry.
+pub const GITLAB_ID_TOKEN_VAR: &str = "TOKENAUTH_ID_TOKEN";
+const GITHUB_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
+const GITHUB_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
+/// The longest ID token accepted: GitHub's are about 1.5 KB, and the token endpoint must
+/// not be sent whatever a file or a rogue service holds.
+pub const MAX_ID_TOKEN_LEN: usize = 16 * 1024;
+
+/// Where `--oidc` takes the CI job's ID token from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OidcSource {
+    /// Asked of GitHub Actions with ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN.
+    Github,
+    /// GitLab CI's `id_tokens:` variable TOKENAUTH_ID_TOKEN.
+    Gitlab,
+    /// A file, read afresh each time: the platform rotates it (Kubernetes projected service
+    /// account tokens, SPIFFE JWT-SVIDs).
+    File(PathBuf),
+    Env(String),
+}
+
+impl std::str::FromStr for OidcSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<OidcSource, String> {
+        match s {
+            "github" => return Ok(OidcSource::Github),
+            "gitlab" => return Ok(OidcSource::Gitlab),
+            _ => {}
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err("file: needs the token file's path, e.g. \
+                            file:/var/run/secrets/tokens/tokenauth-token"
+                    .into());
+            }
+            return Ok(OidcSource::File(path.into()));
+        }
+        if let Some(var) = s.strip_prefix("env:") {
+            if var.is_empty() || var.contains(['=', '\0']) {
+                return Err("env: needs a variable name, e.g. env:ID_TOKEN".into());
+            }
+            return Ok(OidcSource::Env(var.to_owned()));
+        }
+        Err("the ID token source is github, gitlab, file:PATH or env:VAR".into())
+    }
+}
+
+impl std::fmt::Display for OidcSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OidcSource::Github => f.write_str("github"),
+            OidcSource::Gitlab => f.write_str("gitlab"),
+            OidcSource::File(p) => write!(f, "file:{}", p.display()),
+            OidcSource::Env(v) => write!(f, "env:{v}"),
+        }
+    }
+}
+
+/// An access token got with a CI job's ID token (`--oidc`) instead of a key file.
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    pub source: OidcSource,
+    pub token_uri: String,
+    /// The audience asked of GitHub; None: the server's issuer.
+    pub audience: Option<String>,
+    /// Which of the server's trusts, when several of the issuer's would match.
+    pub trust: Option<String>,
+}
+
+/// What identifies the running job: GitHub's credential to ask for ID tokens, or the ID
+/// token the platform gave it.
+enum Job {
+    Github {
+        url: url::Url,
+        request_token: SecretString,
+    },
+    IdToken(SecretString),
+}
+
+impl Job {
+    /// A digest that names the job in cache entries without holding its secret: a new job
+    /// (a new ID token, or a new request token on a reused self-hosted runner) must never be
+    /// served the token another job got.
+    fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        match self {
+            Job::Github { url, request_token } => {
+                h.update(url.as_str().as_bytes());
+                h.update([0]);
+                h.update(request_token.expose().as_bytes());
+            }
+            Job::IdToken(t) => h.update(t.expose().as_bytes()),
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Oidc {
+    /// The audience asked of GitHub: --audience, else the server's issuer (what a trust's
+    /// audience defaults to).
+    pub fn audience(&self) -> String {
+        self.audience
+            .clone()
+            .unwrap_or_else(|| crate::registry::default_issuer(&self.token_uri))
+    }
+
+    fn job(&self) -> anyhow::Result<Job> {
+        let id_token = match &self.source {
+            OidcSource::Github => return github_job(),
+            OidcSource::Gitlab => match std::env::var(GITLAB_ID_TOKEN_VAR) {
+                Ok(t) if !t.trim().is_empty() => t,
+                _ => bail!(
+                    "--oidc gitlab reads the job's ID token from {GITLAB_ID_TOKEN_VAR}, which \
+                     is not set; declare it in the job in .gitlab-ci.yml: `id_tokens: \
+                     {{{GITLAB_ID_TOKEN_VAR}: {{aud: {}}}}}`",
+                    self.audience()
+                ),
+            },
+            OidcSource::Env(var) => match std::env::var_os(var) {
+                Some(t) if !t.to_string_lossy().trim().is_empty() => {
+                    t.into_string().map_err(|_| {
+                        anyhow::anyhow!("--oidc env:{var}: {var} is not UTF-8, so not a JWT")
+                    })?
+                }
+                _ => bail!("--oidc env:{var}: {var} is not set or empty; set it to the ID token"),
+            },
+            OidcSource::File(path) => read_id_token_file(path)?,
+        };
+        let id_token = id_token.trim();
+        check_id_token(id_token).map_err(|e| {
+            anyhow::anyhow!("the ID token from --oidc {} is not a JWT: {e}", self.source)
+        })?;
+        Ok(Job::IdToken(SecretString::new(id_token.to_owned())))
+    }
+
+    /// The cache entry's name parts for a token got with `job`.
+    fn cache_parts(&self, job: &Job, scope: &str) -> Vec<String> {
+        vec![
+            "oidc".to_owned(),
+            self.token_uri.clone(),
+            self.source.to_string(),
+            self.audience(),
+            self.trust.clone().unwrap_or_default(),
+            job.digest(),
+            scope.to_owned(),
+        ]
+    }
+
+    /// Exchanges the job's ID token (asked of GitHub first for `github`) at the token URI.
+    fn fetch(
+        &self,
+        job: &Job,
+        scope: Option<&str>,
+        now: i64,
+        ca_cert: Option<&Path>,
+    ) -> anyhow::Result<Token> {
+        let http = http_client(ca_cert)?;
+        let asked;
+        let id_token = match job {
+            Job::IdToken(t) => t,
+            Job::Github { url, request_token } => {
+                asked = github_id_token(&http, url, request_token, &self.audience(), ca_cert)?;
+                &asked
+            }
+        };
+        let mut form = vec![
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", id_token.expose()),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        if let Some(t) = &self.trust {
+            form.push(("client_id", t));
+        }
+        let what = format!("the ID token from --oidc {}", self.source);
+        exchange(&http, &self.token_uri, &form, &what, now, ca_cert.is_some())
+    }
+}
+
+fn github_job() -> anyhow::Result<Job> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (Some(url), Some(request_token)) = (var(GITHUB_URL_VAR), var(GITHUB_TOKEN_VAR)) else {
+        bail!(
+            "--oidc github needs {GITHUB_URL_VAR} and {GITHUB_TOKEN_VAR}, which GitHub Actions \
+             sets only inside a job whose workflow grants `permissions: id-token: write` (add \
+             it to the workflow or the job; an explicit permissions block also needs \
+             `contents: read` for actions/checkout)"
+        );
+    };
+    // The URL carries GitHub's job identifiers: named by its origin only.
+    let url = url::Url::parse(url.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            anyhow::anyhow!("{GITHUB_URL_VAR} is not an http(s) URL; is it GitHub Actions' own?")
+        })?;
+    Ok(Job::Github {
+        url,
+        request_token: SecretString::new(request_token.trim().to_owned()),
+    })
+}
+
+/// Asks GitHub Actions' ID token service for an ID token for `audience`. Neither the request
+/// token nor the answer's body gets into an error.
+fn github_id_token(
+    http: &reqwest::blocking::Client,
+    url: &url::Url,
+    request_token: &SecretString,
+    audience: &str,
+    ca_cert: Option<&Path>,
+) -> anyhow::Result<SecretString> {
+    let origin = url.origin().ascii_serialization();
+    let service = format!("GitHub's ID token service {origin}");
+    let mut url = url.clone();
+    url.query_pairs_mut().append_pair("audience", audience);
+    let resp = http
+        .get(url)
+        .header(
+            reqwest::header::AUTHORIZATION,
+            format!("bearer {}", request_token.expose()),
+        )
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .map_err(|e| connect_error(&service, &e, ca_cert.is_some()))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        bail!(
+            "{service} refused {GITHUB_TOKEN_VAR} (HTTP {status}): it is good only in its own \
+             job while the job runs; leave it and {GITHUB_URL_VAR} as GitHub Actions sets them"
+        );
+    }
+    if !status.is_success() {
+        bail!("{service} answered HTTP {status}; run the job again");
+    }
+    let mut body = Vec::new();
+    resp.take(MAX_RESPONSE_BYTES as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| anyhow::anyhow!("reading the answer of {service}: {}", root_cause(&e)))?;
+    let missing = |why: &str| anyhow::anyhow!("{service} answered without an ID token: {why}");
+    if body.len() > MAX_RESPONSE_BYTES {
+        return Err(missing(&format!(
+            "the answer is over {MAX_RESPONSE_BYTES} bytes"
+        )));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| missing(&format!("the answer is not JSON ({})", json_error(&e))))?;
+    let id_token = match value.get("value") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(other) => {
+            return Err(missing(&format!(
+                "its value is {}, not a string",
+                crate::service_key::json_type(other)
+            )));
+        }
+        None => return Err(missing("the answer has no value")),
+    };
+    check_id_token(&id_token)
+        .map_err(|e| anyhow::anyhow!("the ID token {service} answered is not a JWT: {e}"))?;
+    Ok(SecretString::new(id_token))
+}
+
+/// Reads an ID token file, at most [`MAX_ID_TOKEN_LEN`] bytes of it (plus room for
+/// whitespace) so that a wrong path (a log, a device) cannot fill memory.
+fn read_id_token_file(path: &Path) -> anyhow::Result<String> {
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the ID token file {shown} (--oidc file:{shown}): {}",
+            e.kind()
+        )
+    })?;
+    let mut bytes = Vec::new();
+    file.take(2 * MAX_ID_TOKEN_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read the ID token file {shown}: {}", e.kind()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("the ID token file {shown} is not text, so not a JWT"))?;
+    if text.trim().is_empty() {
+        bail!("the ID token file {shown} is empty; is the token mounted yet?");
+    }
+    Ok(text)
+}
+
+/// Whether `token` has a JWT's shape: three non-empty base64url parts, at most
+/// [`MAX_ID_TOKEN_LEN`] bytes. What is wrong is described, never shown.
+pub fn check_id_token(token: &str) -> Result<(), String> {
+    if token.len() > MAX_ID_TOKEN_LEN {
+        return Err(format!(
+            "it is {} bytes long, over the {MAX_ID_TOKEN_LEN} accepted",
+            token.len()
+        ));
+    }
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 {
+        let n = parts.len();
+        let plural = if n == 1 { "" } else { "s" };
+        return Err(format!(
+            "it is {n} dot-separated part{plural}, not 3 (header.payload.signature)"
+        ));
+    }
+    for (part, name) in parts.iter().zip(["header", "payload", "signature"]) {
+        if part.is_empty() {
+            return Err(format!("its {name} is empty"));
+        }
+        let bad = part
+            .chars()
+            .enumerate()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'));
+        if let Some((i, c)) = bad {
+            return Err(format!(
+                "its {name} holds {} at character {}, outside base64url",
+                describe_char(c),
+                i + 1
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An endpoint's error text, cut to a length that fits an error line.
@@ -388,9 +729,10 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// The token cache: one file per (token URI, key, subject, scope) under
-/// `$XDG_CACHE_HOME/tokenauth/`, each 0600, with a lock file so that concurrent callers
-/// make one token request between them.
+/// The token cache: one file per (token URI, key, subject, scope), or per (token URI, ID
+/// token source, audience, trust, job, scope), under `$XDG_CACHE_HOME/tokenauth/`, each
+/// 0600, with a lock file so that concurrent callers make one token request between them.
+/// ID tokens are never stored: an entry's name holds only a digest of the job's.
 ///
 /// A cache someone else could write would let them hand this user's CI any token, or hang it
 /// on a lock: the folder must be this user's and writable by no one else, its files this
@@ -554,9 +896,10 @@ impl Cache {
         Ok(Cache { dir })
     }
 
-    fn entry(&self, key: &KeyFile, sub: &str, scope: &str) -> PathBuf {
+    /// The entry for a token that `parts` (who asks, where, for what) name.
+    fn entry(&self, parts: &[&str]) -> PathBuf {
         let mut h = Sha256::new();
-        for part in [key.token_uri.as_str(), &key.key_id, sub, scope] {
+        for part in parts {
             h.update(part.as_bytes());
             h.update([0]);
         }
@@ -602,14 +945,12 @@ impl Cache {
     /// (stored for the next caller). Returns the token and whether it came from the cache.
     pub fn get(
         &self,
-        key: &KeyFile,
-        sub: &str,
-        scope: &str,
+        parts: &[&str],
         now: i64,
         min_valid: i64,
         fetch: impl FnOnce() -> anyhow::Result<Token>,
     ) -> anyhow::Result<(Token, bool)> {
-        let path = self.entry(key, sub, scope);
+        let path = self.entry(parts);
         // The fast path takes no lock: files are replaced atomically, never written in place.
         if let Some(t) = Self::read(&path, now, min_valid)? {
             return Ok((t, true));
@@ -634,17 +975,27 @@ impl Cache {
     }
 
     /// Forgets a cached token (after a resource server refused it).
-    pub fn drop_token(&self, key: &KeyFile, sub: &str, scope: &str) {
+    pub fn drop_token(&self, parts: &[&str]) {
         // unlink removes a link itself, never its target.
-        let _ = std::fs::remove_file(self.entry(key, sub, scope));
+        let _ = std::fs::remove_file(self.entry(parts));
     }
 }
 
-/// Gets a token for `key`: from the cache when allowed and fresh enough, else from the
-/// token endpoint.
+/// What a token is got with.
+pub enum Credential<'a> {
+    /// A key file, acting as its own user or as `sub`.
+    Key {
+        key: &'a KeyFile,
+        sub: Option<&'a str>,
+    },
+    /// A CI job's ID token.
+    Oidc(&'a Oidc),
+}
+
+/// Gets a token with a credential: from the cache when allowed and fresh enough, else from
+/// the token endpoint.
 pub struct Getter<'a> {
-    pub key: &'a KeyFile,
-    pub sub: Option<&'a str>,
+    pub credential: Credential<'a>,
     pub scope: Option<&'a str>,
     pub use_cache: bool,
     pub min_valid: i64,
@@ -653,34 +1004,55 @@ pub struct Getter<'a> {
 }
 
 impl Getter<'_> {
-    fn subject(&self) -> &str {
-        self.sub.or(self.key.user_id.as_deref()).unwrap_or("")
+    pub fn get(&self, now: i64) -> anyhow::Result<Token> {
+        let scope = self.scope.unwrap_or("");
+        match self.credential {
+            Credential::Key { key, sub } => self.cached(&key_parts(key, sub, scope), now, || {
+                fetch(key, sub, self.scope, now, self.ca_cert)
+            }),
+            Credential::Oidc(oidc) => {
+                let job = oidc.job()?;
+                self.cached(&oidc.cache_parts(&job, scope), now, || {
+                    oidc.fetch(&job, self.scope, now, self.ca_cert)
+                })
+            }
+        }
     }
 
-    pub fn get(&self, now: i64) -> anyhow::Result<Token> {
-        let fetch = || fetch(self.key, self.sub, self.scope, now, self.ca_cert);
+    fn cached(
+        &self,
+        parts: &[String],
+        now: i64,
+        fetch: impl FnOnce() -> anyhow::Result<Token>,
+    ) -> anyhow::Result<Token> {
         if !self.use_cache {
             return fetch();
         }
-        let cache = Cache::open()?;
-        Ok(cache
-            .get(
-                self.key,
-                self.subject(),
-                self.scope.unwrap_or(""),
-                now,
-                self.min_valid,
-                fetch,
-            )?
-            .0)
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        Ok(Cache::open()?.get(&parts, now, self.min_valid, fetch)?.0)
     }
 
     pub fn forget(&self) -> anyhow::Result<()> {
-        if self.use_cache {
-            Cache::open()?.drop_token(self.key, self.subject(), self.scope.unwrap_or(""));
+        if !self.use_cache {
+            return Ok(());
         }
+        let scope = self.scope.unwrap_or("");
+        let parts = match self.credential {
+            Credential::Key { key, sub } => key_parts(key, sub, scope),
+            Credential::Oidc(oidc) => oidc.cache_parts(&oidc.job()?, scope),
+        };
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        Cache::open()?.drop_token(&parts);
         Ok(())
     }
+}
+
+/// A key file's cache entry name parts: the token URI, the key, the subject and the scope.
+fn key_parts(key: &KeyFile, sub: Option<&str>, scope: &str) -> Vec<String> {
+    let subject = sub.or(key.user_id.as_deref()).unwrap_or("");
+    [key.token_uri.as_str(), &key.key_id, subject, scope]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 #[cfg(test)]
@@ -858,6 +1230,58 @@ mod tests {
             parse_token_response(big.as_bytes()),
             Err(BadResponse::TooLarge)
         );
+    }
+
+    #[test]
+    fn id_tokens_must_have_a_jwts_shape_and_are_described_not_shown() {
+        assert_eq!(check_id_token("eyJh.eyJz.c2ln-_"), Ok(()));
+        let cases: &[(&str, &str)] = &[
+            ("", "it is 1 dot-separated part,"),
+            ("secret-value", "it is 1 dot-separated part,"),
+            ("a.b.c.d", "it is 4 dot-separated parts"),
+            ("a..c", "its payload is empty"),
+            ("a.b.", "its signature is empty"),
+            (
+                "a.b=.c",
+                "its payload holds '=' (U+003D) at character 2, outside base64url",
+            ),
+            ("a.b.c\nX=1", "its signature holds U+000A at character 2"),
+            ("Bearer a.b.c", "its header holds U+0020 at character 7"),
+        ];
+        for (token, want) in cases {
+            let err = check_id_token(token).unwrap_err();
+            assert!(err.starts_with(want), "{token:?}: {err}");
+        }
+        let big = format!("a.{}.c", "b".repeat(MAX_ID_TOKEN_LEN));
+        assert!(
+            check_id_token(&big)
+                .unwrap_err()
+                .contains("over the 16384 accepted")
+        );
+    }
+
+    #[test]
+    fn oidc_sources_parse_and_print_back() {
+        for text in [
+            "github",
+            "gitlab",
+            "file:/var/run/secrets/tokens/t",
+            "env:ID_TOKEN",
+        ] {
+            let source: OidcSource = text.parse().unwrap();
+            assert_eq!(source.to_string(), text);
+        }
+        for bad in [
+            "",
+            "GitHub ",
+            "file:",
+            "env:",
+            "env:A=B",
+            "k8s",
+            "eyJh.eyJz.c2ln",
+        ] {
+            assert!(bad.parse::<OidcSource>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -81,8 +81,10 @@ impl Remote {
             Credential::Token(t) => Ok(t.clone()),
             Credential::Key { key, sub, scope } => {
                 let getter = Getter {
-                    key,
-                    sub: sub.as_deref(),
+                    credential: client::Credential::Key {
+                        key,
+                        sub: sub.as_deref(),
+                    },
                     scope: scope.as_deref(),
                     use_cache: true,
                     min_valid: 60,

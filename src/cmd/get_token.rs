@@ -1,29 +1,37 @@
-//! `tokenauth get-token`: an access token for a key file, cached between calls.
+//! `tokenauth get-token`: an access token for a key file or a CI job's ID token, cached
+//! between calls.
 
 use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::bail;
 
-use crate::client::{self, Getter, Token};
-use crate::cmd::{Ctx, GrantArgs, TlsArgs};
+use crate::client::{self, Credential, Getter, Token};
+use crate::cmd::{Ctx, GrantArgs, OidcArgs, TlsArgs};
 
-/// Get an access token with a key file, from the cache when it is still good.
+/// Get an access token with a key file or a CI job's ID token, from the cache when it is still
+/// good.
 ///
 /// Signs a grant with the key file, exchanges it at the key file's token_uri and prints the
-/// token. Tokens are cached per key, subject and scope in $XDG_CACHE_HOME/tokenauth/ (files
-/// 0600, never holding the private key) and reused while they have more than --min-valid
-/// seconds left; concurrent calls for the same key make a single token request.
+/// token; with --oidc, exchanges the CI job's OpenID Connect ID token at --token-uri instead,
+/// with no key file at all. Tokens are cached per key (or ID token source and job), subject
+/// and scope in $XDG_CACHE_HOME/tokenauth/ (files 0600, never holding the private key or the
+/// ID token) and reused while they have more than --min-valid seconds left; concurrent calls
+/// for the same key make a single token request.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   TOKEN=$(tokenauth get-token --key ci-bot.json)
   curl -H \"$(tokenauth get-token --key ci-bot.json --format header)\" https://api.example.com/
   tokenauth get-token --format env >> \"$GITHUB_ENV\"     # with TOKENAUTH_KEY set
   TOKENAUTH_KEY_BASE64=$(base64 -w0 ci-bot.json) tokenauth get-token
-  eval \"$(tokenauth get-token --key ci-bot.json --format env)\"")]
+  eval \"$(tokenauth get-token --key ci-bot.json --format env)\"
+  TOKEN=$(tokenauth get-token --oidc github --token-uri https://auth.example.com/token)")]
 pub struct Args {
     #[command(flatten)]
     pub grant: GrantArgs,
+
+    #[command(flatten)]
+    pub oidc: OidcArgs,
 
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -54,11 +62,21 @@ pub enum Format {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let key = args.grant.key_file()?;
+    let oidc = args.oidc.oidc()?;
+    let key;
+    let credential = match &oidc {
+        Some(o) => Credential::Oidc(o),
+        None => {
+            key = args.grant.key_file()?;
+            Credential::Key {
+                key: &key,
+                sub: args.grant.sub.as_deref(),
+            }
+        }
+    };
     let now = ctx.now();
     let getter = Getter {
-        key: &key,
-        sub: args.grant.sub.as_deref(),
+        credential,
         scope: args.grant.scope.as_deref(),
         use_cache: !args.no_cache,
         min_valid: i64::from(args.min_valid),

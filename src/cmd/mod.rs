@@ -29,6 +29,7 @@ use anyhow::{Context, bail};
 use clap::builder::{OsStringValueParser, TypedValueParser};
 
 use crate::admin::{self, Admin, remote::Credential};
+use crate::client::{Oidc, OidcSource};
 use crate::clock::Clock;
 use crate::output::terminal_safe;
 use crate::registry::DEFAULT_TOKEN_URI;
@@ -91,6 +92,176 @@ impl GrantArgs {
             key.private_key_from = Some(path.clone());
         }
         Ok(key)
+    }
+}
+
+/// A CI job's OpenID Connect ID token instead of a key file: the same options on get-token
+/// and request.
+#[derive(Debug, clap::Args)]
+pub struct OidcArgs {
+    /// Get the token with the CI job's OpenID Connect ID token instead of a key file: github,
+    /// gitlab, file:PATH or env:VAR
+    ///
+    /// github asks GitHub Actions for an ID token (the workflow needs `permissions: id-token:
+    /// write`); gitlab reads TOKENAUTH_ID_TOKEN, declared with `id_tokens:` in .gitlab-ci.yml;
+    /// file:PATH reads the file afresh each time (a Kubernetes projected service account
+    /// token, a SPIFFE JWT-SVID); env:VAR reads a variable. The server must trust the token's
+    /// issuer (`tokenauth trust add`). ID tokens are never printed or cached.
+    #[arg(long, value_name = "SOURCE", value_parser = OidcSourceParser,
+          conflicts_with_all = ["key", "sub", "private_key"])]
+    pub oidc: Option<OidcSource>,
+
+    /// With --oidc: the server's token endpoint (a key file names its own), e.g.
+    /// https://auth.example.com/token; also from TOKENAUTH_TOKEN_URI
+    #[arg(long, value_name = "URI")]
+    pub token_uri: Option<String>,
+
+    /// With --oidc github: the audience to ask GitHub for, which must be the trust's
+    /// [default: the server's issuer, the token URI without its last path segment]
+    #[arg(long, value_name = "AUD")]
+    pub audience: Option<String>,
+
+    /// With --oidc: the trust to use when several of the server's trusts of the token's issuer
+    /// would match (sent as client_id)
+    #[arg(long, value_name = "NAME")]
+    pub trust: Option<String>,
+}
+
+/// The variable `--token-uri` falls back to. Read by hand rather than by clap, so that it
+/// being set where a key file is used is no conflict.
+const TOKEN_URI_VAR: &str = "TOKENAUTH_TOKEN_URI";
+
+impl OidcArgs {
+    /// What `--oidc` asks for, checked; None without --oidc.
+    pub fn oidc(&self) -> anyhow::Result<Option<Oidc>> {
+        let Some(source) = self.oidc.clone() else {
+            // Checked here, not by clap, which lets a conflicting --key satisfy `requires`.
+            let given = [
+                (self.token_uri.is_some(), "--token-uri"),
+                (self.audience.is_some(), "--audience"),
+                (self.trust.is_some(), "--trust"),
+            ];
+            if let Some((_, flag)) = given.iter().find(|(given, _)| *given) {
+                bail!(
+                    "{flag} goes with --oidc; with a key file, the key file names the token \
+                     endpoint and whom the token is for"
+                );
+            }
+            return Ok(None);
+        };
+        if std::env::var_os(KEY_BASE64_VAR).is_some() {
+            bail!(
+                "--oidc and {KEY_BASE64_VAR} both give a credential; unset {KEY_BASE64_VAR} or \
+                 drop --oidc"
+            );
+        }
+        let (token_uri, flag) = match &self.token_uri {
+            Some(u) => (u.clone(), "--token-uri"),
+            None => match std::env::var(TOKEN_URI_VAR) {
+                Ok(u) if !u.trim().is_empty() => (u.trim().to_owned(), TOKEN_URI_VAR),
+                _ => bail!(
+                    "--oidc needs the server's token endpoint: pass --token-uri URI (or set \
+                     {TOKEN_URI_VAR}), e.g. --token-uri https://auth.example.com/token"
+                ),
+            },
+        };
+        check_token_uri(flag, &token_uri)?;
+        if self.audience.is_some() && source != OidcSource::Github {
+            bail!(
+                "--audience goes with --oidc github, which asks for a token; the ID token of \
+                 --oidc {source} already names its audience (for GitLab, the `aud:` of its \
+                 `id_tokens:` entry)"
+            );
+        }
+        if let Some(a) = &self.audience
+            && (a.is_empty() || a.chars().any(char::is_control))
+        {
+            bail!(
+                "--audience '{}' is not an audience; e.g. https://auth.example.com",
+                crate::text::printable(a)
+            );
+        }
+        if let Some(t) = &self.trust
+            && (!(1..=64).contains(&t.len())
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+        {
+            bail!(
+                "--trust '{}' is not a trust name: names are 1 to 64 letters, digits, '.', '_' \
+                 and '-' (see `tokenauth trust list`)",
+                crate::text::printable(t)
+            );
+        }
+        Ok(Some(Oidc {
+            source,
+            token_uri,
+            audience: self.audience.clone(),
+            trust: self.trust.clone(),
+        }))
+    }
+}
+
+/// An ID token goes to the token URI: over HTTPS, or plain HTTP to this machine only.
+fn check_token_uri(flag: &str, value: &str) -> anyhow::Result<()> {
+    let shown = crate::text::printable(value);
+    let url = url::Url::parse(value)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{flag} '{shown}' is not an http(s) URL; e.g. https://auth.example.com/token"
+            )
+        })?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback {
+        bail!(
+            "{flag} '{shown}' would send the ID token unencrypted; use https:// (plain http is for \
+             localhost only)"
+        );
+    }
+    Ok(())
+}
+
+/// Parses --oidc. clap's own message quotes the value, which may be an ID token pasted in
+/// by mistake (`--oidc "$TOKEN"`): such a value is described, not shown.
+#[derive(Clone)]
+struct OidcSourceParser;
+
+impl clap::builder::TypedValueParser for OidcSourceParser {
+    type Value = OidcSource;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<OidcSource, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|why: String| {
+            let token_like = text.len() > 64
+                || text.starts_with("eyJ")
+                || crate::service_key::may_hold_secret(value);
+            let shown = if token_like {
+                format!(
+                    "<{} characters, not shown: it may be a token; pass a token in a variable \
+                     with env:NAME>",
+                    text.chars().count()
+                )
+            } else {
+                format!("'{}'", crate::text::printable(&text))
+            };
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value {shown} for '--oidc <SOURCE>': {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
     }
 }
 

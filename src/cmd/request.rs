@@ -6,26 +6,31 @@ use std::io::{Read, Write};
 use anyhow::{Context, bail};
 use reqwest::header::{HeaderName, HeaderValue};
 
-use crate::client::{self, Getter};
-use crate::cmd::{Ctx, GrantArgs, TlsArgs};
+use crate::client::{self, Credential, Getter};
+use crate::cmd::{Ctx, GrantArgs, OidcArgs, TlsArgs};
 use crate::secret::SecretString;
 use crate::service_key::{self, KEY_BASE64_VAR};
 
-/// Send an HTTP request with a bearer token from a key file, or with a token as it is.
+/// Send an HTTP request with a bearer token from a key file (or a CI job's ID token, with
+/// --oidc), or with a token as it is.
 ///
 /// Prints the response body (with -i, the status line and headers first) and exits non-zero
-/// on an HTTP error status. With a key file, when the API answers 401 with `invalid_token`
-/// (for example "Access token expired"), the cached token is dropped, a new one is fetched and
-/// the request is sent once more. With --token (a personal access token, or any bearer
-/// token), or TOKENAUTH_TOKEN when no key is given, the token is sent as it is, once.
+/// on an HTTP error status. With a key file or --oidc, when the API answers 401 with
+/// `invalid_token` (for example "Access token expired"), the cached token is dropped, a new one
+/// is fetched and the request is sent once more. With --token (a personal access token, or any
+/// bearer token), or TOKENAUTH_TOKEN when no key is given, the token is sent as it is, once.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth request --key ci-bot.json https://api.example.com/builds
   tokenauth request --key ci-bot.json -X POST -H 'Content-Type: application/json' -d @build.json https://api.example.com/builds
+  tokenauth request --oidc github --token-uri https://auth.example.com/token https://api.example.com/builds
   tokenauth request --token - https://api.example.com/builds < webhook.pat")]
 pub struct Args {
     #[command(flatten)]
     pub grant: GrantArgs,
+
+    #[command(flatten)]
+    pub oidc: OidcArgs,
 
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -53,7 +58,7 @@ pub struct Args {
     /// Send this bearer token instead of one got with a key file: a personal access token
     /// (`tapat_…`) or an access token; `-` reads it from standard input. Without it and
     /// without a key, TOKENAUTH_TOKEN is used
-    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true,
+    #[arg(long, value_name = "TOKEN", allow_hyphen_values = true, conflicts_with = "oidc",
           value_parser = |s: &str| Ok::<_, String>(SecretString::new(s.to_owned())))]
     pub token: Option<SecretString>,
 
@@ -144,13 +149,23 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         })?;
         anyhow::Ok((head, bytes))
     };
+    let oidc = args.oidc.oidc()?;
     let resp = match bearer_as_given(&args)? {
         Some(token) => send(token.expose())?,
         None => {
-            let key = args.grant.key_file()?;
+            let key;
+            let credential = match &oidc {
+                Some(o) => Credential::Oidc(o),
+                None => {
+                    key = args.grant.key_file()?;
+                    Credential::Key {
+                        key: &key,
+                        sub: args.grant.sub.as_deref(),
+                    }
+                }
+            };
             let getter = Getter {
-                key: &key,
-                sub: args.grant.sub.as_deref(),
+                credential,
                 scope: args.grant.scope.as_deref(),
                 use_cache: !args.no_cache,
                 min_valid: 60,
@@ -191,7 +206,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
 /// TOKENAUTH_TOKEN when no key is given at all (a key from the environment wins over it, so
 /// that `get-token --format env` output lying around does not stop a key from refreshing).
 fn bearer_as_given(args: &Args) -> anyhow::Result<Option<SecretString>> {
-    let key_given = args.grant.key.is_some() || std::env::var_os(KEY_BASE64_VAR).is_some();
+    let key_given = args.grant.key.is_some()
+        || args.oidc.oidc.is_some()
+        || std::env::var_os(KEY_BASE64_VAR).is_some();
     let token = match &args.token {
         Some(_) if args.grant.key.is_some() && !args.grant.key_from_env => {
             bail!("--token and --key both given; pass one of them")
