@@ -484,7 +484,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__get__subcmd__token)
-            opts="-k -h -V --key --sub --scope --private-key --ca-cert --format --no-cache --min-valid --db --help --version"
+            opts="-k -h -V --key --sub --scope --private-key --oidc --token-uri --audience --trust --ca-cert --format --no-cache --min-valid --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -507,6 +507,22 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-uri)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1212,7 +1228,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__request)
-            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --ca-cert --method --header --data --include --no-cache --token --db --help --version"
+            opts="-k -X -H -d -i -h -V --key --sub --scope --private-key --oidc --token-uri --audience --trust --ca-cert --method --header --data --include --no-cache --token --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1235,6 +1251,22 @@ _tokenauth() {
                     return 0
                     ;;
                 --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-uri)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1318,7 +1350,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__serve)
-            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --feed-retention --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --rate-limit --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
+            opts="-h -V --listen --socket-mode --token-lifetime --usage-retention --feed-retention --oidc-max-stale --trusted-proxy --public-origin --require-jti --header-timeout --body-timeout --idle-timeout --request-timeout --admin-api --rate-limit --max-connections --tls-cert --tls-key --metrics-listen --log-format --no-access-log --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1341,6 +1373,10 @@ _tokenauth() {
                     return 0
                     ;;
                 --feed-retention)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --oidc-max-stale)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

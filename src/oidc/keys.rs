@@ -189,7 +189,10 @@ impl KeyCache {
         rotated: bool,
     ) -> Result<Arc<KeySet>, KeysError> {
         let due = |s: &State| {
-            let wanted = rotated || s.fetched.is_none_or(|f| now - f >= self.config.refresh);
+            // Keys past max_stale are wanted again whatever `refresh` says (it may be longer).
+            let wanted = rotated
+                || s.fetched.is_none_or(|f| now - f >= self.config.refresh)
+                || self.usable(s, now).is_none();
             let allowed = s
                 .attempted
                 .is_none_or(|a| now - a >= self.config.refetch_interval);
