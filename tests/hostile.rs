@@ -2703,3 +2703,293 @@ fn hostile_resource_requests_get_json_errors() {
     f.case("control: the token still works", "GET", a, Expect::Ok);
     f.finish(150);
 }
+
+/// ID tokens (keyless CI) and RFC 8693 token exchanges: forged, confused and malformed ones
+/// are refused with JSON errors at /token, and as bearer tokens everywhere else; a good one
+/// works afterwards (nothing hostile broke the trust or its key cache).
+#[test]
+fn hostile_id_tokens_and_token_exchanges_are_refused_with_json_errors() {
+    use common::oidc::Issuer;
+    const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+    let f = Fixture::new("id tokens", &[]);
+    let issuer = Issuer::start();
+    let aud = f.server.url("");
+    f.env.ok(&[
+        "trust",
+        "add",
+        "gh",
+        "--issuer",
+        &issuer.issuer(),
+        "--audience",
+        &aud,
+        "--claim",
+        "repository=octo-org/octo-repo",
+        "--user",
+        "victim",
+    ]);
+    let good = |overrides: Value| issuer.github_claims(&aud, overrides);
+    let exchange = |name: &str, token: &str, expect: Expect| {
+        let body = form(&[("grant_type", JWT_BEARER), ("assertion", token)]);
+        let a = f.post("/token", None, Some(FORM), body.as_bytes());
+        f.case(name, "POST", a, expect);
+    };
+    exchange(
+        "control: a good ID token",
+        &issuer.github_token(&aud, json!({})),
+        Expect::Issued,
+    );
+
+    let mut tokens: Vec<(String, String)> = Vec::new();
+    // Algorithms: none, HMAC keyed with what the issuer publishes, RSA variants, and ES256
+    // naming the RSA key.
+    tokens.push(("alg none".into(), issuer.alg_none_token(good(json!({})))));
+    tokens.push((
+        "HS256 keyed with the JWKS".into(),
+        issuer.hmac_with_jwks_token(good(json!({}))),
+    ));
+    tokens.push((
+        "HS256 keyed with the PEM".into(),
+        issuer.hmac_with_pem_token(good(json!({}))),
+    ));
+    for alg in [
+        "none", "None", "NONE", "HS256", "HS512", "RS384", "RS512", "PS256", "EdDSA", "rs256", "",
+    ] {
+        let header = json!({ "alg": alg, "typ": "JWT", "kid": issuer.kid() });
+        tokens.push((
+            format!("RS256-signed, header alg {alg:?}"),
+            issuer.sign_raw(header, good(json!({}))),
+        ));
+    }
+    tokens.push((
+        "ES256 header with the RSA key's kid".into(),
+        issuer.sign_raw_es256(
+            json!({ "alg": "ES256", "kid": issuer.kid() }),
+            good(json!({})),
+        ),
+    ));
+    // Header tricks on a token signed by a key the issuer never published.
+    let outsider = Issuer::start();
+    let outsider_claims = good(json!({}));
+    for (trick, extra) in [
+        ("the issuer's kid", json!({ "kid": issuer.kid() })),
+        (
+            "jku to the outsider",
+            json!({ "kid": issuer.kid(), "jku": outsider.url("/jwks") }),
+        ),
+        (
+            "x5u",
+            json!({ "kid": issuer.kid(), "x5u": "http://127.0.0.1:9/c.pem" }),
+        ),
+        (
+            "jwk embedded",
+            json!({ "jwk": serde_json::from_str::<Value>(&outsider.jwks_json()).unwrap()["keys"][0] }),
+        ),
+        ("no kid", json!({})),
+    ] {
+        let mut header = json!({ "alg": "RS256", "typ": "JWT" });
+        header
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        tokens.push((
+            format!("outsider-signed, {trick}"),
+            outsider.sign_raw(header, outsider_claims.clone()),
+        ));
+    }
+    // Odd kids and headers on otherwise good tokens.
+    for kid in [
+        json!(""),
+        json!("k".repeat(10_000)),
+        json!("../../etc/passwd"),
+        json!(7),
+        json!(["a"]),
+        json!(null),
+        json!("\u{1b}[31m\u{0}"),
+    ] {
+        let header = json!({ "alg": "RS256", "kid": kid });
+        tokens.push((
+            format!("kid {kid:.40}"),
+            issuer.sign_raw(header, good(json!({}))),
+        ));
+    }
+    for crit in [json!(["exp"]), json!([])] {
+        let header = json!({ "alg": "RS256", "kid": issuer.kid(), "crit": crit });
+        tokens.push((
+            format!("crit {crit}"),
+            issuer.sign_raw(header, good(json!({}))),
+        ));
+    }
+    // Claims of the wrong type or value, signed by the issuer.
+    let now = now();
+    for (name, value) in [
+        ("iss", json!(null)),
+        ("iss", json!(7)),
+        ("iss", json!([issuer.issuer()])),
+        ("iss", json!(format!("{}/", issuer.issuer()))),
+        ("aud", json!(null)),
+        ("aud", json!([])),
+        ("aud", json!(["x", 7])),
+        ("aud", json!({ "aud": aud })),
+        ("exp", json!("9999999999")),
+        ("exp", json!(1e300)),
+        ("exp", json!(-1)),
+        ("exp", json!(i64::MAX)),
+        ("exp", json!(null)),
+        ("iat", json!(null)),
+        ("iat", json!("now")),
+        ("iat", json!(i64::MIN)),
+        ("iat", json!(now + 3600)),
+        ("nbf", json!(now + 3600)),
+        ("nbf", json!("soon")),
+        ("repository", json!(null)),
+        ("repository", json!(["octo-org/octo-repo"])),
+        ("repository", json!({ "name": "octo-org/octo-repo" })),
+        ("repository", json!("octo-org/octo-repo\u{0}")),
+        ("repository", json!("OCTO-ORG/octo-repo")),
+        ("repository", json!("octo-org/octo-repo ".repeat(500))),
+        ("jti", json!(7)),
+        ("jti", json!("j".repeat(300))),
+    ] {
+        tokens.push((
+            format!("claim {name} = {value:.40}"),
+            issuer.sign_claims(&good(json!({ name: value }))),
+        ));
+    }
+    // Not JWTs at all, or too big, or JWE-shaped.
+    tokens.push(("five parts (JWE)".into(), "a.b.c.d.e".into()));
+    tokens.push((
+        "20 KiB".into(),
+        format!(
+            "{}.{}.{}",
+            "e".repeat(7000),
+            "e".repeat(7000),
+            "e".repeat(7000)
+        ),
+    ));
+    tokens.push(("empty parts".into(), "..".into()));
+    for (name, token) in &tokens {
+        f.everywhere(&format!("ID token: {name}"), token);
+    }
+
+    // RFC 8693's parameters.
+    let good_token = issuer.github_token(&aud, json!({}));
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "no subject_token",
+            vec![("subject_token_type", ID_TOKEN_TYPE)],
+        ),
+        (
+            "empty subject_token",
+            vec![("subject_token", ""), ("subject_token_type", ID_TOKEN_TYPE)],
+        ),
+        (
+            "no subject_token_type",
+            vec![("subject_token", &good_token)],
+        ),
+        (
+            "saml2 subject_token_type",
+            vec![
+                ("subject_token", &good_token),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:saml2",
+                ),
+            ],
+        ),
+        (
+            "junk subject_token_type",
+            vec![
+                ("subject_token", &good_token),
+                ("subject_token_type", "\u{1b}[2J"),
+            ],
+        ),
+        (
+            "refresh requested",
+            vec![
+                ("subject_token", &good_token),
+                ("subject_token_type", ID_TOKEN_TYPE),
+                (
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:refresh_token",
+                ),
+            ],
+        ),
+        (
+            "actor token",
+            vec![
+                ("subject_token", &good_token),
+                ("subject_token_type", ID_TOKEN_TYPE),
+                ("actor_token", &good_token),
+                ("actor_token_type", ID_TOKEN_TYPE),
+            ],
+        ),
+        (
+            "scope beyond the trust",
+            vec![
+                ("subject_token", &good_token),
+                ("subject_token_type", ID_TOKEN_TYPE),
+                ("scope", "write"),
+            ],
+        ),
+        (
+            "scope junk",
+            vec![
+                ("subject_token", &good_token),
+                ("subject_token_type", ID_TOKEN_TYPE),
+                ("scope", "admin\u{0}"),
+            ],
+        ),
+        (
+            "an access token as subject",
+            vec![
+                ("subject_token", &f.victim_token),
+                ("subject_token_type", ID_TOKEN_TYPE),
+            ],
+        ),
+        (
+            "not a JWT",
+            vec![
+                ("subject_token", "tapat_nope"),
+                ("subject_token_type", ID_TOKEN_TYPE),
+            ],
+        ),
+    ];
+    for (name, mut params) in cases {
+        params.insert(0, ("grant_type", TOKEN_EXCHANGE));
+        let a = f.post("/token", None, Some(FORM), form(&params).as_bytes());
+        f.case(
+            &format!("token exchange: {name}"),
+            "POST",
+            a,
+            Expect::BadGrant,
+        );
+    }
+    // The trust named wrong, and client secrets, are refused too.
+    let body = form(&[
+        ("grant_type", JWT_BEARER),
+        ("assertion", &issuer.github_token(&aud, json!({}))),
+        ("client_id", "nope"),
+    ]);
+    let a = f.post("/token", None, Some(FORM), body.as_bytes());
+    f.case("ID token naming another trust", "POST", a, Expect::BadGrant);
+    let body = form(&[
+        ("grant_type", JWT_BEARER),
+        ("assertion", &issuer.github_token(&aud, json!({}))),
+        ("client_secret", "s"),
+    ]);
+    let a = f.post("/token", None, Some(FORM), body.as_bytes());
+    f.case(
+        "ID token with a client secret",
+        "POST",
+        a,
+        Expect::Refused(Some(401)),
+    );
+
+    exchange(
+        "control afterwards: a good ID token",
+        &issuer.github_token(&aud, json!({})),
+        Expect::Issued,
+    );
+    f.finish(150);
+}

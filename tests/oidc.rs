@@ -55,7 +55,10 @@ fn refused(server: &Server, id_token: &str) -> String {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_grant", "{body}");
     let why = body["error_description"].as_str().unwrap().to_owned();
-    assert!(!why.contains(id_token), "a refusal never echoes the token: {why}");
+    assert!(
+        !why.contains(id_token),
+        "a refusal never echoes the token: {why}"
+    );
     why
 }
 
@@ -162,12 +165,18 @@ fn each_rule_refuses_its_own_case_and_says_which() {
         ),
         (
             "expired",
-            issuer.github_token(&aud, json!({"iat": now - 900, "nbf": now - 900, "exp": now - 600})),
+            issuer.github_token(
+                &aud,
+                json!({"iat": now - 900, "nbf": now - 900, "exp": now - 600}),
+            ),
             "expired",
         ),
         (
             "issued in the future",
-            issuer.github_token(&aud, json!({"iat": now + 600, "nbf": now + 600, "exp": now + 900})),
+            issuer.github_token(
+                &aud,
+                json!({"iat": now + 600, "nbf": now + 600, "exp": now + 900}),
+            ),
             "future",
         ),
         (
@@ -220,12 +229,13 @@ fn each_rule_refuses_its_own_case_and_says_which() {
     assert!(refused(&server, &token).contains("already been used"));
     let refusals = env.json(&["usage-log", "--failures", "--json"]);
     assert!(
-        refusals
-            .as_array()
+        refusals.as_array().unwrap().iter().any(|r| r["reason"]
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|r| r["reason"].as_str().unwrap().contains("refs/heads/dev")
-                && r["key_id"].as_str().is_some_and(|k| k.starts_with("trust-"))),
+            .contains("refs/heads/dev")
+            && r["key_id"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("trust-"))),
         "{refusals}"
     );
 }
@@ -253,16 +263,25 @@ fn a_rotated_key_is_fetched_once_and_then_accepted() {
     let issuer = Issuer::start();
     let (server, aud) = setup(&env);
     add_trust(&env, &issuer, "gh-deploy", &aud, GITHUB_DEPLOY);
-    assert_eq!(exchange(&server, &issuer.github_token(&aud, json!({}))).0, 200);
+    assert_eq!(
+        exchange(&server, &issuer.github_token(&aud, json!({}))).0,
+        200
+    );
     let fetched = issuer.fetches();
     // Cached: a second token costs no fetch.
-    assert_eq!(exchange(&server, &issuer.github_token(&aud, json!({}))).0, 200);
+    assert_eq!(
+        exchange(&server, &issuer.github_token(&aud, json!({}))).0,
+        200
+    );
     assert_eq!(issuer.fetches(), fetched);
     issuer.rotate();
     // A refetch right after the first fetch is held back a minute (an unknown kid must not
     // make the server hammer the issuer), so the clock moves on first: see the stale test.
     let why = refused(&server, &issuer.github_token(&aud, json!({})));
-    assert!(why.contains("is not one of its issuer's signing keys"), "{why}");
+    assert!(
+        why.contains("is not one of its issuer's signing keys"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -293,7 +312,10 @@ fn keys_are_refetched_on_an_unknown_kid_served_while_the_issuer_is_down_and_fail
     issuer.set_down(true);
     let fetched = issuer.fetches();
     set_clock(t0 + 300);
-    assert_eq!(exchange(&server, &issuer.github_token(&aud, at(t0 + 300))).0, 200);
+    assert_eq!(
+        exchange(&server, &issuer.github_token(&aud, at(t0 + 300))).0,
+        200
+    );
     // Past --oidc-max-stale since the last fetch that worked: refused, saying why.
     set_clock(t0 + 61 + 601);
     let why = refused(&server, &issuer.github_token(&aud, at(t0 + 662)));
@@ -341,8 +363,20 @@ fn a_jwks_file_needs_no_fetch_and_token_exchange_answers_with_its_issued_type() 
     // RFC 8693's other parameters are checked, not ignored.
     let token = issuer.github_token(&aud, json!({}));
     for (extra, says) in [
-        (("subject_token_type", "urn:ietf:params:oauth:token-type:saml2"), "subject_token_type"),
-        (("requested_token_type", "urn:ietf:params:oauth:token-type:refresh_token"), "requested_token_type"),
+        (
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:saml2",
+            ),
+            "subject_token_type",
+        ),
+        (
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:refresh_token",
+            ),
+            "requested_token_type",
+        ),
         (("actor_token", "x"), "actor_token"),
     ] {
         let mut params = vec![
@@ -355,7 +389,14 @@ fn a_jwks_file_needs_no_fetch_and_token_exchange_answers_with_its_issued_type() 
         params.push(extra);
         let reply = post_form(&server, &params, None);
         assert_eq!(reply.status, 400, "{}", reply.text);
-        assert!(reply.json["error_description"].as_str().unwrap().contains(says), "{}", reply.text);
+        assert!(
+            reply.json["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(says),
+            "{}",
+            reply.text
+        );
     }
 }
 
@@ -387,9 +428,15 @@ fn a_gitlab_user_claim_maps_only_to_the_users_the_trust_names() {
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap();
     assert_eq!(check(&server, token, "read"), (200, Some("myuser".into())));
-    let why = refused(&server, &issuer.gitlab_token(&aud, json!({"user_login": "other"})));
+    let why = refused(
+        &server,
+        &issuer.gitlab_token(&aud, json!({"user_login": "other"})),
+    );
     assert!(why.contains("not one of this trust's users"), "{why}");
-    let why = refused(&server, &issuer.gitlab_token(&aud, json!({"ref_protected": "false"})));
+    let why = refused(
+        &server,
+        &issuer.gitlab_token(&aud, json!({"ref_protected": "false"})),
+    );
     assert!(why.contains("ref_protected"), "{why}");
 }
 
@@ -405,10 +452,18 @@ fn two_trusts_that_both_match_need_the_client_to_name_one() {
         &issuer,
         "gh-any-branch",
         &aud,
-        &["--claim", "repository=octo-org/octo-repo", "--user", "reader"],
+        &[
+            "--claim",
+            "repository=octo-org/octo-repo",
+            "--user",
+            "reader",
+        ],
     );
     let why = refused(&server, &issuer.github_token(&aud, json!({})));
-    assert!(why.contains("gh-any-branch, gh-deploy") && why.contains("--trust"), "{why}");
+    assert!(
+        why.contains("gh-any-branch, gh-deploy") && why.contains("--trust"),
+        "{why}"
+    );
     let reply = post_form(
         &server,
         &[
@@ -433,8 +488,14 @@ fn get_token_oidc_github_in_a_job_with_no_secret_gets_a_token_and_calls_the_api(
     let token_uri = server.url("/token");
     let vars = issuer.github_env();
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let token = env.ok_with_env(&["get-token", "--oidc", "github", "--token-uri", &token_uri], &vars);
-    assert_eq!(check(&server, token.trim(), "write"), (200, Some("deploy-bot".into())));
+    let token = env.ok_with_env(
+        &["get-token", "--oidc", "github", "--token-uri", &token_uri],
+        &vars,
+    );
+    assert_eq!(
+        check(&server, token.trim(), "write"),
+        (200, Some("deploy-bot".into()))
+    );
     assert_eq!(issuer.audiences_asked(), [aud.clone()]);
     let out = env.ok_with_env(
         &[

@@ -116,15 +116,18 @@ fn readme_keyless_ci_recipes_run_as_printed() {
     let api = server.url("/auth");
     // The test issuers and this server stand in for the platforms and auth.example.com.
     let local = |text: &str| {
-        text.replace("https://token.actions.githubusercontent.com", &github.issuer())
-            .replace("https://gitlab.com", &gitlab.issuer())
-            .replace(
-                "https://kubernetes.default.svc.cluster.local",
-                &cluster.issuer(),
-            )
-            .replace("https://api.example.com/status", &api)
-            .replace("https://auth.example.com", &auth)
-            .replace("/var/run/secrets/tokenauth/token", "k8s-token")
+        text.replace(
+            "https://token.actions.githubusercontent.com",
+            &github.issuer(),
+        )
+        .replace("https://gitlab.com", &gitlab.issuer())
+        .replace(
+            "https://kubernetes.default.svc.cluster.local",
+            &cluster.issuer(),
+        )
+        .replace("https://api.example.com/status", &api)
+        .replace("https://auth.example.com", &auth)
+        .replace("/var/run/secrets/tokenauth/token", "k8s-token")
     };
     let blocks = blocks("Keyless CI: trust the platform's ID token");
     let kinds: Vec<&str> = blocks.iter().map(|(k, _)| k.as_str()).collect();
@@ -151,7 +154,10 @@ fn readme_keyless_ci_recipes_run_as_printed() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         );
-        assert!(out.status.success(), "{script}\nfailed:\n{stdout}\n{stderr}");
+        assert!(
+            out.status.success(),
+            "{script}\nfailed:\n{stdout}\n{stderr}"
+        );
         (stdout, stderr)
     };
     let (listed, _) = run(&local(&blocks[0].1), &[]);

@@ -173,10 +173,12 @@ pub fn check(u: &Unverified, trust: &TrustRules, now: i64) -> Result<Matched, Fa
     if iat > now + SKEW {
         return fail("The ID token was issued in the future");
     }
-    if now - iat > trust.max_age {
+    // Saturating: an iat of i64::MIN must read as ancient, not wrap round to the future.
+    let age = now.saturating_sub(iat);
+    if age > trust.max_age {
         return fail(format!(
             "The ID token was issued {} ago; this trust accepts tokens at most {} old",
-            span(now - iat),
+            span(age),
             span(trust.max_age)
         ));
     }
@@ -428,6 +430,10 @@ mod tests {
             (
                 json!({"iat": NOW - 3 * 3600}),
                 "The ID token was issued 3h ago; this trust accepts tokens at most 1h old",
+            ),
+            (
+                json!({"iat": i64::MIN}),
+                "The ID token was issued 292271023045years 3months 23days 1h 49m 19s ago; this trust accepts tokens at most 1h old",
             ),
             (
                 json!({"nbf": NOW + 120}),

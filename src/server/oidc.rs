@@ -45,7 +45,9 @@ pub fn peek_issuer(assertion: &str) -> Option<String> {
 /// answers.
 pub fn subject_token(form: &HashMap<String, String>) -> Result<&str, ApiError> {
     let Some(token) = form.get("subject_token").filter(|t| !t.is_empty()) else {
-        return Err(ApiError::invalid_request("Missing parameter: subject_token"));
+        return Err(ApiError::invalid_request(
+            "Missing parameter: subject_token",
+        ));
     };
     match form.get("subject_token_type").map(String::as_str) {
         None => {
