@@ -22,7 +22,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
     $completions = @(switch ($command) {
         'tokenauth' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, audit, usage-log, report) on this server''s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, trust, audit, usage-log, report) on this server''s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller')
             [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
             [CompletionResult]::new('--sub', '--sub', [CompletionResultType]::ParameterName, 'Act as this user instead of the key''s own (needs the impersonate permission)')
@@ -43,6 +43,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('revoke-key', 'revoke-key', [CompletionResultType]::ParameterValue, 'Revoke a service key')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Replace a user''s signing secret: every access token of that user stops working, and so do the tokens its keys issued for other users (impersonation)')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants')
+            [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Manage trust relationships: CI jobs get access tokens with their platform''s own ID token, and no stored secret (keyless CI)')
             [CompletionResult]::new('sign-grant', 'sign-grant', [CompletionResultType]::ParameterValue, 'Sign a JWT grant (RFC 7523) with a key file and print it')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers')
             [CompletionResult]::new('get-token', 'get-token', [CompletionResultType]::ParameterValue, 'Get an access token with a key file or a CI job''s ID token, from the cache when it is still good')
@@ -349,6 +350,124 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
         'tokenauth;token;help;help' {
             break
         }
+        'tokenauth;trust' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Trust an issuer''s ID tokens that have the given claims')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List trust relationships')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show every field of a trust relationship')
+            [CompletionResult]::new('edit', 'edit', [CompletionResultType]::ParameterValue, 'Change a trust relationship''s audience, claims, users, scope, limits or keys')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a trust relationship: the access tokens it got stop working at once')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tokenauth;trust;add' {
+            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'The issuer: exactly the `iss` of its ID tokens (https; http only on a loopback host)')
+            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'The `aud` the ID tokens must carry (what the job asks its platform for)')
+            [CompletionResult]::new('--claim', '--claim', [CompletionResultType]::ParameterName, 'A claim the ID token must have, with this value: exact, except that `*` matches any run of characters (repeatable; all must match)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The user the access tokens are for; with --user-claim, a user the claim may name (repeatable)')
+            [CompletionResult]::new('--user-claim', '--user-claim', [CompletionResultType]::ParameterName, 'Take the user from this claim of the ID token, limited to the --user names')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'The most the access tokens may do; `write` implies `read`')
+            [CompletionResult]::new('--ip-range', '--ip-range', [CompletionResultType]::ParameterName, 'Addresses allowed to use the trust: IPs or CIDR networks, comma-separated [default: anywhere]')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'A browser origin (scheme://host[:port]) whose pages may use the access tokens from another site (repeatable) [default: none]')
+            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'When the trust stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]')
+            [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'How old (since its `iat`) an ID token may be when exchanged, 1s to 24h [default: 1h]')
+            [CompletionResult]::new('--jwks-uri', '--jwks-uri', [CompletionResultType]::ParameterName, 'Fetch the issuer''s keys from this URL instead of the one its discovery document names')
+            [CompletionResult]::new('--jwks-file', '--jwks-file', [CompletionResultType]::ParameterName, 'The issuer''s keys from this JWKS file: nothing is fetched (for an issuer the server cannot reach)')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the trust as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;trust;list' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;trust;show' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;trust;edit' {
+            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Refused: a trust''s issuer cannot be changed; remove the trust and add it again')
+            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'A new audience')
+            [CompletionResult]::new('--claim', '--claim', [CompletionResultType]::ParameterName, 'Bind a claim, or change the value of one already bound (repeatable)')
+            [CompletionResult]::new('--remove-claim', '--remove-claim', [CompletionResultType]::ParameterName, 'Stop binding this claim (repeatable)')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The users, replacing the current list (repeatable)')
+            [CompletionResult]::new('--user-claim', '--user-claim', [CompletionResultType]::ParameterName, 'Take the user from this claim of the ID token, limited to the trust''s users')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'A new scope')
+            [CompletionResult]::new('--ip-range', '--ip-range', [CompletionResultType]::ParameterName, 'New IP ranges, comma-separated IPs or CIDR networks')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'Browser origins whose pages may use the access tokens from another site, replacing the current list (repeatable)')
+            [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'A new maximum age of ID tokens, 1s to 24h')
+            [CompletionResult]::new('--expires', '--expires', [CompletionResultType]::ParameterName, 'A new expiry: a duration from now (90d) or a date (2027-01-31)')
+            [CompletionResult]::new('--jwks-uri', '--jwks-uri', [CompletionResultType]::ParameterName, 'Fetch the issuer''s keys from this URL (instead of a JWKS file or discovery)')
+            [CompletionResult]::new('--jwks-file', '--jwks-file', [CompletionResultType]::ParameterName, 'The issuer''s keys from this JWKS file from now on: nothing is fetched')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('--no-user-claim', '--no-user-claim', [CompletionResultType]::ParameterName, 'Stop taking the user from a claim: the tokens are for the trust''s one user')
+            [CompletionResult]::new('--no-ip-range', '--no-ip-range', [CompletionResultType]::ParameterName, 'Remove the IP restriction: the trust works from anywhere')
+            [CompletionResult]::new('--no-origin', '--no-origin', [CompletionResultType]::ParameterName, 'Remove every allowed origin')
+            [CompletionResult]::new('--no-expiry', '--no-expiry', [CompletionResultType]::ParameterName, 'Remove the expiry: the trust works until removed')
+            [CompletionResult]::new('--discover', '--discover', [CompletionResultType]::ParameterName, 'Find the issuer''s keys through its discovery document again (drops --jwks-uri and the JWKS file)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the changed trust as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;trust;remove' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the removed trust as JSON')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'tokenauth;trust;help' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Trust an issuer''s ID tokens that have the given claims')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List trust relationships')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show every field of a trust relationship')
+            [CompletionResult]::new('edit', 'edit', [CompletionResultType]::ParameterValue, 'Change a trust relationship''s audience, claims, users, scope, limits or keys')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a trust relationship: the access tokens it got stop working at once')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tokenauth;trust;help;add' {
+            break
+        }
+        'tokenauth;trust;help;list' {
+            break
+        }
+        'tokenauth;trust;help;show' {
+            break
+        }
+        'tokenauth;trust;help;edit' {
+            break
+        }
+        'tokenauth;trust;help;remove' {
+            break
+        }
+        'tokenauth;trust;help;help' {
+            break
+        }
         'tokenauth;sign-grant' {
             [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The key file: its path, `-` for standard input, or its JSON itself')
@@ -570,6 +689,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('revoke-key', 'revoke-key', [CompletionResultType]::ParameterValue, 'Revoke a service key')
             [CompletionResult]::new('rotate-secret', 'rotate-secret', [CompletionResultType]::ParameterValue, 'Replace a user''s signing secret: every access token of that user stops working, and so do the tokens its keys issued for other users (impersonation)')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants')
+            [CompletionResult]::new('trust', 'trust', [CompletionResultType]::ParameterValue, 'Manage trust relationships: CI jobs get access tokens with their platform''s own ID token, and no stored secret (keyless CI)')
             [CompletionResult]::new('sign-grant', 'sign-grant', [CompletionResultType]::ParameterValue, 'Sign a JWT grant (RFC 7523) with a key file and print it')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers')
             [CompletionResult]::new('get-token', 'get-token', [CompletionResultType]::ParameterValue, 'Get an access token with a key file or a CI job''s ID token, from the cache when it is still good')
@@ -652,6 +772,29 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;help;token;revoke' {
+            break
+        }
+        'tokenauth;help;trust' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Trust an issuer''s ID tokens that have the given claims')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List trust relationships')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show every field of a trust relationship')
+            [CompletionResult]::new('edit', 'edit', [CompletionResultType]::ParameterValue, 'Change a trust relationship''s audience, claims, users, scope, limits or keys')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Remove a trust relationship: the access tokens it got stop working at once')
+            break
+        }
+        'tokenauth;help;trust;add' {
+            break
+        }
+        'tokenauth;help;trust;list' {
+            break
+        }
+        'tokenauth;help;trust;show' {
+            break
+        }
+        'tokenauth;help;trust;edit' {
+            break
+        }
+        'tokenauth;help;trust;remove' {
             break
         }
         'tokenauth;help;sign-grant' {

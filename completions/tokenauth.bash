@@ -67,6 +67,9 @@ _tokenauth() {
             tokenauth,token)
                 cmd="tokenauth__subcmd__token"
                 ;;
+            tokenauth,trust)
+                cmd="tokenauth__subcmd__trust"
+                ;;
             tokenauth,usage-log)
                 cmd="tokenauth__subcmd__usage__subcmd__log"
                 ;;
@@ -139,6 +142,9 @@ _tokenauth() {
             tokenauth__subcmd__help,token)
                 cmd="tokenauth__subcmd__help__subcmd__token"
                 ;;
+            tokenauth__subcmd__help,trust)
+                cmd="tokenauth__subcmd__help__subcmd__trust"
+                ;;
             tokenauth__subcmd__help,usage-log)
                 cmd="tokenauth__subcmd__help__subcmd__usage__subcmd__log"
                 ;;
@@ -165,6 +171,21 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help__subcmd__token,revoke)
                 cmd="tokenauth__subcmd__help__subcmd__token__subcmd__revoke"
+                ;;
+            tokenauth__subcmd__help__subcmd__trust,add)
+                cmd="tokenauth__subcmd__help__subcmd__trust__subcmd__add"
+                ;;
+            tokenauth__subcmd__help__subcmd__trust,edit)
+                cmd="tokenauth__subcmd__help__subcmd__trust__subcmd__edit"
+                ;;
+            tokenauth__subcmd__help__subcmd__trust,list)
+                cmd="tokenauth__subcmd__help__subcmd__trust__subcmd__list"
+                ;;
+            tokenauth__subcmd__help__subcmd__trust,remove)
+                cmd="tokenauth__subcmd__help__subcmd__trust__subcmd__remove"
+                ;;
+            tokenauth__subcmd__help__subcmd__trust,show)
+                cmd="tokenauth__subcmd__help__subcmd__trust__subcmd__show"
                 ;;
             tokenauth__subcmd__help__subcmd__user,add)
                 cmd="tokenauth__subcmd__help__subcmd__user__subcmd__add"
@@ -229,6 +250,42 @@ _tokenauth() {
             tokenauth__subcmd__token__subcmd__help,revoke)
                 cmd="tokenauth__subcmd__token__subcmd__help__subcmd__revoke"
                 ;;
+            tokenauth__subcmd__trust,add)
+                cmd="tokenauth__subcmd__trust__subcmd__add"
+                ;;
+            tokenauth__subcmd__trust,edit)
+                cmd="tokenauth__subcmd__trust__subcmd__edit"
+                ;;
+            tokenauth__subcmd__trust,help)
+                cmd="tokenauth__subcmd__trust__subcmd__help"
+                ;;
+            tokenauth__subcmd__trust,list)
+                cmd="tokenauth__subcmd__trust__subcmd__list"
+                ;;
+            tokenauth__subcmd__trust,remove)
+                cmd="tokenauth__subcmd__trust__subcmd__remove"
+                ;;
+            tokenauth__subcmd__trust,show)
+                cmd="tokenauth__subcmd__trust__subcmd__show"
+                ;;
+            tokenauth__subcmd__trust__subcmd__help,add)
+                cmd="tokenauth__subcmd__trust__subcmd__help__subcmd__add"
+                ;;
+            tokenauth__subcmd__trust__subcmd__help,edit)
+                cmd="tokenauth__subcmd__trust__subcmd__help__subcmd__edit"
+                ;;
+            tokenauth__subcmd__trust__subcmd__help,help)
+                cmd="tokenauth__subcmd__trust__subcmd__help__subcmd__help"
+                ;;
+            tokenauth__subcmd__trust__subcmd__help,list)
+                cmd="tokenauth__subcmd__trust__subcmd__help__subcmd__list"
+                ;;
+            tokenauth__subcmd__trust__subcmd__help,remove)
+                cmd="tokenauth__subcmd__trust__subcmd__help__subcmd__remove"
+                ;;
+            tokenauth__subcmd__trust__subcmd__help,show)
+                cmd="tokenauth__subcmd__trust__subcmd__help__subcmd__show"
+                ;;
             tokenauth__subcmd__user,add)
                 cmd="tokenauth__subcmd__user__subcmd__add"
                 ;;
@@ -284,7 +341,7 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help"
+            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token trust sign-grant serve get-token request verify usage-log audit report store generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -550,7 +607,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help)
-            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token sign-grant serve get-token request verify usage-log audit report store generate help"
+            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token trust sign-grant serve get-token request verify usage-log audit report store generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -872,6 +929,90 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help__subcmd__token__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__trust)
+            opts="add list show edit remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__trust__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__trust__subcmd__edit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__trust__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__trust__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__help__subcmd__trust__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1777,6 +1918,312 @@ _tokenauth() {
             ;;
         tokenauth__subcmd__token__subcmd__revoke)
             opts="-y -h -V --yes --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust)
+            opts="-h -V --db --help --version add list show edit remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__add)
+            opts="-h -V --issuer --audience --claim --user --user-claim --scope --ip-range --origin --expires --max-age --jwks-uri --jwks-file --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user-claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "read write" -- "${cur}"))
+                    return 0
+                    ;;
+                --ip-range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --origin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwks-uri)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwks-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__edit)
+            opts="-h -V --issuer --audience --claim --remove-claim --user --user-claim --no-user-claim --scope --ip-range --no-ip-range --origin --no-origin --max-age --expires --no-expiry --jwks-uri --jwks-file --discover --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --issuer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remove-claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user-claim)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "read write" -- "${cur}"))
+                    return 0
+                    ;;
+                --ip-range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --origin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwks-uri)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwks-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__help)
+            opts="add list show edit remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__help__subcmd__edit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__list)
+            opts="-h -V --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__remove)
+            opts="-y -h -V --yes --json --db --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tokenauth__subcmd__trust__subcmd__show)
+            opts="-h -V --json --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -19,7 +19,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
     var completions = [
         &'tokenauth'= {
             cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
-            cand --server 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, audit, usage-log, report) on this server''s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller'
+            cand --server 'Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key, rotate-secret, token, trust, audit, usage-log, report) on this server''s admin API (`serve --admin-api`) instead of a local store, with --key or --token as the caller'
             cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --sub 'Act as this user instead of the key''s own (needs the impersonate permission)'
@@ -40,6 +40,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand revoke-key 'Revoke a service key'
             cand rotate-secret 'Replace a user''s signing secret: every access token of that user stops working, and so do the tokens its keys issued for other users (impersonation)'
             cand token 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
+            cand trust 'Manage trust relationships: CI jobs get access tokens with their platform''s own ID token, and no stored secret (keyless CI)'
             cand sign-grant 'Sign a JWT grant (RFC 7523) with a key file and print it'
             cand serve 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
             cand get-token 'Get an access token with a key file or a CI job''s ID token, from the cache when it is still good'
@@ -310,6 +311,111 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;token;help;help'= {
         }
+        &'tokenauth;trust'= {
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Trust an issuer''s ID tokens that have the given claims'
+            cand list 'List trust relationships'
+            cand show 'Show every field of a trust relationship'
+            cand edit 'Change a trust relationship''s audience, claims, users, scope, limits or keys'
+            cand remove 'Remove a trust relationship: the access tokens it got stop working at once'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;trust;add'= {
+            cand --issuer 'The issuer: exactly the `iss` of its ID tokens (https; http only on a loopback host)'
+            cand --audience 'The `aud` the ID tokens must carry (what the job asks its platform for)'
+            cand --claim 'A claim the ID token must have, with this value: exact, except that `*` matches any run of characters (repeatable; all must match)'
+            cand --user 'The user the access tokens are for; with --user-claim, a user the claim may name (repeatable)'
+            cand --user-claim 'Take the user from this claim of the ID token, limited to the --user names'
+            cand --scope 'The most the access tokens may do; `write` implies `read`'
+            cand --ip-range 'Addresses allowed to use the trust: IPs or CIDR networks, comma-separated [default: anywhere]'
+            cand --origin 'A browser origin (scheme://host[:port]) whose pages may use the access tokens from another site (repeatable) [default: none]'
+            cand --expires 'When the trust stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]'
+            cand --max-age 'How old (since its `iat`) an ID token may be when exchanged, 1s to 24h [default: 1h]'
+            cand --jwks-uri 'Fetch the issuer''s keys from this URL instead of the one its discovery document names'
+            cand --jwks-file 'The issuer''s keys from this JWKS file: nothing is fetched (for an issuer the server cannot reach)'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print the trust as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;trust;list'= {
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;trust;show'= {
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --json 'Print JSON instead of a table'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;trust;edit'= {
+            cand --issuer 'Refused: a trust''s issuer cannot be changed; remove the trust and add it again'
+            cand --audience 'A new audience'
+            cand --claim 'Bind a claim, or change the value of one already bound (repeatable)'
+            cand --remove-claim 'Stop binding this claim (repeatable)'
+            cand --user 'The users, replacing the current list (repeatable)'
+            cand --user-claim 'Take the user from this claim of the ID token, limited to the trust''s users'
+            cand --scope 'A new scope'
+            cand --ip-range 'New IP ranges, comma-separated IPs or CIDR networks'
+            cand --origin 'Browser origins whose pages may use the access tokens from another site, replacing the current list (repeatable)'
+            cand --max-age 'A new maximum age of ID tokens, 1s to 24h'
+            cand --expires 'A new expiry: a duration from now (90d) or a date (2027-01-31)'
+            cand --jwks-uri 'Fetch the issuer''s keys from this URL (instead of a JWKS file or discovery)'
+            cand --jwks-file 'The issuer''s keys from this JWKS file from now on: nothing is fetched'
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand --no-user-claim 'Stop taking the user from a claim: the tokens are for the trust''s one user'
+            cand --no-ip-range 'Remove the IP restriction: the trust works from anywhere'
+            cand --no-origin 'Remove every allowed origin'
+            cand --no-expiry 'Remove the expiry: the trust works until removed'
+            cand --discover 'Find the issuer''s keys through its discovery document again (drops --jwks-uri and the JWKS file)'
+            cand --json 'Print the changed trust as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;trust;remove'= {
+            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
+            cand -y 'Do not ask for confirmation'
+            cand --yes 'Do not ask for confirmation'
+            cand --json 'Print the removed trust as JSON'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'tokenauth;trust;help'= {
+            cand add 'Trust an issuer''s ID tokens that have the given claims'
+            cand list 'List trust relationships'
+            cand show 'Show every field of a trust relationship'
+            cand edit 'Change a trust relationship''s audience, claims, users, scope, limits or keys'
+            cand remove 'Remove a trust relationship: the access tokens it got stop working at once'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tokenauth;trust;help;add'= {
+        }
+        &'tokenauth;trust;help;list'= {
+        }
+        &'tokenauth;trust;help;show'= {
+        }
+        &'tokenauth;trust;help;edit'= {
+        }
+        &'tokenauth;trust;help;remove'= {
+        }
+        &'tokenauth;trust;help;help'= {
+        }
         &'tokenauth;sign-grant'= {
             cand -k 'The key file: its path, `-` for standard input, or its JSON itself'
             cand --key 'The key file: its path, `-` for standard input, or its JSON itself'
@@ -513,6 +619,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand revoke-key 'Revoke a service key'
             cand rotate-secret 'Replace a user''s signing secret: every access token of that user stops working, and so do the tokens its keys issued for other users (impersonation)'
             cand token 'Manage personal access tokens: static bearer tokens for callers that cannot sign grants'
+            cand trust 'Manage trust relationships: CI jobs get access tokens with their platform''s own ID token, and no stored secret (keyless CI)'
             cand sign-grant 'Sign a JWT grant (RFC 7523) with a key file and print it'
             cand serve 'Run the token endpoint (RFC 7523 jwt-bearer) and the token checks for resource servers'
             cand get-token 'Get an access token with a key file or a CI job''s ID token, from the cache when it is still good'
@@ -575,6 +682,23 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;help;token;edit'= {
         }
         &'tokenauth;help;token;revoke'= {
+        }
+        &'tokenauth;help;trust'= {
+            cand add 'Trust an issuer''s ID tokens that have the given claims'
+            cand list 'List trust relationships'
+            cand show 'Show every field of a trust relationship'
+            cand edit 'Change a trust relationship''s audience, claims, users, scope, limits or keys'
+            cand remove 'Remove a trust relationship: the access tokens it got stop working at once'
+        }
+        &'tokenauth;help;trust;add'= {
+        }
+        &'tokenauth;help;trust;list'= {
+        }
+        &'tokenauth;help;trust;show'= {
+        }
+        &'tokenauth;help;trust;edit'= {
+        }
+        &'tokenauth;help;trust;remove'= {
         }
         &'tokenauth;help;sign-grant'= {
         }

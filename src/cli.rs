@@ -41,7 +41,7 @@ pub struct Cli {
     pub db: Option<PathBuf>,
 
     /// Run the admin commands (user, issue-key, list-keys, edit-key, revoke-key,
-    /// rotate-secret, token, audit, usage-log, report) on this server's admin API
+    /// rotate-secret, token, trust, audit, usage-log, report) on this server's admin API
     /// (`serve --admin-api`) instead of a local store, with --key or --token as the caller
     #[arg(
         long,
@@ -79,6 +79,7 @@ pub enum Command {
     RevokeKey(cmd::revoke_key::Args),
     RotateSecret(cmd::rotate_secret::Args),
     Token(cmd::token::Args),
+    Trust(cmd::trust::Args),
     SignGrant(cmd::sign_grant::Args),
     Serve(cmd::serve::Args),
     GetToken(cmd::get_token::Args),
@@ -117,6 +118,7 @@ impl Cli {
             Command::Verify(a) => cmd::verify::run(&ctx, a),
             Command::UsageLog(a) => cmd::usage_log::run(&ctx, a),
             Command::Token(a) => cmd::token::run(&ctx, a),
+            Command::Trust(a) => cmd::trust::run(&ctx, a),
             Command::Audit(a) => cmd::audit::run(&ctx, a),
             Command::Report(a) => cmd::report::run(&ctx, a),
             Command::Store(a) => cmd::store::run(&ctx, a),

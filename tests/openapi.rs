@@ -246,8 +246,8 @@ fn the_admin_paths_and_methods_are_exactly_the_admin_routes() {
 fn every_admin_operation_answers_and_conforms_and_other_methods_are_405() {
     let doc = doc();
     let a = admin_server();
-    // Things for the paths to name: a user with keys and a token; one key the paths do not
-    // revoke, so that removing the user is 409 and leaves it there for the paths after.
+    // Things for the paths to name: a user with keys, a token and a trust; one key the paths
+    // do not revoke, so that removing the user is 409 and leaves it there for the paths after.
     let (key_id, _) = a.env.issue_key("carol", &[]);
     a.env.issue_key("carol", &[]);
     let token_id = a
@@ -256,6 +256,19 @@ fn every_admin_operation_answers_and_conforms_and_other_methods_are_405() {
         .as_str()
         .unwrap()
         .to_owned();
+    a.env.ok(&[
+        "trust",
+        "add",
+        "carol",
+        "--issuer",
+        "https://ci.example",
+        "--audience",
+        "https://auth.example",
+        "--claim",
+        "repository=acme/app",
+        "--user",
+        "carol",
+    ]);
     let mut paths: Vec<&String> = doc["paths"]
         .as_object()
         .unwrap()

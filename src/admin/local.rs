@@ -7,14 +7,17 @@ use std::collections::BTreeMap;
 use rand::rngs::OsRng;
 
 use super::*;
+use crate::access_token::TRUST_ID_PREFIX;
 use crate::clock::{self, Clock};
 use crate::iprange;
+use crate::oidc::{self, KeySet};
 use crate::pat;
 use crate::public_key::PublicKey;
 use crate::registry::DEFAULT_TOKEN_URI;
 use crate::secret::Secret;
 use crate::service_key::{self, KeyFile};
-use crate::store::{KeyChange, PatChange, Store, UsageFilter};
+use crate::store::{KeyChange, PatChange, Store, TrustChange, UsageFilter};
+use crate::text::printable;
 
 pub struct Local {
     pub store: Store,
@@ -64,6 +67,172 @@ pub fn pat_view(pat: Pat, now: i64) -> PatView {
         token: format!("{}…{}", pat::PREFIX, pat.last4),
         pat,
     }
+}
+
+pub fn trust_view(mut trust: Trust, now: i64) -> TrustView {
+    let jwks_keys = trust
+        .jwks
+        .take()
+        .map(|text| KeySet::parse(&text).map_or(0, |k| k.keys().len()));
+    TrustView {
+        state: trust.state(now).to_owned(),
+        warnings: oidc::org_wide_only(&trust.claims).into_iter().collect(),
+        jwks_keys,
+        trust,
+    }
+}
+
+/// How old an ID token may be unless the admin says otherwise: CI platforms' tokens are
+/// exchanged seconds after they are issued and live minutes.
+const DEFAULT_MAX_AGE: i64 = 3600;
+
+/// A JWKS document of a few keys is a few KiB; every server loads every trust's.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+
+/// Trust names are typed in commands and sent as `client_id` by CI jobs: plain words only.
+fn check_trust_name(name: &str) -> Result<()> {
+    let plain = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    // A leading '-' would read as a flag in every later command.
+    if name.is_empty() || name.len() > 64 || !plain || name.starts_with('-') {
+        return Err(invalid(format!(
+            "invalid trust name '{}': use 1 to 64 letters, digits, '.', '_' or '-', not starting with '-' (e.g. gh-deploy)",
+            printable(name)
+        )));
+    }
+    Ok(())
+}
+
+fn check_issuer_url(url: &str, flag: &str) -> Result<()> {
+    // The URL parser drops tabs and line breaks, and `iss` is compared as written.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(format!(
+            "{flag}: '{}' holds spaces or control characters; give the URL exactly as the issuer's tokens carry it",
+            printable(url)
+        )));
+    }
+    oidc::https_or_loopback(url)
+        .map(drop)
+        .map_err(|e| invalid(format!("{flag}: {e}")))
+}
+
+fn check_audience(audience: &str) -> Result<()> {
+    if audience.is_empty() {
+        return Err(invalid(
+            "--audience is empty; give the aud the platform puts in its ID tokens for this server, e.g. https://auth.example.com",
+        ));
+    }
+    if audience.chars().count() > 512 {
+        return Err(invalid(format!(
+            "--audience '{}…' is longer than 512 characters",
+            printable(audience)
+        )));
+    }
+    Ok(())
+}
+
+/// `--claim NAME=VALUE` values as a set. A name given twice is refused rather than letting
+/// one value silently win.
+fn parse_claims(args: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut claims: BTreeMap<String, String> = BTreeMap::new();
+    for arg in args {
+        let (name, value) = oidc::parse_claim(arg).map_err(invalid)?;
+        if let Some(first) = claims.get(&name) {
+            return Err(invalid(format!(
+                "--claim {0} is given twice ('{0}={1}' and '{0}={2}'); a claim is bound to one value: use a '*' pattern to allow several",
+                printable(&name),
+                printable(first),
+                printable(&value)
+            )));
+        }
+        claims.insert(name, value);
+    }
+    Ok(claims)
+}
+
+/// The rules of `oidc::check_rules`; when the set binds nothing, naming what made it so.
+fn check_claims(claims: &BTreeMap<String, String>, removed: &[String]) -> Result<()> {
+    oidc::check_rules(claims).map_err(|e| {
+        let wild = |p: &String| !p.is_empty() && p.bytes().all(|b| b == b'*');
+        if !claims.values().all(wild) {
+            return invalid(e);
+        }
+        let culprit = if !claims.is_empty() {
+            let given: Vec<String> = claims
+                .iter()
+                .map(|(n, p)| format!("--claim {}={}", printable(n), printable(p)))
+                .collect();
+            format!("{} binds nothing", given.join(" "))
+        } else if !removed.is_empty() {
+            let flags: Vec<String> = removed
+                .iter()
+                .map(|n| format!("--remove-claim {}", printable(n)))
+                .collect();
+            format!("{} leaves no bound claim", flags.join(" "))
+        } else {
+            return invalid(e);
+        };
+        invalid(format!("{culprit}: {e}"))
+    })
+}
+
+/// Without a user claim a trust's tokens are for one user; with one, for whichever of its
+/// users the claim names.
+fn check_users(user_claim: Option<&str>, users: &[String]) -> Result<()> {
+    for (i, user) in users.iter().enumerate() {
+        check_user_name(user)?;
+        if users[..i].contains(user) {
+            return Err(invalid(format!(
+                "--user {} is given twice",
+                printable(user)
+            )));
+        }
+    }
+    match user_claim {
+        None if users.is_empty() => Err(invalid(
+            "a trust needs --user USER: the user its access tokens are for (or --user-claim CLAIM and the users that claim may name, one --user each)",
+        )),
+        None if users.len() > 1 => Err(invalid(format!(
+            "{} users ({}) without --user-claim: a trust without a user claim gets tokens for exactly one user; give one --user, or --user-claim CLAIM to take the user from that claim, limited to these users",
+            users.len(),
+            printable(&users.join(", "))
+        ))),
+        Some("") => Err(invalid(
+            "--user-claim is empty; give the claim that names the user, e.g. --user-claim actor",
+        )),
+        Some(claim) if users.is_empty() => Err(invalid(format!(
+            "--user-claim {} needs the users it may name, one --user each",
+            printable(claim)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn parse_max_age(text: Option<&str>) -> Result<Option<i64>> {
+    let Some(text) = text else { return Ok(None) };
+    let secs =
+        clock::parse_duration(text).map_err(|e| invalid(format!("invalid --max-age: {e}")))?;
+    if !(1..=DAY).contains(&secs) {
+        return Err(invalid(format!(
+            "--max-age {} is outside 1s to 24h; CI platforms' ID tokens are exchanged minutes after they are issued (the default is 1h)",
+            printable(text)
+        )));
+    }
+    Ok(Some(secs))
+}
+
+/// A JWKS document with at least one usable key.
+fn check_jwks(text: &str) -> Result<()> {
+    if text.len() > MAX_JWKS_BYTES {
+        return Err(invalid(format!(
+            "--jwks-file: the JWKS is {} bytes; at most {MAX_JWKS_BYTES} are accepted",
+            text.len()
+        )));
+    }
+    KeySet::parse(text)
+        .map(drop)
+        .map_err(|e| invalid(format!("--jwks-file: {e}")))
 }
 
 /// 64 random bits, hex: what commands name a token by.
@@ -442,6 +611,183 @@ impl Admin for Local {
         })
     }
 
+    fn add_trust(&mut self, req: &AddTrust) -> Result<TrustView> {
+        check_trust_name(&req.name)?;
+        check_issuer_url(&req.issuer, "--issuer")?;
+        check_audience(&req.audience)?;
+        let claims = parse_claims(&req.claims)?;
+        check_claims(&claims, &[])?;
+        check_users(req.user_claim.as_deref(), &req.users)?;
+        let ip_ranges = parse_ranges(req.ip_range.as_deref())?;
+        let origins = parse_origins(&req.origins)?;
+        let now = self.now();
+        let expires = parse_expires(req.expires.as_deref(), now)?;
+        let max_age = parse_max_age(req.max_age.as_deref())?.unwrap_or(DEFAULT_MAX_AGE);
+        if req.jwks_uri.is_some() && req.jwks.is_some() {
+            return Err(invalid(
+                "--jwks-uri and --jwks-file are two sources of the issuer's keys; give one",
+            ));
+        }
+        if let Some(uri) = &req.jwks_uri {
+            check_issuer_url(uri, "--jwks-uri")?;
+        }
+        if let Some(text) = &req.jwks {
+            check_jwks(text)?;
+        }
+        let trust = Trust {
+            id: format!(
+                "{TRUST_ID_PREFIX}{}",
+                service_key::new_client_id(&mut OsRng)
+            ),
+            name: req.name.clone(),
+            issuer: req.issuer.clone(),
+            audience: req.audience.clone(),
+            claims,
+            user_claim: req.user_claim.clone(),
+            users: req.users.clone(),
+            scope: req.scope.unwrap_or(Scope::Read),
+            ip_ranges,
+            origins,
+            jwks_uri: req.jwks_uri.clone(),
+            jwks: req.jwks.clone(),
+            max_age,
+            created: now,
+            expires,
+            last_used: None,
+        };
+        self.store.add_trust(&trust)?;
+        Ok(trust_view(trust, now))
+    }
+
+    fn trusts(&mut self) -> Result<Vec<TrustView>> {
+        let now = self.now();
+        Ok(self
+            .store
+            .trusts()?
+            .into_iter()
+            .map(|t| trust_view(t, now))
+            .collect())
+    }
+
+    fn trust(&mut self, name: &str) -> Result<TrustView> {
+        let now = self.now();
+        Ok(trust_view(self.store.trust(name)?, now))
+    }
+
+    fn edit_trust(&mut self, name: &str, c: &EditTrust) -> Result<TrustView> {
+        if c.audience.is_none()
+            && c.claims.is_empty()
+            && c.remove_claims.is_empty()
+            && c.user_claim.is_none()
+            && c.users.is_none()
+            && c.scope.is_none()
+            && c.ip_range.is_none()
+            && c.origins.is_none()
+            && c.expires.is_none()
+            && c.max_age.is_none()
+            && c.jwks_uri.is_none()
+            && c.jwks.is_none()
+            && c.issuer.is_none()
+        {
+            return Err(invalid(
+                "nothing to change; pass --audience, --claim, --remove-claim, --user, --user-claim, --no-user-claim, --scope, --ip-range, --no-ip-range, --origin, --no-origin, --max-age, --expires, --no-expiry, --jwks-uri, --jwks-file or --discover",
+            ));
+        }
+        let old = self.store.trust(name)?;
+        // Access tokens name the trust, not the issuer: a new issuer under an old name would
+        // make them stand for tokens of a platform nobody reviewed.
+        if let Some(issuer) = &c.issuer {
+            return Err(invalid(format!(
+                "--issuer {}: the issuer of trust '{}' ({}) cannot be changed; remove the trust (tokenauth trust remove {1}) and add it again with the new --issuer",
+                printable(issuer),
+                old.name,
+                old.issuer
+            )));
+        }
+        if let Some(audience) = &c.audience {
+            check_audience(audience)?;
+        }
+        let set = parse_claims(&c.claims)?;
+        let mut claims = old.claims.clone();
+        for removed in &c.remove_claims {
+            if set.contains_key(removed) {
+                return Err(invalid(format!(
+                    "--claim {0}=… and --remove-claim {0} name the same claim; give one",
+                    printable(removed)
+                )));
+            }
+            if claims.remove(removed).is_none() {
+                return Err(invalid(format!(
+                    "--remove-claim {}: trust '{}' binds no such claim; it binds {}",
+                    printable(removed),
+                    old.name,
+                    printable(&old.claims.keys().cloned().collect::<Vec<_>>().join(", "))
+                )));
+            }
+        }
+        claims.extend(set);
+        check_claims(&claims, &c.remove_claims)?;
+        let user_claim = match c.user_claim.as_deref() {
+            None => old.user_claim.clone(),
+            Some("") => None,
+            Some(claim) => Some(claim.to_owned()),
+        };
+        let users = c.users.clone().unwrap_or_else(|| old.users.clone());
+        check_users(user_claim.as_deref(), &users)?;
+        let ip_ranges = c
+            .ip_range
+            .as_deref()
+            .map(|r| parse_ranges(Some(r)))
+            .transpose()?;
+        let origins = c.origins.as_deref().map(parse_origins).transpose()?;
+        let now = self.now();
+        let expires = match c.expires.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(e) => Some(parse_expires(Some(e), now)?),
+        };
+        let max_age = parse_max_age(c.max_age.as_deref())?;
+        let (jwks_uri, jwks) = match (c.jwks_uri.as_deref(), c.jwks.as_deref()) {
+            (None, None) => (None, None),
+            (Some(uri), Some(text)) if !uri.is_empty() && !text.is_empty() => {
+                return Err(invalid(
+                    "--jwks-uri and --jwks-file are two sources of the issuer's keys; give one",
+                ));
+            }
+            (Some(uri), _) if !uri.is_empty() => {
+                check_issuer_url(uri, "--jwks-uri")?;
+                (Some(Some(uri.to_owned())), Some(None))
+            }
+            (_, Some(text)) if !text.is_empty() => {
+                check_jwks(text)?;
+                (Some(None), Some(Some(text.to_owned())))
+            }
+            _ => (Some(None), Some(None)),
+        };
+        let trust = self.store.edit_trust(
+            &old.name,
+            &TrustChange {
+                audience: c.audience.clone(),
+                claims: (claims != old.claims).then_some(claims),
+                user_claim: (user_claim != old.user_claim).then_some(user_claim),
+                users: (users != old.users).then_some(users),
+                scope: c.scope,
+                ip_ranges,
+                origins,
+                jwks_uri,
+                jwks,
+                max_age,
+                expires,
+            },
+        )?;
+        Ok(trust_view(trust, now))
+    }
+
+    fn remove_trust(&mut self, name: &str) -> Result<TrustView> {
+        let now = self.now();
+        Ok(trust_view(self.store.remove_trust(name)?, now))
+    }
+
     fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
         let now = self.now();
         Ok(self.store.audit(&query.filter(now))?)
@@ -674,5 +1020,92 @@ mod tests {
         assert_eq!(days, vec![(1, 0), (1, 2), (0, 0)]);
         assert_eq!(s.keys[1].per_day[2].refusals, 1);
         assert_eq!(s.keys[1].first_use, None);
+    }
+
+    fn trust(jwks: Option<String>) -> Trust {
+        Trust {
+            id: "trust-00".into(),
+            name: "gh".into(),
+            issuer: "https://token.actions.githubusercontent.com".into(),
+            audience: "https://auth.example.com".into(),
+            claims: [("repository_owner".to_owned(), "acme".to_owned())].into(),
+            user_claim: None,
+            users: vec!["deploy".into()],
+            scope: Scope::Read,
+            ip_ranges: Vec::new(),
+            origins: Vec::new(),
+            jwks_uri: None,
+            jwks,
+            max_age: 3600,
+            created: 0,
+            expires: Some(100),
+            last_used: None,
+        }
+    }
+
+    #[test]
+    fn trust_views_carry_the_jwks_key_count_never_the_document() {
+        use crate::oidc::test_keys;
+        let text = test_keys::jwks(&[test_keys::rsa(), test_keys::ec()]);
+        let view = trust_view(trust(Some(text)), 10);
+        assert_eq!((view.jwks_keys, view.state.as_str()), (Some(2), "active"));
+        let json = serde_json::to_value(&view).unwrap();
+        assert!(
+            json.get("jwks").is_none() && json["jwks_keys"] == 2,
+            "{json}"
+        );
+        assert!(!json.to_string().contains("kty"), "{json}");
+        let back: TrustView = serde_json::from_value(json).unwrap();
+        assert_eq!(back.trust, view.trust);
+        let bare = trust_view(trust(None), 100);
+        assert_eq!((bare.jwks_keys, bare.state.as_str()), (None, "expired"));
+        assert!(bare.warnings[0].contains("repository_owner=acme"));
+    }
+
+    #[test]
+    fn trust_names_are_plain_words_that_cannot_read_as_flags() {
+        for good in ["gh-deploy", "a", "v1.2_x", &"a".repeat(64)] {
+            check_trust_name(good).unwrap();
+        }
+        for bad in ["", "a b", "-x", "d\u{e9}ploy", "a/b", &"a".repeat(65)] {
+            let e = check_trust_name(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid trust name '"), "{e}");
+        }
+    }
+
+    #[test]
+    fn claims_and_users_are_refused_naming_what_is_wrong() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let e = parse_claims(&args(&["ref=a", "ref=b"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--claim ref is given twice ('ref=a' and 'ref=b')"),
+            "{e}"
+        );
+        let wild = parse_claims(&args(&["repository=*"])).unwrap();
+        let e = check_claims(&wild, &[]).unwrap_err().to_string();
+        assert!(e.starts_with("--claim repository=* binds nothing: "), "{e}");
+        let e = check_claims(&BTreeMap::new(), &args(&["ref"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--remove-claim ref leaves no bound claim: "),
+            "{e}"
+        );
+        let e = check_users(None, &args(&["a", "b"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("2 users (a, b) without --user-claim"), "{e}");
+        let e = check_users(Some("actor"), &[]).unwrap_err().to_string();
+        assert!(e.contains("--user-claim actor needs the users"), "{e}");
+        let e = check_users(Some("actor"), &args(&["a", "a"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--user a is given twice"), "{e}");
+        check_users(Some("actor"), &args(&["a", "b"])).unwrap();
+        let e = parse_max_age(Some("2d")).unwrap_err().to_string();
+        assert!(e.starts_with("--max-age 2d is outside 1s to 24h"), "{e}");
+        assert_eq!(parse_max_age(Some("10m")).unwrap(), Some(600));
     }
 }

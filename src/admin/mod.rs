@@ -15,7 +15,9 @@ use crate::public_key::Alg;
 use crate::scope::Scope;
 use crate::secret::SecretString;
 use crate::service_key::Format;
-use crate::store::{AuditFilter, AuditRow, AuditVerdict, Key, Pat, StoreError, UsageRow, User};
+use crate::store::{
+    AuditFilter, AuditRow, AuditVerdict, Key, Pat, StoreError, Trust, UsageRow, User,
+};
 
 pub use local::Local;
 pub use remote::Remote;
@@ -223,6 +225,99 @@ pub struct PatFilter {
     pub all: bool,
 }
 
+/// A trust relationship as listings show it: never its JWKS document (the keys are public,
+/// but a document of several keys would drown every listing), only how many usable keys it
+/// holds; its state now; and what the admin should know about its rules.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustView {
+    #[serde(flatten, serialize_with = "without_jwks")]
+    pub trust: Trust,
+    /// With a JWKS document (`--jwks-file`): how many usable signing keys it holds.
+    pub jwks_keys: Option<usize>,
+    pub state: String,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+fn without_jwks<S: serde::Serializer>(trust: &Trust, s: S) -> Result<S::Ok, S::Error> {
+    let mut v = serde_json::to_value(trust).map_err(serde::ser::Error::custom)?;
+    if let Some(fields) = v.as_object_mut() {
+        fields.remove("jwks");
+    }
+    v.serialize(s)
+}
+
+/// `trust add`: the trust as the command line gives it (values are parsed by the operation,
+/// so local and remote refuse the same input with the same words).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddTrust {
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    /// `NAME=VALUE` each.
+    #[serde(default)]
+    pub claims: Vec<String>,
+    #[serde(default)]
+    pub user_claim: Option<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// Comma-separated IPs or networks; absent or empty: anywhere.
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// A duration from now (90d) or a date.
+    #[serde(default)]
+    pub expires: Option<String>,
+    /// A duration (1h): how old an ID token may be.
+    #[serde(default)]
+    pub max_age: Option<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// A JWKS document's text: the issuer's keys, never fetched.
+    #[serde(default)]
+    pub jwks: Option<String>,
+}
+
+/// `trust edit`: `None` leaves a field alone; `Some("")` / `Some([])` clear it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditTrust {
+    /// Refused: a trust's issuer is what it is.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// `NAME=VALUE` each: adds the claim, or replaces its value.
+    #[serde(default)]
+    pub claims: Vec<String>,
+    #[serde(default)]
+    pub remove_claims: Vec<String>,
+    #[serde(default)]
+    pub user_claim: Option<String>,
+    /// Replaces the list.
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    #[serde(default)]
+    pub origins: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// Either key source replaces the other; both `""`: the issuer's discovery document.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<String>,
+}
+
 /// What a revocation did: `revoked_now` is false when it already was revoked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Revoked<T> {
@@ -403,6 +498,13 @@ pub trait Admin {
     fn pat(&mut self, id: &str) -> Result<PatView>;
     fn edit_pat(&mut self, id: &str, change: &EditPat) -> Result<PatView>;
     fn revoke_pat(&mut self, id: &str) -> Result<Revoked<PatView>>;
+
+    fn add_trust(&mut self, req: &AddTrust) -> Result<TrustView>;
+    fn trusts(&mut self) -> Result<Vec<TrustView>>;
+    fn trust(&mut self, name: &str) -> Result<TrustView>;
+    fn edit_trust(&mut self, name: &str, change: &EditTrust) -> Result<TrustView>;
+    /// Returns the trust as it was.
+    fn remove_trust(&mut self, name: &str) -> Result<TrustView>;
 
     fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditRow>>;
     fn verify_audit(&mut self) -> Result<AuditVerdict>;

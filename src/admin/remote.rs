@@ -279,6 +279,26 @@ impl Admin for Remote {
         )
     }
 
+    fn add_trust(&mut self, req: &AddTrust) -> Result<TrustView> {
+        self.send(Method::POST, &["trusts"], req)
+    }
+
+    fn trusts(&mut self) -> Result<Vec<TrustView>> {
+        self.get(&["trusts"], None)
+    }
+
+    fn trust(&mut self, name: &str) -> Result<TrustView> {
+        self.get(&["trusts", name], None)
+    }
+
+    fn edit_trust(&mut self, name: &str, change: &EditTrust) -> Result<TrustView> {
+        self.send(Method::PATCH, &["trusts", name], change)
+    }
+
+    fn remove_trust(&mut self, name: &str) -> Result<TrustView> {
+        self.call(Method::DELETE, &["trusts", name], None, None)
+    }
+
     fn audit(&mut self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
         self.get(&["audit"], query(q)?)
     }

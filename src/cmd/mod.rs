@@ -17,6 +17,7 @@ pub mod serve;
 pub mod sign_grant;
 pub mod store;
 pub mod token;
+pub mod trust;
 pub mod usage_log;
 pub mod user;
 pub mod verify;

@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::admin::{
-    Admin, AdminError, AuditQuery, CreatePat, EditKey, EditPat, IssueKey, KeyFilter, Local,
-    PatFilter, ReportQuery, UsageQuery,
+    AddTrust, Admin, AdminError, AuditQuery, CreatePat, EditKey, EditPat, EditTrust, IssueKey,
+    KeyFilter, Local, PatFilter, ReportQuery, UsageQuery,
 };
 use crate::credential::Checked;
 use crate::registry::Credentials;
@@ -44,7 +44,7 @@ pub const PREFIX: &str = "/admin/v1";
 /// Every admin route: its path template (as docs/openapi.json names it) and the methods it
 /// answers, as an `Allow` header lists them. The one list: `dispatch` answers other methods
 /// with 405 and this `Allow`, and the OpenAPI test holds the document to it.
-pub const ROUTES: [(&str, &str); 18] = [
+pub const ROUTES: [(&str, &str); 20] = [
     ("/admin/v1/users", "GET, HEAD, POST"),
     ("/admin/v1/users/{name}", "GET, HEAD, DELETE"),
     ("/admin/v1/users/{name}/grant", "POST"),
@@ -58,6 +58,8 @@ pub const ROUTES: [(&str, &str); 18] = [
     ("/admin/v1/tokens", "GET, HEAD, POST"),
     ("/admin/v1/tokens/{id}", "GET, HEAD, PATCH"),
     ("/admin/v1/tokens/{id}/revoke", "POST"),
+    ("/admin/v1/trusts", "GET, HEAD, POST"),
+    ("/admin/v1/trusts/{name}", "GET, HEAD, PATCH, DELETE"),
     ("/admin/v1/audit", "GET, HEAD"),
     ("/admin/v1/audit/verify", "GET, HEAD"),
     ("/admin/v1/usage", "GET, HEAD"),
@@ -78,6 +80,8 @@ enum Route {
     Tokens,
     Token(String),
     TokenRevoke(String),
+    Trusts,
+    Trust(String),
     Audit,
     AuditVerify,
     Usage,
@@ -107,6 +111,8 @@ impl Route {
             ["tokens"] => Route::Tokens,
             ["tokens", id] => Route::Token((*id).to_owned()),
             ["tokens", id, "revoke"] => Route::TokenRevoke((*id).to_owned()),
+            ["trusts"] => Route::Trusts,
+            ["trusts", n] => Route::Trust((*n).to_owned()),
             ["audit"] => Route::Audit,
             ["audit", "verify"] => Route::AuditVerify,
             ["usage"] => Route::Usage,
@@ -132,6 +138,8 @@ impl Route {
             Route::Tokens => "/admin/v1/tokens",
             Route::Token(_) => "/admin/v1/tokens/{id}",
             Route::TokenRevoke(_) => "/admin/v1/tokens/{id}/revoke",
+            Route::Trusts => "/admin/v1/trusts",
+            Route::Trust(_) => "/admin/v1/trusts/{name}",
             Route::Audit => "/admin/v1/audit",
             Route::AuditVerify => "/admin/v1/audit/verify",
             Route::Usage => "/admin/v1/usage",
@@ -406,6 +414,11 @@ enum Op {
     Token(String),
     EditToken(String, EditPat),
     RevokeToken(String),
+    Trusts,
+    AddTrust(Box<AddTrust>),
+    Trust(String),
+    EditTrust(String, Box<EditTrust>),
+    RemoveTrust(String),
     Audit(AuditQuery),
     AuditVerify,
     Usage(UsageQuery),
@@ -447,6 +460,16 @@ impl Op {
                 json_body::<Empty>(body)?;
                 Op::RevokeToken(id.clone())
             }
+            Route::Trusts if get => {
+                query::<Empty>(uri)?;
+                Op::Trusts
+            }
+            Route::Trusts => Op::AddTrust(Box::new(json_body(body)?)),
+            Route::Trust(n) if get => Op::Trust(n.clone()),
+            Route::Trust(n) if *method == Method::PATCH => {
+                Op::EditTrust(n.clone(), Box::new(json_body(body)?))
+            }
+            Route::Trust(n) => Op::RemoveTrust(n.clone()),
             Route::Audit => Op::Audit(query(uri)?),
             Route::AuditVerify => {
                 query::<Empty>(uri)?;
@@ -538,6 +561,26 @@ impl Op {
             Op::RevokeToken(id) => {
                 c.owns(&a.pat(&id)?.pat.user)?;
                 ok(o, &a.revoke_pat(&id)?)
+            }
+            Op::Trusts => {
+                c.admin_only()?;
+                ok(o, &a.trusts()?)
+            }
+            Op::AddTrust(req) => {
+                c.admin_only()?;
+                ok(StatusCode::CREATED, &a.add_trust(&req)?)
+            }
+            Op::Trust(n) => {
+                c.admin_only()?;
+                ok(o, &a.trust(&n)?)
+            }
+            Op::EditTrust(n, change) => {
+                c.admin_only()?;
+                ok(o, &a.edit_trust(&n, &change)?)
+            }
+            Op::RemoveTrust(n) => {
+                c.admin_only()?;
+                ok(o, &a.remove_trust(&n)?)
             }
             Op::Audit(q) => {
                 c.admin_only()?;
@@ -654,6 +697,7 @@ mod tests {
             "/admin/v1/audit/verify/x",
             "/admin/v1/nothing",
             "/admin/v1/usage/summary/x",
+            "/admin/v1/trusts/gh/remove",
         ] {
             let route = segments(path).unwrap().and_then(|s| Route::parse(&s));
             assert_eq!(route, None, "{path}");
