@@ -210,7 +210,7 @@ pub fn validate(
             return Err(Invalid::UserDisabled(claims.sub.clone()));
         }
         // A trust edited to no longer name this user ends the user's tokens from it.
-        if !trust.users.iter().any(|u| *u == claims.sub) {
+        if !trust.users.contains(&claims.sub) {
             return Err(Invalid::Revoked);
         }
         check_address(addr, &trust.ip_ranges)?;

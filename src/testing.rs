@@ -42,7 +42,7 @@ impl Fixture {
                 return;
             }
             assert!(!b.reset, "a test store is never replaced");
-            self.registry.apply(Registry::prepare(b), self.now);
+            self.registry.apply(Registry::prepare(*b), self.now);
         }
         panic!("a test registry never falls behind the feed");
     }

@@ -1606,7 +1606,7 @@ const PATHS: [&str; 27] = [
 
 /// The admin API's paths (`serve --admin-api`) with the methods each answers, and some that
 /// it does not know.
-const ADMIN_ROUTES: [(&str, &str); 22] = [
+const ADMIN_ROUTES: [(&str, &str); 25] = [
     ("/admin/v1/users", "GET, HEAD, POST"),
     ("/admin/v1/users/victim", "GET, HEAD, DELETE"),
     ("/admin/v1/users/nobody%20here", "GET, HEAD, DELETE"),
@@ -1626,6 +1626,9 @@ const ADMIN_ROUTES: [(&str, &str); 22] = [
     ("/admin/v1/usage", "GET, HEAD"),
     ("/admin/v1/usage/summary?since=-5", "GET, HEAD"),
     ("/admin/v1/report", "GET, HEAD"),
+    ("/admin/v1/trusts", "GET, HEAD, POST"),
+    ("/admin/v1/trusts/nope", "GET, HEAD, PATCH, DELETE"),
+    ("/admin/v1/trusts/%e2%80%ae", "GET, HEAD, PATCH, DELETE"),
     ("/admin/v1/nope", ""),
     ("/admin/v1/keys/a/b/c", ""),
     ("/admin/v1/users/%ff", ""),
@@ -2859,12 +2862,12 @@ fn hostile_id_tokens_and_token_exchanges_are_refused_with_json_errors() {
     // Not JWTs at all, or too big, or JWE-shaped.
     tokens.push(("five parts (JWE)".into(), "a.b.c.d.e".into()));
     tokens.push((
-        "20 KiB".into(),
+        "12 KiB".into(),
         format!(
             "{}.{}.{}",
-            "e".repeat(7000),
-            "e".repeat(7000),
-            "e".repeat(7000)
+            "e".repeat(4000),
+            "e".repeat(4000),
+            "e".repeat(4000)
         ),
     ));
     tokens.push(("empty parts".into(), "..".into()));

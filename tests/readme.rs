@@ -174,7 +174,7 @@ fn readme_keyless_ci_recipes_run_as_printed() {
     github.set_job_claims(acme_app.clone());
     let (out, _) = run(&local(&shell_of(&blocks[1].1)), &github.github_env());
     assert!(out.is_empty() || !out.contains("error"), "{out}");
-    assert_eq!(github.audiences_asked(), [auth.clone()]);
+    assert_eq!(github.audiences_asked(), std::slice::from_ref(&auth));
     let id_token = gitlab.gitlab_token(&auth, json!({}));
     run(
         &local(&shell_of(&blocks[2].1)),

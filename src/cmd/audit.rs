@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_name = "TARGET", allow_hyphen_values = true)]
     pub target: Option<String>,
 
-    /// Only this action (key.issue) or family of actions (key, user, token, settings)
+    /// Only this action (key.issue) or family of actions (key, user, token, trust, settings)
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
 

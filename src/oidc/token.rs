@@ -130,6 +130,8 @@ pub struct Matched {
     /// The bound claims' values in the token (for the usage log).
     pub claims: BTreeMap<String, String>,
     pub jti: Option<String>,
+    /// Until when the token must be remembered as used: its `exp`, or its `iat` plus the
+    /// trust's max age (and skew) when that comes first.
     pub exp: i64,
     /// What makes the token single-use: `store::replay_key("oidc:<iss>", jti, signature)`.
     pub replay_key: [u8; 16],
@@ -166,6 +168,9 @@ pub fn check(u: &Unverified, trust: &TrustRules, now: i64) -> Result<Matched, Fa
     };
     if exp <= now {
         return fail("The ID token has expired");
+    }
+    if exp > now.saturating_add(366 * 86_400) {
+        return fail("The ID token expires more than a year from now");
     }
     let Some(iat) = time_claim(claims, "iat")? else {
         return fail("The ID token has no issue time (iat)");
@@ -217,8 +222,9 @@ pub fn check(u: &Unverified, trust: &TrustRules, now: i64) -> Result<Matched, Fa
         }
     };
     let jti = match claims.get("jti") {
+        None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= 256 => Some(s.clone()),
-        _ => None,
+        Some(_) => return fail("Claim 'jti' must be a string of 1 to 256 characters"),
     };
     let replay_key =
         crate::store::replay_key(&format!("oidc:{}", u.iss), jti.as_deref(), &u.signature);
@@ -226,7 +232,9 @@ pub fn check(u: &Unverified, trust: &TrustRules, now: i64) -> Result<Matched, Fa
         user,
         claims: matched,
         jti,
-        exp,
+        // Used only to say how long the token must be remembered as used: past its max age
+        // the trust refuses it anyway, however late its own expiry.
+        exp: exp.min(iat.saturating_add(trust.max_age).saturating_add(SKEW)),
         replay_key,
     })
 }
@@ -377,23 +385,28 @@ mod tests {
         numbers.insert("run_number".into(), "42".into());
         let many = with(json!({"aud": ["other", "https://auth.example.com"]}));
         assert!(run(&many, &numbers, None).is_ok());
-        // Without a jti, or with an unusable one, the signature keys the replay check.
+        // Without a jti the signature keys the replay check; a jti that is there must be
+        // usable (as for grants).
         assert_eq!(
             run(&with(json!({"jti": null})), &bound(), None)
                 .unwrap()
                 .jti,
             None
         );
+        for bad in [json!(""), json!(7), json!("x".repeat(257))] {
+            assert_eq!(
+                run(&with(json!({"jti": bad})), &bound(), None).unwrap_err(),
+                "Claim 'jti' must be a string of 1 to 256 characters"
+            );
+        }
+        // A far expiry is refused; a long one is remembered for replays only as long as the
+        // trust would accept the token anyway.
         assert_eq!(
-            run(&with(json!({"jti": ""})), &bound(), None).unwrap().jti,
-            None
+            run(&with(json!({"exp": i64::MAX})), &bound(), None).unwrap_err(),
+            "The ID token expires more than a year from now"
         );
-        assert_eq!(
-            run(&with(json!({"jti": "x".repeat(257)})), &bound(), None)
-                .unwrap()
-                .jti,
-            None
-        );
+        let long = run(&with(json!({"exp": NOW + 30 * 86_400})), &bound(), None).unwrap();
+        assert!(long.exp <= NOW + 3_600 + crate::grant::SKEW, "{}", long.exp);
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Live {
             if entries == 0 {
                 return Ok(after);
             }
-            let prepared = Registry::prepare(batch);
+            let prepared = Registry::prepare(*batch);
             let seq = {
                 let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
                 registry.apply(prepared, now);

@@ -517,7 +517,7 @@ pub fn refusal_reason(error: &str, description: &str) -> &'static str {
         || starts("Could not read")
     {
         "request"
-    } else if starts("No trust relationship") {
+    } else if starts("No trust relationship") || starts("No key or trust relationship") {
         "unknown_trust"
     } else if starts("The signing keys of") {
         "issuer_keys"

@@ -129,7 +129,20 @@ async fn exchange(
     let accepted =
         match grant::validate(assertion, form.get("scope").map(String::as_str), &view, now) {
             Ok(a) => a,
-            Err(r) => return Err(refuse(state, who, &row, r).await),
+            Err(mut r) => {
+                // An https issuer is a platform's ID token whose trust is gone (or never was).
+                if r.key_id.is_none()
+                    && r.description == "No associated key found"
+                    && let Some(iss) = oidc::peek_issuer(assertion)
+                    && (iss.starts_with("https://") || iss.starts_with("http://"))
+                {
+                    r.description = format!(
+                        "No key or trust relationship accepts tokens of issuer '{}'",
+                        printable(&iss)
+                    );
+                }
+                return Err(refuse(state, who, &row, r).await);
+            }
         };
     // Only now: the grant's signature proved its key, so nobody else can empty its bucket.
     state.limit_credential(&accepted.key_id)?;

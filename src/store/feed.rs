@@ -25,7 +25,7 @@ pub enum FeedRead {
     /// The entries after the reader's position were pruned (or the store no longer reaches
     /// that position): it must load everything.
     Behind,
-    Batch(FeedBatch),
+    Batch(Box<FeedBatch>),
 }
 
 /// A batch of changes: the position it brings a reader to, and the rows it names as they
@@ -110,7 +110,7 @@ impl Store {
                 }
             }
             if batch.reset {
-                return Ok(FeedRead::Batch(batch));
+                return Ok(FeedRead::Batch(Box::new(batch)));
             }
             let (from, upto) = (after, batch.upto);
             if users {
@@ -131,7 +131,7 @@ impl Store {
             if batch.settings.is_some() {
                 batch.settings = Some(self.settings()?);
             }
-            Ok(FeedRead::Batch(batch))
+            Ok(FeedRead::Batch(Box::new(batch)))
         })
     }
 
