@@ -98,6 +98,12 @@ on_both_backends! {
             json!({"ref": "refs/heads/main", "repository": "octo-org/octo-repo"})
         );
         assert_eq!(row["user"], "deploy-bot");
+        let table = env.ok(&["usage-log"]);
+        assert!(
+            table.contains("trust gh-deploy")
+                && table.contains("ok (ref=refs/heads/main, repository=octo-org/octo-repo)"),
+            "{table}"
+        );
     }
 
     fn a_removed_trust_is_refused_at_once_by_every_replica() {

@@ -492,7 +492,9 @@ fn refuses_an_unsupported_grant_type() {
         &reply,
         400,
         "unsupported_grant_type",
-        &format!("Unsupported grant type 'client_credentials'; use {JWT_BEARER}"),
+        &format!(
+            "Unsupported grant type 'client_credentials'; use {JWT_BEARER} (or urn:ietf:params:oauth:grant-type:token-exchange with an ID token)"
+        ),
     );
     let reply = post_form(&f.server, &[("assertion", &grant)], None);
     assert_refused(

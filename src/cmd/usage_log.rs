@@ -98,10 +98,11 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     for r in rows {
         t.add_row(vec![
             rfc3339(r.time),
-            match (r.key_id, r.pat_id) {
-                (Some(k), _) => k.chars().take(12).collect(),
-                (None, Some(p)) => format!("token {p}"),
-                (None, None) => "-".to_owned(),
+            match (r.trust, r.key_id, r.pat_id) {
+                (Some(t), _, _) => format!("trust {t}"),
+                (None, Some(k), _) => k.chars().take(12).collect(),
+                (None, None, Some(p)) => format!("token {p}"),
+                (None, None, None) => "-".to_owned(),
             },
             or_dash(r.user),
             or_dash(r.subject),
@@ -109,6 +110,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             or_dash(r.user_agent),
             if r.ok && r.no_jti {
                 "ok (grant without jti)".to_owned()
+            } else if r.ok
+                && let Some(claims) = r.claims.as_deref().and_then(matched_claims)
+            {
+                format!("ok ({claims})")
             } else if r.ok {
                 "ok".to_owned()
             } else if r.count > 1 {
@@ -196,4 +201,16 @@ mod tests {
         assert_eq!(super::bar_chart(&[2, 4, 0]), "▄█·");
         assert_eq!(super::bar_chart(&[0, 0]), "··");
     }
+}
+
+/// An ID token's matched claims as the usage log stores them (a JSON object), as
+/// `name=value, …`.
+fn matched_claims(json: &str) -> Option<String> {
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(json).ok()?;
+    Some(
+        map.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }

@@ -228,6 +228,9 @@ pub struct Metrics {
     store_errors: Family<Labels1, Counter>,
     rate_limited: Family<Labels1, Counter>,
     refusals_logged: Counter,
+    oidc_key_fetches: Counter,
+    /// What the key cache had counted at the last scrape.
+    oidc_key_fetches_seen: std::sync::atomic::AtomicU64,
 }
 
 /// Which check a validation was: /auth or /introspect.
@@ -345,6 +348,12 @@ impl Metrics {
             "Requests answered 429, by the bucket that was empty: address or key",
             rate_limited.clone(),
         );
+        let oidc_key_fetches = Counter::default();
+        registry.register(
+            "oidc_key_fetches",
+            "Fetches of trust issuers' discovery documents and JWKS, successful or not",
+            oidc_key_fetches.clone(),
+        );
         let refusals_logged = Counter::default();
         registry.register(
             "refusals_counted",
@@ -375,6 +384,8 @@ impl Metrics {
             store_errors,
             rate_limited,
             refusals_logged,
+            oidc_key_fetches,
+            oidc_key_fetches_seen: Default::default(),
         }
     }
 
@@ -451,6 +462,13 @@ impl Metrics {
 
     pub fn rate_limited(&self, bucket: &'static str) {
         self.rate_limited.get_or_create(&[("bucket", bucket)]).inc();
+    }
+
+    /// The key cache's fetch count now (read at each scrape).
+    pub fn oidc_key_fetches(&self, total: u64) {
+        use std::sync::atomic::Ordering;
+        let before = self.oidc_key_fetches_seen.swap(total, Ordering::Relaxed);
+        self.oidc_key_fetches.inc_by(total.saturating_sub(before));
     }
 
     pub fn refusal_counted(&self) {

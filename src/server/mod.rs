@@ -550,6 +550,7 @@ async fn readyz(State(state): State<SharedState>) -> Result<Response, ApiError> 
 
 /// Prometheus text format.
 async fn metrics(State(state): State<SharedState>) -> Response {
+    state.metrics.oidc_key_fetches(state.oidc_keys.fetches());
     (
         [
             (header::CONTENT_TYPE, metrics::CONTENT_TYPE),

@@ -98,7 +98,8 @@ pub async fn exchange(
     who: &mut Option<Caller>,
 ) -> Result<Issued, ApiError> {
     let now = state.now();
-    let row = &req.row;
+    let mut base = req.row.clone();
+    let row = &base;
     let refusal = |description: String, trust: Option<&TrustEntry>| Refusal {
         error: "invalid_grant",
         description,
@@ -129,6 +130,11 @@ pub async fn exchange(
         }
     }
     let single = (candidates.len() == 1).then(|| candidates[0].clone());
+    // One trust in question: its refusals name it in the usage log.
+    if let Some(t) = &single {
+        base.trust = Some(t.trust.name.clone());
+    }
+    let row = &base;
     // The signature first: nothing the token says counts before it holds. Trusts of one
     // issuer nearly always share a source; each is verified once.
     let mut verified: Vec<Arc<TrustEntry>> = Vec::new();
@@ -223,7 +229,7 @@ pub async fn exchange(
     let row = UsageRow {
         trust: Some(trust.name.clone()),
         claims: claims_json,
-        ..req.row.clone()
+        ..req.row
     };
     let subject = match view.user(&m.user) {
         Some(u) if !u.user.disabled => u,
