@@ -193,16 +193,6 @@ fn print_summary(s: &UsageSummary) {
     output::print_table(&t);
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bars_scale_to_the_busiest_day_and_show_any_use() {
-        assert_eq!(super::bar_chart(&[0, 1, 4, 8, 100]), "·▁▁▁█");
-        assert_eq!(super::bar_chart(&[2, 4, 0]), "▄█·");
-        assert_eq!(super::bar_chart(&[0, 0]), "··");
-    }
-}
-
 /// An ID token's matched claims as the usage log stores them (a JSON object), as
 /// `name=value, …`.
 fn matched_claims(json: &str) -> Option<String> {
@@ -213,4 +203,14 @@ fn matched_claims(json: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join(", "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bars_scale_to_the_busiest_day_and_show_any_use() {
+        assert_eq!(super::bar_chart(&[0, 1, 4, 8, 100]), "·▁▁▁█");
+        assert_eq!(super::bar_chart(&[2, 4, 0]), "▄█·");
+        assert_eq!(super::bar_chart(&[0, 0]), "··");
+    }
 }
