@@ -37,8 +37,8 @@ pub trait Credentials {
     fn token_revoked(&self, jti: &str) -> bool;
     /// The trust relationship with this id (all of them are in memory: they are few).
     fn trust(&self, id: &str) -> Option<Arc<TrustEntry>>;
-    /// The trusts whose ID tokens carry this `iss`, by name.
-    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>>;
+    /// The trusts whose ID tokens carry this `iss`; None when there are none.
+    fn trusts_of(&self, issuer: &str) -> Option<Arc<IssuerTrusts>>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +176,115 @@ impl From<Trust> for TrustEntry {
     }
 }
 
+/// The trusts of one issuer, indexed so that an exchange checks only those that could match:
+/// each trust under one claim it binds exactly (`repository` = `acme/app`), so a token
+/// costs a lookup per distinct claim name, not a check per trust (an organisation may trust
+/// a thousand repositories on one issuer).
+#[derive(Default)]
+pub struct IssuerTrusts {
+    /// By name.
+    all: Vec<Arc<TrustEntry>>,
+    /// Claim name → exact value → the trusts indexed under it.
+    index: HashMap<String, HashMap<String, Vec<Arc<TrustEntry>>>>,
+    /// Trusts that bind only globs: checked for every token.
+    unindexed: Vec<Arc<TrustEntry>>,
+}
+
+impl IssuerTrusts {
+    pub fn new(mut all: Vec<Arc<TrustEntry>>) -> IssuerTrusts {
+        all.sort_by(|a, b| a.trust.name.cmp(&b.trust.name));
+        // Each trust goes under its rarest exact (name, value): `ref=refs/heads/main` is
+        // bound by most trusts, `repository=acme/app` by one.
+        let mut shared: HashMap<(&str, &str), usize> = HashMap::new();
+        for t in &all {
+            for (name, value) in t.trust.claims.iter().filter(|(_, v)| !v.contains('*')) {
+                *shared.entry((name, value)).or_default() += 1;
+            }
+        }
+        let mut this = IssuerTrusts::default();
+        for t in &all {
+            let rarest = t
+                .trust
+                .claims
+                .iter()
+                .filter(|(_, v)| !v.contains('*'))
+                .min_by_key(|(name, value)| shared[&(name.as_str(), value.as_str())]);
+            match rarest {
+                Some((name, value)) => this
+                    .index
+                    .entry(name.clone())
+                    .or_default()
+                    .entry(value.clone())
+                    .or_default()
+                    .push(t.clone()),
+                None => this.unindexed.push(t.clone()),
+            }
+        }
+        this.all = all;
+        this
+    }
+
+    /// The trusts a token with these claims could satisfy (each of the others binds a
+    /// claim the token does not have the value of), by name.
+    pub fn candidates(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<Arc<TrustEntry>> {
+        let mut found: Vec<Arc<TrustEntry>> = self.unindexed.clone();
+        for (name, values) in &self.index {
+            if let Some(value) = claims.get(name).and_then(crate::oidc::claim_text)
+                && let Some(trusts) = values.get(value.as_ref())
+            {
+                found.extend(trusts.iter().cloned());
+            }
+        }
+        found.sort_by(|a, b| a.trust.name.cmp(&b.trust.name));
+        found
+    }
+
+    pub fn all(&self) -> &[Arc<TrustEntry>] {
+        &self.all
+    }
+
+    /// Why a token with these claims has no candidate: the value of each claim the trusts
+    /// are indexed by, which none binds (the token's values, never the trusts').
+    pub fn unmatched(&self, claims: &serde_json::Map<String, serde_json::Value>) -> String {
+        let mut names: Vec<&String> = self.index.keys().collect();
+        names.sort();
+        let said: Vec<String> = names
+            .iter()
+            .map(
+                |name| match claims.get(*name).and_then(crate::oidc::claim_text) {
+                    Some(v) => format!(
+                        "claim '{}' is '{}'",
+                        crate::text::printable(name),
+                        crate::text::printable(&v.chars().take(64).collect::<String>())
+                    ),
+                    None => format!("claim '{}' is missing", crate::text::printable(name)),
+                },
+            )
+            .collect();
+        let mut text = said.join(" and ");
+        if let Some(first) = text.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        format!("{text}, which no trust of this issuer accepts")
+    }
+
+    /// The trust of this issuer named `name`.
+    pub fn named(&self, name: &str) -> Option<Arc<TrustEntry>> {
+        self.all.iter().find(|t| t.trust.name == name).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+}
+
 pub struct PatEntry {
     pub pat: Pat,
     /// When its last use was last sent to the store (Unix seconds).
@@ -239,7 +348,7 @@ pub struct Registry {
     revoked_expiry: BinaryHeap<Reverse<(i64, Arc<str>)>>,
     /// Trust relationships by id, and by issuer.
     trusts: HashMap<String, Arc<TrustEntry>>,
-    issuers: HashMap<String, Vec<Arc<TrustEntry>>>,
+    issuers: HashMap<String, Arc<IssuerTrusts>>,
     /// How many live keys, tokens and trusts list each origin: CORS answers only these.
     origins: HashMap<String, u32>,
 }
@@ -460,21 +569,30 @@ impl Registry {
     fn insert_trust(&mut self, t: TrustEntry) {
         let t = Arc::new(t);
         self.count_origins(&t.trust.origins, true);
-        let same_issuer = self.issuers.entry(t.trust.issuer.clone()).or_default();
-        same_issuer.push(t.clone());
-        same_issuer.sort_by(|a, b| a.trust.name.cmp(&b.trust.name));
-        self.trusts.insert(t.trust.id.clone(), t);
+        self.trusts.insert(t.trust.id.clone(), t.clone());
+        self.reindex(&t.trust.issuer);
     }
 
     fn remove_trust(&mut self, id: &str) {
         if let Some(t) = self.trusts.remove(id) {
             self.count_origins(&t.trust.origins, false);
-            if let Some(list) = self.issuers.get_mut(&t.trust.issuer) {
-                list.retain(|o| o.trust.id != id);
-                if list.is_empty() {
-                    self.issuers.remove(&t.trust.issuer);
-                }
-            }
+            self.reindex(&t.trust.issuer);
+        }
+    }
+
+    /// Rebuilds one issuer's index: O(its trusts), on a trust change only.
+    fn reindex(&mut self, issuer: &str) {
+        let same: Vec<Arc<TrustEntry>> = self
+            .trusts
+            .values()
+            .filter(|t| t.trust.issuer == issuer)
+            .cloned()
+            .collect();
+        if same.is_empty() {
+            self.issuers.remove(issuer);
+        } else {
+            self.issuers
+                .insert(issuer.to_owned(), Arc::new(IssuerTrusts::new(same)));
         }
     }
 
@@ -532,8 +650,8 @@ impl Credentials for Registry {
         self.trusts.get(id).cloned()
     }
 
-    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>> {
-        self.issuers.get(issuer).cloned().unwrap_or_default()
+    fn trusts_of(&self, issuer: &str) -> Option<Arc<IssuerTrusts>> {
+        self.issuers.get(issuer).cloned()
     }
 }
 
@@ -591,13 +709,15 @@ impl Credentials for StoreCredentials<'_> {
             .map(|t| Arc::new(t.into()))
     }
 
-    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>> {
-        self.found("the trusts", self.store.trusts().map(Some))
+    fn trusts_of(&self, issuer: &str) -> Option<Arc<IssuerTrusts>> {
+        let same: Vec<Arc<TrustEntry>> = self
+            .found("the trusts", self.store.trusts().map(Some))
             .unwrap_or_default()
             .into_iter()
             .filter(|t| t.issuer == issuer)
             .map(|t| Arc::new(t.into()))
-            .collect()
+            .collect();
+        (!same.is_empty()).then(|| Arc::new(IssuerTrusts::new(same)))
     }
 }
 
@@ -763,6 +883,44 @@ mod tests {
         assert!(!entry.claim_touch(1_059));
         assert!(entry.claim_touch(1_060));
         assert!(!entry.claim_touch(1_100));
+    }
+
+    #[test]
+    fn an_issuers_trusts_are_found_by_their_rarest_bound_value() {
+        let trust = |name: &str, repo: &str| {
+            let mut t = testing::trust(name, "deploy", NOW);
+            t.claims.insert("repository".into(), repo.into());
+            Arc::new(TrustEntry::from(t))
+        };
+        let mut glob = testing::trust("glob", "deploy", NOW);
+        glob.claims = [("repository".to_owned(), "acme/*".to_owned())].into();
+        let trusts = IssuerTrusts::new(vec![
+            trust("app", "acme/app"),
+            trust("web", "acme/web"),
+            trust("web-too", "acme/web"),
+            Arc::new(TrustEntry::from(glob)),
+        ]);
+        let names = |claims: serde_json::Value| -> Vec<String> {
+            trusts
+                .candidates(claims.as_object().unwrap())
+                .iter()
+                .map(|t| t.trust.name.clone())
+                .collect()
+        };
+        // Every trust binds ref=refs/heads/main: the repository is what tells them apart.
+        let main = |repo: &str| serde_json::json!({"ref": "refs/heads/main", "repository": repo});
+        assert_eq!(names(main("acme/web")), ["glob", "web", "web-too"]);
+        assert_eq!(names(main("acme/app")), ["app", "glob"]);
+        assert_eq!(names(main("other/app")), ["glob"]);
+        assert_eq!(trusts.named("web-too").unwrap().trust.name, "web-too");
+        // One trust: indexed under one of its claims (ties go by name), told apart by it.
+        let only_exact = IssuerTrusts::new(vec![trust("app", "acme/app")]);
+        let dev = serde_json::json!({"ref": "refs/heads/\u{1b}dev", "repository": "acme/app"});
+        assert!(only_exact.candidates(dev.as_object().unwrap()).is_empty());
+        assert_eq!(
+            only_exact.unmatched(dev.as_object().unwrap()),
+            "Claim 'ref' is 'refs/heads/\\u{1b}dev', which no trust of this issuer accepts"
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Credentials for Fixture {
     fn trust(&self, id: &str) -> Option<Arc<crate::registry::TrustEntry>> {
         self.registry.trust(id)
     }
-    fn trusts_of(&self, issuer: &str) -> Vec<Arc<crate::registry::TrustEntry>> {
+    fn trusts_of(&self, issuer: &str) -> Option<Arc<crate::registry::IssuerTrusts>> {
         self.registry.trusts_of(issuer)
     }
 }

@@ -739,7 +739,7 @@ impl Credentials for View<'_> {
         self.state.live.read().trust(id)
     }
 
-    fn trusts_of(&self, issuer: &str) -> Vec<Arc<TrustEntry>> {
+    fn trusts_of(&self, issuer: &str) -> Option<Arc<crate::registry::IssuerTrusts>> {
         self.state.live.read().trusts_of(issuer)
     }
 }

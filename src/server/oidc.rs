@@ -111,24 +111,26 @@ pub async fn exchange(
         Ok(u) => u,
         Err(why) => return Err(refuse(state, who, row, refusal(why, None)).await),
     };
-    let mut candidates = view.trusts_of(&u.iss);
-    if candidates.is_empty() {
+    let Some(of_issuer) = view.trusts_of(&u.iss) else {
         let why = format!(
             "No trust relationship accepts ID tokens of issuer '{}'",
             printable(&u.iss)
         );
         return Err(refuse(state, who, row, refusal(why, None)).await);
-    }
-    if let Some(name) = req.trust {
-        candidates.retain(|t| t.trust.name == name);
-        if candidates.is_empty() {
-            let why = format!(
-                "No trust relationship named '{}' accepts ID tokens of this issuer",
-                printable(name)
-            );
-            return Err(refuse(state, who, row, refusal(why, None)).await);
-        }
-    }
+    };
+    let candidates = match req.trust {
+        Some(name) => match of_issuer.named(name) {
+            Some(t) => vec![t],
+            None => {
+                let why = format!(
+                    "No trust relationship named '{}' accepts ID tokens of this issuer",
+                    printable(name)
+                );
+                return Err(refuse(state, who, row, refusal(why, None)).await);
+            }
+        },
+        None => of_issuer.candidates(&u.claims),
+    };
     let single = (candidates.len() == 1).then(|| candidates[0].clone());
     // One trust in question: its refusals name it in the usage log.
     if let Some(t) = &single {
@@ -140,7 +142,14 @@ pub async fn exchange(
     let mut verified: Vec<Arc<TrustEntry>> = Vec::new();
     let mut first_error: Option<String> = None;
     let mut tried: Vec<(String, Result<(), KeysError>)> = Vec::new();
-    for t in &candidates {
+    // No candidate: every trust binds a value this token does not carry. It is said only
+    // once the signature holds, or a forger could probe which values some trust binds.
+    let pool = if candidates.is_empty() {
+        of_issuer.all().to_vec()
+    } else {
+        candidates.clone()
+    };
+    for t in &pool {
         let source = match &t.source {
             Ok(s) => s,
             Err(e) => {
@@ -160,6 +169,11 @@ pub async fn exchange(
             }
         };
         match result {
+            // Without candidates, one trust's keys holding is all that is asked.
+            Ok(()) if candidates.is_empty() => {
+                verified.push(t.clone());
+                break;
+            }
             Ok(()) => verified.push(t.clone()),
             Err(e) => {
                 first_error.get_or_insert_with(|| e.to_string());
@@ -169,6 +183,16 @@ pub async fn exchange(
     if verified.is_empty() {
         let why = first_error.unwrap_or_else(|| "Invalid signature".into());
         return Err(refuse(state, who, row, refusal(why, single.as_deref())).await);
+    }
+    if candidates.is_empty() {
+        let why = of_issuer.unmatched(&u.claims);
+        // The issuer's only trust is the one the token missed: the usage log names it.
+        let one = (of_issuer.len() == 1).then(|| of_issuer.all()[0].clone());
+        let row = UsageRow {
+            trust: one.as_ref().map(|t| t.trust.name.clone()),
+            ..row.clone()
+        };
+        return Err(refuse(state, who, &row, refusal(why, one.as_deref())).await);
     }
     let mut matched = Vec::new();
     let mut failures = Vec::new();
@@ -194,13 +218,22 @@ pub async fn exchange(
     let (entry, m) = match matched.len() {
         1 => matched.pop().expect("one match"),
         0 => {
+            // Each trust that could have taken the token says why it did not; a long list
+            // is cut, not a description of kilobytes.
+            const SHOWN: usize = 3;
             let why = match failures.as_slice() {
                 [(_, why)] => why.clone(),
-                many => many
-                    .iter()
-                    .map(|(t, why)| format!("trust '{}': {why}", t.trust.name))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                many => {
+                    let mut parts: Vec<String> = many
+                        .iter()
+                        .take(SHOWN)
+                        .map(|(t, why)| format!("trust '{}': {why}", t.trust.name))
+                        .collect();
+                    if many.len() > SHOWN {
+                        parts.push(format!("and {} more", many.len() - SHOWN));
+                    }
+                    parts.join("; ")
+                }
             };
             let one = (failures.len() == 1).then(|| failures[0].0.clone());
             return Err(refuse(state, who, row, refusal(why, one.as_deref())).await);

@@ -100,7 +100,7 @@ async fn exchange(
     // id: with no trusts at all, grants pay nothing for this.
     let id_token = token_exchange
         || (view.has_trusts()
-            && oidc::peek_issuer(assertion).is_some_and(|iss| !view.trusts_of(&iss).is_empty()));
+            && oidc::peek_issuer(assertion).is_some_and(|iss| view.trusts_of(&iss).is_some()));
     if id_token {
         if let Some(what) = client_auth.unsupported {
             return Err(ApiError::InvalidClient {
