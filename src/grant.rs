@@ -114,7 +114,7 @@ impl PrivateKey {
     }
 
     /// A JWS signature (RFC 7518: PKCS#1 v1.5 for RS256, r‖s for ES256).
-    fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         match self {
             PrivateKey::Rsa(k) => {

@@ -18,6 +18,19 @@ fn walkthrough() -> String {
     block.split("```").next().unwrap().to_owned()
 }
 
+/// $PATH with the tokenauth under test first, as the README's set-up leaves it.
+fn path_with_tokenauth() -> String {
+    let bin_dir = assert_cmd::cargo::cargo_bin("tokenauth")
+        .parent()
+        .unwrap()
+        .to_owned();
+    format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 #[test]
 fn readme_walkthrough_runs_as_written() {
     let env = common::Env::new();
@@ -27,15 +40,7 @@ fn readme_walkthrough_runs_as_written() {
         .unwrap()
         .port();
     let script = walkthrough().replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
-    let bin_dir = assert_cmd::cargo::cargo_bin("tokenauth")
-        .parent()
-        .unwrap()
-        .to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_tokenauth();
     let out = Command::new("timeout")
         .args(["60", "bash", "-euo", "pipefail", "-c", &script])
         .current_dir(env.path())
@@ -133,15 +138,7 @@ fn readme_keyless_ci_recipes_run_as_printed() {
     let kinds: Vec<&str> = blocks.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds, ["sh", "yaml", "yaml", "yaml", "sh"], "the recipes");
     std::fs::write(env.path().join("cluster-jwks.json"), cluster.jwks_json()).unwrap();
-    let bin_dir = assert_cmd::cargo::cargo_bin("tokenauth")
-        .parent()
-        .unwrap()
-        .to_owned();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_tokenauth();
     let run = |script: &str, vars: &[(&str, String)]| {
         let out = env
             .std_cmd("timeout")

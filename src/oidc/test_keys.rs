@@ -28,26 +28,7 @@ impl TestKey {
 
     /// A JWS signature over `message`.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        self.raw(message).unwrap()
-    }
-
-    fn raw(&self, message: &[u8]) -> Option<Vec<u8>> {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        match &self.private {
-            PrivateKey::Rsa(k) => {
-                let mut sig = vec![0; k.public_modulus_len()];
-                k.sign(
-                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                    &rng,
-                    message,
-                    &mut sig,
-                )
-                .ok()?;
-                Some(sig)
-            }
-            PrivateKey::Ecdsa(k) => Some(k.sign(&rng, message).ok()?.as_ref().to_vec()),
-            PrivateKey::Ed25519(_) => None,
-        }
+        self.private.sign(message).unwrap()
     }
 
     /// An ID token with this key's alg and kid.

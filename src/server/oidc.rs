@@ -19,9 +19,9 @@ use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::observe::Caller;
 use crate::server::replay::{self, Seen};
-use crate::server::token::{Issued, refuse};
+use crate::server::token::{Issued, Use, issue_once, refuse};
 use crate::server::{SharedState, View};
-use crate::store::{GrantUse, UsageRow};
+use crate::store::UsageRow;
 use crate::text::printable;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -264,8 +264,8 @@ pub async fn exchange(
         claims: claims_json,
         ..req.row
     };
-    let subject = match view.user(&m.user) {
-        Some(u) if !u.user.disabled => u,
+    match view.user(&m.user) {
+        Some(u) if !u.user.disabled => {}
         Some(_) => {
             let why = format!("User '{}' is disabled", m.user);
             return Err(refuse(state, who, &row, known(why)).await);
@@ -274,7 +274,7 @@ pub async fn exchange(
             let why = format!("User '{}' does not exist", m.user);
             return Err(refuse(state, who, &row, known(why)).await);
         }
-    };
+    }
     if let Some(Extension(CrossSite(Some(origin)))) = &req.cross_site
         && !trust.origins.contains(origin)
     {
@@ -312,8 +312,7 @@ pub async fn exchange(
     match state.first_use(m.replay_key, m.exp, &trust.id) {
         Seen::First => {}
         Seen::Replayed => {
-            let why = "The ID token has already been used (each is good for one exchange)";
-            return Err(refuse(state, who, &row, known(why.into())).await);
+            return Err(refuse(state, who, &row, known(REPLAYED.into())).await);
         }
         Seen::KeyFull => {
             let why = format!(
@@ -334,50 +333,24 @@ pub async fn exchange(
         scope,
         owner_epoch: None,
     };
-    let (token, claims) = access_token::issue(
-        grant,
-        &subject,
-        &view.settings().issuer,
-        lifetime,
-        now,
-        &mut rand::thread_rng(),
-    )?;
-    let fresh = state
-        .usage
-        .record(UsageRow {
-            key_id: Some(trust.id.clone()),
-            user: Some(m.user.clone()),
-            subject: Some(m.user.clone()),
-            ok: true,
-            no_jti: m.jti.is_none(),
-            grant_jti: m.jti.clone(),
-            grant_exp: Some(m.exp),
-            token_jti: Some(claims.jti.clone()),
-            grant_use: Some(GrantUse {
-                key: m.replay_key,
-                exp: m.exp,
-            }),
-            ..row
-        })
-        .await
-        .inspect_err(|_| state.forget_use(m.replay_key))?;
-    if !fresh {
-        return Err(ApiError::bad_request(
-            "invalid_grant",
-            "The ID token has already been used (each is good for one exchange)",
-        ));
-    }
+    let row = UsageRow {
+        key_id: Some(trust.id.clone()),
+        user: Some(m.user.clone()),
+        subject: Some(m.user.clone()),
+        ..row
+    };
+    let used = Use {
+        key: m.replay_key,
+        exp: m.exp,
+        jti: m.jti.clone(),
+        replayed: REPLAYED,
+    };
+    let issued = issue_once(state, view, grant, lifetime, row, used).await?;
     tracing::debug!(trust = %trust.name, sub = %m.user, addr = %req.addr, "token issued for an ID token");
-    Ok(Issued {
-        token,
-        lifetime,
-        scope: claims.scope,
-        caller: Caller {
-            key_id: Some(trust.id.clone()),
-            user: Some(m.user),
-        },
-    })
+    Ok(issued)
 }
+
+const REPLAYED: &str = "The ID token has already been used (each is good for one exchange)";
 
 /// Which cached key set a source is: trusts of one issuer share it.
 fn source_id(source: &Source, trust: &crate::store::Trust) -> String {

@@ -11,7 +11,6 @@ use base64::engine::general_purpose::STANDARD;
 use crate::access_token;
 use crate::grant::{self, Accepted, Refusal};
 use crate::registry::Credentials;
-use crate::server::SharedState;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::metrics;
@@ -20,6 +19,7 @@ use crate::server::oidc;
 use crate::server::replay::{self, Seen};
 use crate::server::request::Peer;
 use crate::server::request::{self, printable};
+use crate::server::{SharedState, View};
 use crate::store::{GrantUse, UsageRow, replay_reason};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -210,58 +210,84 @@ async fn exchange(
         Some(e) => state.config.token_lifetime.min(e - now),
         None => state.config.token_lifetime,
     };
+    let row = UsageRow {
+        key_id: Some(accepted.key_id.clone()),
+        user: Some(accepted.user.clone()),
+        subject: Some(accepted.subject.clone()),
+        ..row
+    };
+    let used = Use {
+        key: accepted.replay_key,
+        exp: accepted.exp,
+        jti: accepted.jti.clone(),
+        replayed: replay_reason(accepted.jti.is_some()),
+    };
+    let issued = issue_once(state, &view, accepted.token_grant(), lifetime, row, used).await?;
+    tracing::debug!(key_id = %accepted.key_id, sub = %accepted.subject, %addr, "token issued");
+    Ok(respond(state, issued, false))
+}
+
+/// What makes a grant or ID token single-use, and what a replay is told.
+pub(super) struct Use {
+    pub key: [u8; 16],
+    pub exp: i64,
+    pub jti: Option<String>,
+    pub replayed: &'static str,
+}
+
+/// Issues the access token for a proved grant or ID token and records the issuance in `row`
+/// (which names who), using the grant up. The store has the last word on replays: another
+/// process on it may have taken this grant since our own check.
+pub(super) async fn issue_once(
+    state: &SharedState,
+    view: &View<'_>,
+    grant: access_token::Grant<'_>,
+    lifetime: i64,
+    row: UsageRow,
+    used: Use,
+) -> Result<Issued, ApiError> {
     let subject = view
-        .user(&accepted.subject)
-        .ok_or_else(|| ApiError::Internal(format!("user '{}' vanished", accepted.subject)))?;
+        .user(grant.subject)
+        .ok_or_else(|| ApiError::Internal(format!("user '{}' vanished", grant.subject)))?;
     let (token, claims) = access_token::issue(
-        accepted.token_grant(),
+        grant,
         &subject,
         &view.settings().issuer,
         lifetime,
-        now,
+        state.now(),
         &mut rand::thread_rng(),
     )?;
-    // The store has the last word on replays: another process on it may have taken this
-    // grant since our own check.
     let fresh = state
         .usage
         .record(UsageRow {
-            key_id: Some(accepted.key_id.clone()),
-            user: Some(accepted.user.clone()),
-            subject: Some(accepted.subject.clone()),
             ok: true,
-            no_jti: accepted.jti.is_none(),
-            grant_jti: accepted.jti.clone(),
-            grant_exp: Some(accepted.exp),
+            no_jti: used.jti.is_none(),
+            grant_jti: used.jti,
+            grant_exp: Some(used.exp),
             token_jti: Some(claims.jti.clone()),
             grant_use: Some(GrantUse {
-                key: accepted.replay_key,
-                exp: accepted.exp,
+                key: used.key,
+                exp: used.exp,
             }),
             ..row
         })
         .await
         .inspect_err(|_| {
             // Not used after all: the client may retry the same grant.
-            state.forget_use(accepted.replay_key);
+            state.forget_use(used.key);
         })?;
     if !fresh {
-        return Err(ApiError::bad_request(
-            "invalid_grant",
-            replay_reason(accepted.jti.is_some()),
-        ));
+        return Err(ApiError::bad_request("invalid_grant", used.replayed));
     }
-    tracing::debug!(key_id = %accepted.key_id, sub = %accepted.subject, %addr, "token issued");
-    let issued = Issued {
+    Ok(Issued {
         token,
         lifetime,
         scope: claims.scope,
         caller: Caller {
-            key_id: Some(accepted.key_id),
-            user: Some(accepted.subject),
+            key_id: Some(grant.key_id.to_owned()),
+            user: Some(grant.subject.to_owned()),
         },
-    };
-    Ok(respond(state, issued, false))
+    })
 }
 
 /// An access token issued, and for whom (the access log's caller).

@@ -4,7 +4,7 @@
 //! key, ES256); and the small HTTP server it runs on, which also records what fake endpoints
 //! are sent.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -152,38 +152,9 @@ impl Drop for Http {
 fn serve(stream: TcpStream, seen: &Mutex<Vec<Request>>, handler: &Handler) -> std::io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line)? == 0 {
+    let Some((method, target, headers, body)) = super::web::read_request(&stream, MAX_BODY)? else {
         return Ok(());
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let target = parts.next().unwrap_or("").to_owned();
-    let mut headers = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-            if name == "content-length" {
-                length = value.parse().unwrap_or(0);
-            }
-            headers.push((name, value));
-        }
-    }
-    let mut body = Vec::new();
-    reader
-        .by_ref()
-        .take(length.min(MAX_BODY) as u64)
-        .read_to_end(&mut body)?;
+    };
     let url = url::Url::parse(&format!("http://test{target}"))
         .unwrap_or_else(|_| url::Url::parse("http://test/").unwrap());
     let request = Request {

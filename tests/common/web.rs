@@ -140,17 +140,17 @@ impl Drop for Site {
     }
 }
 
-/// Reads one request (headers and a Content-Length body) and answers it, closing the
-/// connection.
-fn answer(stream: TcpStream, seen: &Mutex<Vec<Seen>>, respond: &Respond) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+/// One HTTP/1.1 request off `stream`: method, target, headers (names in lower case) and a
+/// Content-Length body of at most `max_body` bytes; None when the peer closed first.
+#[allow(clippy::type_complexity)]
+pub fn read_request(
+    stream: &TcpStream,
+    max_body: usize,
+) -> std::io::Result<Option<(String, String, Vec<(String, String)>, Vec<u8>)>> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line)? == 0 {
-        // A browser's spare connection, closed unused.
-        return Ok(());
+        return Ok(None);
     }
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_owned();
@@ -174,11 +174,24 @@ fn answer(stream: TcpStream, seen: &Mutex<Vec<Seen>>, respond: &Respond) -> std:
             headers.push((name, value));
         }
     }
-    // Drain the body so that closing does not reset the connection under nginx.
-    std::io::copy(
-        &mut reader.by_ref().take(length as u64),
-        &mut std::io::sink(),
-    )?;
+    let mut body = Vec::new();
+    reader
+        .take(length.min(max_body) as u64)
+        .read_to_end(&mut body)?;
+    Ok(Some((method, target, headers, body)))
+}
+
+/// Reads one request (headers and a Content-Length body) and answers it, closing the
+/// connection.
+fn answer(stream: TcpStream, seen: &Mutex<Vec<Seen>>, respond: &Respond) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    // A browser's spare connection, closed unused, reads as no request. The body is read
+    // (not left unread) so that closing does not reset the connection under nginx.
+    let Some((method, target, headers, _body)) = read_request(&stream, usize::MAX)? else {
+        return Ok(());
+    };
     let request = Seen {
         method,
         target,
