@@ -480,6 +480,31 @@ fn two_trusts_that_both_match_need_the_client_to_name_one() {
         None,
     );
     assert_eq!(reply.status, 200, "{}", reply.text);
+    // A name the issuer has no trust of is said only for a token its issuer signed.
+    let named = |token: &str, name: &str| {
+        post_form(
+            &server,
+            &[
+                ("grant_type", common::JWT_BEARER),
+                ("assertion", token),
+                ("client_id", name),
+            ],
+            None,
+        )
+    };
+    let reply = named(&issuer.github_token(&aud, json!({})), "nope");
+    assert!(
+        reply.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("No trust relationship named 'nope'"),
+        "{}",
+        reply.text
+    );
+    let outsider = Issuer::start();
+    let forged = outsider.sign_claims(&issuer.github_claims(&aud, json!({})));
+    let reply = named(&forged, "nope");
+    assert!(!reply.text.contains("nope"), "{}", reply.text);
     // A branch only one trust takes needs no name.
     let dev = issuer.github_token(&aud, json!({"ref": "refs/heads/dev"}));
     assert_eq!(exchange(&server, &dev).0, 200);

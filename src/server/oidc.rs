@@ -118,15 +118,15 @@ pub async fn exchange(
         );
         return Err(refuse(state, who, row, refusal(why, None)).await);
     };
+    // A trust the client names that this issuer has not is said only once the signature
+    // holds too: no probing for trust names with forged tokens.
+    let mut unknown_name = None;
     let candidates = match req.trust {
         Some(name) => match of_issuer.named(name) {
             Some(t) => vec![t],
             None => {
-                let why = format!(
-                    "No trust relationship named '{}' accepts ID tokens of this issuer",
-                    printable(name)
-                );
-                return Err(refuse(state, who, row, refusal(why, None)).await);
+                unknown_name = Some(name);
+                Vec::new()
             }
         },
         None => of_issuer.candidates(&u.claims),
@@ -142,8 +142,9 @@ pub async fn exchange(
     let mut verified: Vec<Arc<TrustEntry>> = Vec::new();
     let mut first_error: Option<String> = None;
     let mut tried: Vec<(String, Result<(), KeysError>)> = Vec::new();
-    // No candidate: every trust binds a value this token does not carry. It is said only
-    // once the signature holds, or a forger could probe which values some trust binds.
+    // No candidate: every trust binds a value this token does not carry (or the client named
+    // no trust of this issuer). It is said only once the signature holds, or a forger could
+    // probe which values some trust binds.
     let pool = if candidates.is_empty() {
         of_issuer.all().to_vec()
     } else {
@@ -183,6 +184,13 @@ pub async fn exchange(
     if verified.is_empty() {
         let why = first_error.unwrap_or_else(|| "Invalid signature".into());
         return Err(refuse(state, who, row, refusal(why, single.as_deref())).await);
+    }
+    if let Some(name) = unknown_name {
+        let why = format!(
+            "No trust relationship named '{}' accepts ID tokens of this issuer",
+            printable(name)
+        );
+        return Err(refuse(state, who, row, refusal(why, None)).await);
     }
     if candidates.is_empty() {
         let why = of_issuer.unmatched(&u.claims);
