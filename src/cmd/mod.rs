@@ -214,13 +214,7 @@ fn check_token_uri(flag: &str, value: &str) -> anyhow::Result<()> {
                 "{flag} '{shown}' is not an http(s) URL; e.g. https://auth.example.com/token"
             )
         })?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if url.scheme() == "http" && !loopback {
+    if url.scheme() == "http" && !crate::oidc::keys::is_loopback(&url) {
         bail!(
             "{flag} '{shown}' would send the ID token unencrypted; use https:// (plain http is for \
              localhost only)"

@@ -358,6 +358,17 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
+/// Whether the URL's host is this machine (localhost, 127.0.0.0/8, ::1): where plain http
+/// carries tokens to no one else.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Checks an issuer's URL (issuer, jwks_uri): https, or http on a loopback host only (a
 /// test issuer on the same machine), without credentials in it.
 pub fn https_or_loopback(url: &str) -> Result<url::Url, String> {
@@ -379,12 +390,7 @@ pub fn https_or_loopback(url: &str) -> Result<url::Url, String> {
             printable(url)
         ));
     }
-    let loopback = match parsed.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
+    let loopback = is_loopback(&parsed);
     match parsed.scheme() {
         "https" if parsed.host().is_some() => Ok(parsed),
         "http" if loopback => Ok(parsed),
