@@ -1,6 +1,6 @@
 //! `tokenauth edit-key`: change a key's title, IP ranges or allowed origins.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::admin::EditKey;
 use crate::cmd::Ctx;
@@ -59,17 +59,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         (true, true) => Some(Vec::new()),
         (true, false) => None,
     };
-    let ranges = match (&args.ip_range, args.no_ip_range) {
-        (Some(r), _) => {
-            let parsed = iprange::parse(r).context("invalid --ip-range")?;
-            if parsed.is_empty() {
-                bail!("--ip-range is empty; to allow every address pass --no-ip-range");
-            }
-            Some(parsed)
-        }
-        (None, true) => Some(Vec::new()),
-        (None, false) => None,
-    };
+    let ranges = super::ip_range_change(args.ip_range.as_deref(), args.no_ip_range)?;
     let key = ctx
         .admin()?
         .edit_key(

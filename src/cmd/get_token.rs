@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::bail;
 
-use crate::client::{self, Credential, Getter, Token};
+use crate::client::{self, Getter, Token};
 use crate::cmd::{Ctx, GrantArgs, OidcArgs, TlsArgs};
 
 /// Get an access token with a key file or a CI job's ID token, from the cache when it is still
@@ -63,17 +63,8 @@ pub enum Format {
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let oidc = args.oidc.oidc()?;
-    let key;
-    let credential = match &oidc {
-        Some(o) => Credential::Oidc(o),
-        None => {
-            key = args.grant.key_file()?;
-            Credential::Key {
-                key: &key,
-                sub: args.grant.sub.as_deref(),
-            }
-        }
-    };
+    let mut key = None;
+    let credential = args.grant.credential(oidc.as_ref(), &mut key)?;
     let now = ctx.now();
     let getter = Getter {
         credential,

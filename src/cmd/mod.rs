@@ -72,6 +72,22 @@ pub struct GrantArgs {
 }
 
 impl GrantArgs {
+    /// What get-token and request authenticate with: the job's ID token with `--oidc`, else
+    /// the key file (read into `key`, which the credential borrows).
+    pub fn credential<'a>(
+        &'a self,
+        oidc: Option<&'a Oidc>,
+        key: &'a mut Option<KeyFile>,
+    ) -> anyhow::Result<crate::client::Credential<'a>> {
+        Ok(match oidc {
+            Some(o) => crate::client::Credential::Oidc(o),
+            None => crate::client::Credential::Key {
+                key: key.insert(self.key_file()?),
+                sub: self.sub.as_deref(),
+            },
+        })
+    }
+
     /// Reads the key file from wherever it was given, with `--private-key` in it.
     pub fn key_file(&self) -> anyhow::Result<KeyFile> {
         let mut key = KeySource::resolve(
@@ -200,6 +216,25 @@ impl OidcArgs {
             audience: self.audience.clone(),
             trust: self.trust.clone(),
         }))
+    }
+}
+
+/// What an edit's `--ip-range RANGES` / `--no-ip-range` ask for: new ranges, none (every
+/// address), or None to leave them alone.
+pub fn ip_range_change(
+    ip_range: Option<&str>,
+    clear: bool,
+) -> anyhow::Result<Option<Vec<ipnet::IpNet>>> {
+    match (ip_range, clear) {
+        (Some(r), _) => {
+            let parsed = crate::iprange::parse(r).context("invalid --ip-range")?;
+            if parsed.is_empty() {
+                bail!("--ip-range is empty; to allow every address pass --no-ip-range");
+            }
+            Ok(Some(parsed))
+        }
+        (None, true) => Ok(Some(Vec::new())),
+        (None, false) => Ok(None),
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use anyhow::{Context, bail};
 use reqwest::header::{HeaderName, HeaderValue};
 
-use crate::client::{self, Credential, Getter};
+use crate::client::{self, Getter};
 use crate::cmd::{Ctx, GrantArgs, OidcArgs, TlsArgs};
 use crate::secret::SecretString;
 use crate::service_key::{self, KEY_BASE64_VAR};
@@ -153,17 +153,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let resp = match bearer_as_given(&args)? {
         Some(token) => send(token.expose())?,
         None => {
-            let key;
-            let credential = match &oidc {
-                Some(o) => Credential::Oidc(o),
-                None => {
-                    key = args.grant.key_file()?;
-                    Credential::Key {
-                        key: &key,
-                        sub: args.grant.sub.as_deref(),
-                    }
-                }
-            };
+            let mut key = None;
+            let credential = args.grant.credential(oidc.as_ref(), &mut key)?;
             let getter = Getter {
                 credential,
                 scope: args.grant.scope.as_deref(),

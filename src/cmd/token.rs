@@ -244,17 +244,8 @@ fn list(ctx: &Ctx, user: Option<String>, all: bool, json: bool) -> anyhow::Resul
 }
 
 fn edit(ctx: &Ctx, args: EditArgs) -> anyhow::Result<()> {
-    let ip_range = match (&args.ip_range, args.no_ip_range) {
-        (Some(r), _) => {
-            let parsed = iprange::parse(r).context("invalid --ip-range")?;
-            if parsed.is_empty() {
-                bail!("--ip-range is empty; to allow every address pass --no-ip-range");
-            }
-            Some(iprange::format(&parsed))
-        }
-        (None, true) => Some(String::new()),
-        (None, false) => None,
-    };
+    let ip_range = super::ip_range_change(args.ip_range.as_deref(), args.no_ip_range)?
+        .map(|r| iprange::format(&r));
     let origins = match (args.origin.is_empty(), args.no_origin) {
         (false, _) => Some(parse_origins(&args.origin)?),
         (true, true) => Some(Vec::new()),

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-
 use crate::admin::{AddTrust, AdminError, EditTrust, TrustView};
 use crate::clock::rfc3339;
 use crate::cmd::{Ctx, ScopeArg, confirm};
@@ -378,17 +376,8 @@ fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<()> {
 }
 
 fn edit(ctx: &Ctx, a: EditArgs) -> anyhow::Result<()> {
-    let ip_range = match (&a.ip_range, a.no_ip_range) {
-        (Some(r), _) => {
-            let parsed = iprange::parse(r).context("invalid --ip-range")?;
-            if parsed.is_empty() {
-                bail!("--ip-range is empty; to allow every address pass --no-ip-range");
-            }
-            Some(iprange::format(&parsed))
-        }
-        (None, true) => Some(String::new()),
-        (None, false) => None,
-    };
+    let ip_range =
+        super::ip_range_change(a.ip_range.as_deref(), a.no_ip_range)?.map(|r| iprange::format(&r));
     let origins = match (a.origin.is_empty(), a.no_origin) {
         (false, _) => Some(a.origin),
         (true, true) => Some(Vec::new()),
