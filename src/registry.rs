@@ -349,6 +349,8 @@ pub struct Registry {
     /// Trust relationships by id, and by issuer.
     trusts: HashMap<String, Arc<TrustEntry>>,
     issuers: HashMap<String, Arc<IssuerTrusts>>,
+    /// Trust ids by issuer: what an issuer's index is rebuilt from.
+    issuer_ids: HashMap<String, HashSet<String>>,
     /// How many live keys, tokens and trusts list each origin: CORS answers only these.
     origins: HashMap<String, u32>,
 }
@@ -379,7 +381,15 @@ impl Registry {
                     }
                 })?;
                 store.each_live_pat(cutoff, |p| reg.insert_pat(PatEntry::from(p)))?;
-                store.each_trust(|t| reg.insert_trust(t.into()))?;
+                let mut issuers = HashSet::new();
+                store.each_trust(|t| {
+                    issuers.insert(t.issuer.clone());
+                    reg.insert_trust(t.into());
+                })?;
+                // Each index once, not once per trust.
+                for issuer in &issuers {
+                    reg.reindex(issuer);
+                }
                 for (jti, exp) in store.revoked_tokens(now)? {
                     reg.revoke_token(jti, exp);
                 }
@@ -484,11 +494,18 @@ impl Registry {
             }
         }
         // Named by id: gone from the store means removed; present means as it is now.
+        let mut touched = HashSet::new();
         for id in &batch.trust_ids {
-            self.remove_trust(id);
+            if let Some(issuer) = self.remove_trust(id) {
+                touched.insert(issuer);
+            }
         }
         for t in batch.trusts {
+            touched.insert(t.trust.issuer.clone());
             self.insert_trust(t);
+        }
+        for issuer in &touched {
+            self.reindex(issuer);
         }
         for (jti, exp) in batch.revoked_tokens {
             if exp >= now {
@@ -566,27 +583,38 @@ impl Registry {
         }
     }
 
+    /// Adds a trust; its issuer's index is rebuilt by the caller, once per batch.
     fn insert_trust(&mut self, t: TrustEntry) {
         let t = Arc::new(t);
         self.count_origins(&t.trust.origins, true);
-        self.trusts.insert(t.trust.id.clone(), t.clone());
-        self.reindex(&t.trust.issuer);
+        self.issuer_ids
+            .entry(t.trust.issuer.clone())
+            .or_default()
+            .insert(t.trust.id.clone());
+        self.trusts.insert(t.trust.id.clone(), t);
     }
 
-    fn remove_trust(&mut self, id: &str) {
-        if let Some(t) = self.trusts.remove(id) {
-            self.count_origins(&t.trust.origins, false);
-            self.reindex(&t.trust.issuer);
+    /// Removes a trust; returns its issuer, whose index the caller rebuilds.
+    fn remove_trust(&mut self, id: &str) -> Option<String> {
+        let t = self.trusts.remove(id)?;
+        self.count_origins(&t.trust.origins, false);
+        if let Some(ids) = self.issuer_ids.get_mut(&t.trust.issuer) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.issuer_ids.remove(&t.trust.issuer);
+            }
         }
+        Some(t.trust.issuer.clone())
     }
 
-    /// Rebuilds one issuer's index: O(its trusts), on a trust change only.
+    /// Rebuilds one issuer's index: O(its trusts), once per batch that changed one of them.
     fn reindex(&mut self, issuer: &str) {
         let same: Vec<Arc<TrustEntry>> = self
-            .trusts
-            .values()
-            .filter(|t| t.trust.issuer == issuer)
-            .cloned()
+            .issuer_ids
+            .get(issuer)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.trusts.get(id).cloned())
             .collect();
         if same.is_empty() {
             self.issuers.remove(issuer);
@@ -883,6 +911,44 @@ mod tests {
         assert!(!entry.claim_touch(1_059));
         assert!(entry.claim_touch(1_060));
         assert!(!entry.claim_touch(1_100));
+    }
+
+    #[test]
+    fn trusts_load_and_follow_the_feed_into_their_issuers_index() {
+        let repo = |name: &str, r: &str| {
+            let mut t = testing::trust(name, "alice", NOW);
+            t.claims.insert("repository".into(), r.into());
+            t
+        };
+        let mut f = Fixture::new(NOW, |s| {
+            s.add_user("alice", &Secret::new(vec![1; 32]), NOW).unwrap();
+            s.add_trust(&repo("app", "acme/app")).unwrap();
+            s.add_trust(&repo("web", "acme/web")).unwrap();
+        });
+        let iss = "https://token.actions.githubusercontent.com";
+        let token = |r: &str| serde_json::json!({"ref": "refs/heads/main", "repository": r});
+        let found = |f: &Fixture, r: &str| -> Vec<String> {
+            f.registry.trusts_of(iss).map_or(Vec::new(), |t| {
+                t.candidates(token(r).as_object().unwrap())
+                    .iter()
+                    .map(|t| t.trust.name.clone())
+                    .collect()
+            })
+        };
+        assert_eq!(f.registry.trusts_of(iss).unwrap().len(), 2);
+        assert_eq!(found(&f, "acme/web"), ["web"]);
+        f.change(|s| {
+            s.remove_trust("web").unwrap();
+            s.add_trust(&repo("api", "acme/api")).unwrap();
+        });
+        assert_eq!(found(&f, "acme/web"), Vec::<String>::new());
+        assert_eq!(found(&f, "acme/api"), ["api"]);
+        f.change(|s| {
+            s.remove_trust("app").unwrap();
+            s.remove_trust("api").unwrap();
+        });
+        assert!(f.registry.trusts_of(iss).is_none());
+        assert_eq!(f.registry.trust_count(), 0);
     }
 
     #[test]
