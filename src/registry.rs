@@ -905,6 +905,7 @@ mod tests {
             revoked: None,
             secret_epoch: 0,
             last_used: None,
+            ended: false,
         });
         assert!(entry.claim_touch(1_000));
         assert!(!entry.claim_touch(1_000));

@@ -138,6 +138,7 @@ pub fn pat(id: &str, user: &str, hash: u8) -> Pat {
         revoked: None,
         secret_epoch: 0,
         last_used: None,
+        ended: false,
     }
 }
 

@@ -510,3 +510,26 @@ fn checksum(body: &str) -> String {
     }
     String::from_utf8(digits.to_vec()).unwrap()
 }
+
+#[test]
+fn token_list_and_report_show_tokens_a_rotation_ended_as_ended() {
+    let env = Env::new();
+    let (_, id) = create(&env, "ci", &["--scope", "write"], &[]);
+    let state = |env: &Env| -> Vec<String> {
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(state(&env), ["active"]);
+    let report = env.json(&["report", "--json"]);
+    assert!(report.to_string().contains(&id), "{report}");
+    env.ok(&["rotate-secret", "ci", "--yes"]);
+    // The rotation ended it: listed as ended, and gone from the report's active findings.
+    assert_eq!(state(&env), ["ended"]);
+    assert!(env.ok(&["token", "list"]).contains("ended"));
+    let report = env.json(&["report", "--json"]);
+    assert!(!report.to_string().contains(&id), "{report}");
+}

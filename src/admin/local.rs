@@ -542,6 +542,7 @@ impl Admin for Local {
             revoked: None,
             secret_epoch: 0,
             last_used: None,
+            ended: false,
         };
         self.store.add_pat(&pat)?;
         Ok(CreatedPat {
@@ -866,7 +867,8 @@ impl Admin for Local {
             ));
         }
         for p in self.store.pats(None, false)? {
-            if !live(p.revoked, p.expires) {
+            // A token its user's rotation ended is as dead as a revoked one.
+            if !live(p.revoked, p.expires) || p.ended {
                 continue;
             }
             issued_at.insert(p.id.clone(), p.created);

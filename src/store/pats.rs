@@ -29,12 +29,18 @@ pub struct Pat {
     #[serde(skip)]
     pub secret_epoch: i64,
     pub last_used: Option<i64>,
+    /// Ended by a rotation of its user's secret since it was made (read with the row; its
+    /// `state` says so).
+    #[serde(skip)]
+    pub ended: bool,
 }
 
 impl Pat {
     pub fn state(&self, now: i64) -> &'static str {
         if self.revoked.is_some() {
             "revoked"
+        } else if self.ended {
+            "ended"
         } else if self.expires.is_some_and(|e| e <= now) {
             "expired"
         } else {
@@ -53,7 +59,10 @@ pub struct PatChange {
 }
 
 const COLUMNS: &str = "p.id, p.user_name, p.hash, p.last4, p.description, p.scope, p.ip_ranges,
-    p.origins, p.created, p.expires, p.revoked, p.secret_epoch, p.last_used";
+    p.origins, p.created, p.expires, p.revoked, p.secret_epoch, p.last_used,
+    CASE WHEN p.secret_epoch <> coalesce(
+        (SELECT s.epoch FROM secrets s WHERE s.user_name = p.user_name), p.secret_epoch)
+    THEN 1 ELSE 0 END";
 
 fn from_row(r: &Row) -> Result<Pat> {
     let bad = |i, e: String| StoreError::Data(format!("column {i}: {e}"));
@@ -75,6 +84,7 @@ fn from_row(r: &Row) -> Result<Pat> {
         revoked: r.get(10)?,
         secret_epoch: r.get(11)?,
         last_used: r.get(12)?,
+        ended: r.get(13)?,
     })
 }
 

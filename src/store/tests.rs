@@ -116,9 +116,15 @@ both! {
             revoked: None,
             secret_epoch: 0,
             last_used: None,
+            ended: false,
         };
         store.add_pat(&pat).unwrap();
+        assert!(!store.pat("pat-0001").unwrap().ended);
         store.rotate_secret("alice", &Secret::new(vec![8; 32]), 50).unwrap();
+        // The rotation ended it: every read says so.
+        assert!(store.pat("pat-0001").unwrap().ended);
+        assert_eq!(store.pat("pat-0001").unwrap().state(50), "ended");
+        assert!(store.pats(Some("alice"), false).unwrap()[0].ended);
         store
             .edit_pat(
                 "pat-0001",
