@@ -19,7 +19,7 @@ use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
 use crate::server::observe::Caller;
 use crate::server::replay::{self, Seen};
-use crate::server::token::{Issued, Use, issue_once, refuse};
+use crate::server::token::{Issued, Use, caller_allowed, issue_once, refuse};
 use crate::server::{SharedState, View};
 use crate::store::UsageRow;
 use crate::text::printable;
@@ -283,17 +283,13 @@ pub async fn exchange(
             return Err(refuse(state, who, &row, known(why)).await);
         }
     }
-    if let Some(Extension(CrossSite(Some(origin)))) = &req.cross_site
-        && !trust.origins.contains(origin)
-    {
-        let why = format!("Origin {origin} is not allowed for this trust");
-        return Err(refuse(state, who, &row, known(why)).await);
-    }
-    if !req.addr.allowed_by(&trust.ip_ranges) {
-        let why = match req.addr {
-            ClientAddr::Ip(ip) => format!("Address {ip} is not allowed to use this trust"),
-            ClientAddr::Unknown => access_token::Invalid::AddressUnknown.to_string(),
-        };
+    if let Err(why) = caller_allowed(
+        &req.cross_site,
+        &trust.origins,
+        req.addr,
+        &trust.ip_ranges,
+        "trust",
+    ) {
         return Err(refuse(state, who, &row, known(why)).await);
     }
     let scope = match Scope::parse_list(req.scope.unwrap_or("")) {
@@ -330,10 +326,6 @@ pub async fn exchange(
             return Err(refuse(state, who, &row, known(why)).await);
         }
     }
-    let lifetime = match trust.expires {
-        Some(e) => state.config.token_lifetime.min(e - now),
-        None => state.config.token_lifetime,
-    };
     let grant = access_token::Grant {
         subject: &m.user,
         client_id: &trust.name,
@@ -353,7 +345,7 @@ pub async fn exchange(
         jti: m.jti.clone(),
         replayed: REPLAYED,
     };
-    let issued = issue_once(state, view, grant, lifetime, row, used).await?;
+    let issued = issue_once(state, view, grant, trust.expires, row, used).await?;
     tracing::debug!(trust = %trust.name, sub = %m.user, addr = %req.addr, "token issued for an ID token");
     Ok(issued)
 }

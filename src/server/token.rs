@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::access_token;
 use crate::grant::{self, Accepted, Refusal};
+use crate::iprange::ClientAddr;
 use crate::registry::Credentials;
 use crate::server::cors::CrossSite;
 use crate::server::error::ApiError;
@@ -164,20 +165,8 @@ async fn exchange(
     let key = view
         .key(&accepted.key_id)
         .ok_or_else(|| ApiError::Internal("key vanished".into()))?;
-    // A page on another site may exchange grants only for keys that list its origin.
-    if let Some(Extension(CrossSite(Some(origin)))) = &cross_site
-        && !key.origins.contains(origin)
-    {
-        let why = format!("Origin {origin} is not allowed for this key");
+    if let Err(why) = caller_allowed(&cross_site, &key.origins, addr, &key.ip_ranges, "key") {
         return Err(refuse(state, who, &row, known(why)).await);
-    }
-    if !addr.allowed_by(&key.ip_ranges) {
-        // Worded as a token check would word it.
-        let why = match addr {
-            crate::iprange::ClientAddr::Ip(ip) => access_token::Invalid::AddressNotAllowed(ip),
-            crate::iprange::ClientAddr::Unknown => access_token::Invalid::AddressUnknown,
-        };
-        return Err(refuse(state, who, &row, known(why.to_string())).await);
     }
     if accepted.jti.is_none() && state.config.require_jti {
         return Err(refuse(
@@ -205,11 +194,6 @@ async fn exchange(
             return Err(refuse(state, who, &row, known(why)).await);
         }
     }
-    // A token never outlives its key.
-    let lifetime = match key.expires {
-        Some(e) => state.config.token_lifetime.min(e - now),
-        None => state.config.token_lifetime,
-    };
     let row = UsageRow {
         key_id: Some(accepted.key_id.clone()),
         user: Some(accepted.user.clone()),
@@ -222,7 +206,7 @@ async fn exchange(
         jti: accepted.jti.clone(),
         replayed: replay_reason(accepted.jti.is_some()),
     };
-    let issued = issue_once(state, &view, accepted.token_grant(), lifetime, row, used).await?;
+    let issued = issue_once(state, &view, accepted.token_grant(), key.expires, row, used).await?;
     tracing::debug!(key_id = %accepted.key_id, sub = %accepted.subject, %addr, "token issued");
     Ok(respond(state, issued, false))
 }
@@ -235,6 +219,28 @@ pub(super) struct Use {
     pub replayed: &'static str,
 }
 
+/// Whether the caller may use a key or trust (`noun`) that lists `origins` and `ranges`: a
+/// page on another site only when its origin is listed, and only from inside the ranges.
+/// Err with the refusal, worded as a token check would word it.
+pub(super) fn caller_allowed(
+    cross_site: &Option<Extension<CrossSite>>,
+    origins: &[String],
+    addr: ClientAddr,
+    ranges: &[ipnet::IpNet],
+    noun: &str,
+) -> Result<(), String> {
+    if let Some(Extension(CrossSite(Some(origin)))) = cross_site
+        && !origins.contains(origin)
+    {
+        return Err(format!("Origin {origin} is not allowed for this {noun}"));
+    }
+    match addr {
+        _ if addr.allowed_by(ranges) => Ok(()),
+        ClientAddr::Ip(ip) => Err(format!("Address {ip} is not allowed to use this {noun}")),
+        ClientAddr::Unknown => Err(access_token::Invalid::AddressUnknown.to_string()),
+    }
+}
+
 /// Issues the access token for a proved grant or ID token and records the issuance in `row`
 /// (which names who), using the grant up. The store has the last word on replays: another
 /// process on it may have taken this grant since our own check.
@@ -242,10 +248,16 @@ pub(super) async fn issue_once(
     state: &SharedState,
     view: &View<'_>,
     grant: access_token::Grant<'_>,
-    lifetime: i64,
+    // Of the key or trust: a token never outlives it.
+    expires: Option<i64>,
     row: UsageRow,
     used: Use,
 ) -> Result<Issued, ApiError> {
+    let now = state.now();
+    let lifetime = match expires {
+        Some(e) => state.config.token_lifetime.min(e - now),
+        None => state.config.token_lifetime,
+    };
     let subject = view
         .user(grant.subject)
         .ok_or_else(|| ApiError::Internal(format!("user '{}' vanished", grant.subject)))?;
@@ -254,7 +266,7 @@ pub(super) async fn issue_once(
         &subject,
         &view.settings().issuer,
         lifetime,
-        state.now(),
+        now,
         &mut rand::thread_rng(),
     )?;
     let fresh = state
