@@ -290,7 +290,7 @@ impl KeyCache {
             if e.is_timeout() {
                 format!("GET {url}: no answer within {:?}", self.config.timeout)
             } else {
-                format!("GET {url}: {}", root_cause(&e))
+                format!("GET {url}: {}", crate::client::root_cause(&e))
             }
         };
         let mut response = self.http.get(url.clone()).send().await.map_err(failed)?;
@@ -348,14 +348,6 @@ fn discovery_url(issuer: &str) -> String {
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     )
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 /// Whether the URL's host is this machine (localhost, 127.0.0.0/8, ::1): where plain http
