@@ -390,7 +390,7 @@ fn exchange(
     })
 }
 
-/// The variable GitLab CI sets from the README's `id_tokens:` entry.
+/// The variable GitLab CI sets from the `id_tokens:` entry in docs/ci.md.
 pub const GITLAB_ID_TOKEN_VAR: &str = "TOKENAUTH_ID_TOKEN";
 const GITHUB_URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
 const GITHUB_TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";

@@ -363,10 +363,10 @@ pub fn validate(
     let Some(name) = header.get("alg").and_then(Value::as_str) else {
         return Err(Refusal::grant("Malformed assertion: header has no alg"));
     };
-    let Some(alg) = Alg::ALL.into_iter().find(|k| k.as_str() == name) else {
+    let Some(alg) = Alg::from_header(name) else {
         // Anyone can send this, before any signature check: echo it tamed.
         return Err(Refusal::grant(format!(
-            "Algorithm '{}' is not allowed; grants are signed with RS256, ES256 or EdDSA",
+            "Algorithm '{}' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)",
             printable(name)
         )));
     };
@@ -397,13 +397,13 @@ pub fn validate(
         return Err(refuse(
             "invalid_grant",
             format!(
-                "Algorithm '{alg}' does not match this key, which signs with {}",
+                "Algorithm '{name}' does not match this key, which signs with {}",
                 key.alg
             ),
             None,
         ));
     }
-    // Keys in Google's format take what google-auth sends unchanged (see README).
+    // Keys in Google's format take what google-auth sends unchanged (see docs/key-files.md).
     let google = key.google;
 
     // The payload parsed above is exactly the signed bytes: once the signature holds, it
@@ -837,12 +837,30 @@ pub(crate) mod tests {
             assert_eq!(
                 refused(&grant),
                 invalid_grant(&format!(
-                    "Algorithm '{alg}' is not allowed; grants are signed with RS256, ES256 or EdDSA"
+                    "Algorithm '{alg}' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)"
                 ))
             );
         }
         // The same claims, RS256-signed, pass: the algorithm is what was refused.
         assert!(check(&rs256(&c)).is_ok());
+    }
+
+    #[test]
+    fn rfc_9864s_ed25519_names_eddsa_and_is_held_to_the_key_like_any_alg() {
+        let header = json!({"alg": "Ed25519", "typ": "JWT"});
+        let grant = jws(&header, &claims(), &fixture().signer, Algorithm::RS256);
+        assert_eq!(
+            refused(&grant),
+            invalid_grant("Algorithm 'Ed25519' does not match this key, which signs with RS256")
+        );
+        // Case matters, as for every JWS alg.
+        let header = json!({"alg": "ed25519", "typ": "JWT"});
+        let grant = jws(&header, &claims(), &fixture().signer, Algorithm::RS256);
+        assert!(
+            refused(&grant)
+                .1
+                .starts_with("Algorithm 'ed25519' is not allowed")
+        );
     }
 
     #[test]
@@ -853,7 +871,7 @@ pub(crate) mod tests {
         assert_eq!(error, "invalid_grant");
         assert_eq!(
             description,
-            r"Algorithm 'RS\u{1b}[2J256\u{d}\u{a}\u{0}x' is not allowed; grants are signed with RS256, ES256 or EdDSA"
+            r"Algorithm 'RS\u{1b}[2J256\u{d}\u{a}\u{0}x' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)"
         );
         assert!(!description.chars().any(char::is_control));
     }

@@ -52,6 +52,18 @@ impl std::fmt::Display for Alg {
     }
 }
 
+impl Alg {
+    /// The algorithm a JWS header's `alg` names, exactly (RFC 7518 §3.1 is case-sensitive).
+    /// `Ed25519` is RFC 9864's fully-specified name for EdDSA over Ed25519, the only curve
+    /// tokenauth's EdDSA keys use; current JOSE libraries (joserfc) warn on `EdDSA`.
+    pub fn from_header(name: &str) -> Option<Alg> {
+        match name {
+            "Ed25519" => Some(Alg::EdDSA),
+            _ => Alg::ALL.into_iter().find(|a| a.as_str() == name),
+        }
+    }
+}
+
 impl std::str::FromStr for Alg {
     type Err = String;
     fn from_str(s: &str) -> Result<Alg, String> {

@@ -88,7 +88,7 @@ pub struct KeyEntry {
     /// The only algorithm the key's grants may use (RFC 8725 §3.1).
     pub alg: Alg,
     pub scope: Scope,
-    /// A key in Google's service-account format (see README).
+    /// A key in Google's service-account format (see docs/key-files.md).
     pub google: bool,
     pub client_email: Option<String>,
     pub ip_ranges: Vec<IpNet>,

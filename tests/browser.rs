@@ -1,6 +1,6 @@
 //! A real browser (Debian's headless Chromium) loads pages from loopback ports whose scripts
 //! call tokenauth, on another port, with fetch(): directly, and through nginx with the
-//! README's CORS recipe. Pages on an origin the credential lists read the answers; the
+//! CORS recipe in docs/proxies.md. Pages on an origin the credential lists read the answers; the
 //! browser keeps them from pages on other origins.
 //!
 //! Needs Debian's `chromium` package (and `nginx` for the nginx test); without them the
@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::web::{Answer, NGINX, Nginx, Site, readme_nginx_block};
+use common::docs::blocks_of;
+use common::web::{Answer, NGINX, Nginx, Site};
 use common::{Env, JWT_BEARER};
 use serde_json::Value;
 
@@ -303,8 +304,9 @@ fn through_nginx_a_listed_origins_page_reads_the_app_and_the_browser_blocks_othe
     let env = Env::new();
     let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
     let app = Site::app();
-    // The README's recipe as written, with the test's application address.
-    let recipe = readme_nginx_block("## Browser clients (CORS)")
+    // The documented recipe as written, with the test's application address.
+    let recipe = blocks_of("docs/proxies.md", "## Browser clients (CORS)", "nginx")
+        .swap_remove(0)
         .replace("127.0.0.1:3000", &app.addr.to_string());
     let nginx = Nginx::start(&server.addr.to_string(), app.addr, &recipe);
     let (site_a, page_a) = page_site();

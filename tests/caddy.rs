@@ -1,4 +1,4 @@
-//! A real Caddy in front of `tokenauth serve`, configured with the README's `forward_auth`
+//! A real Caddy in front of `tokenauth serve`, configured with the documented `forward_auth`
 //! recipe as written: only good tokens reach the application, write methods need write, the
 //! `X-Auth-*` headers cannot be forged, and grants are exchanged through Caddy.
 //!
@@ -9,12 +9,13 @@ mod common;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
-use common::web::{Site, readme_blocks, wait_listening};
+use common::docs::blocks_of;
+use common::web::{Site, wait_listening};
 use common::{Env, JWT_BEARER, Reply, http, send};
 
 const CADDY: &str = "/usr/bin/caddy";
 
-/// A real `caddy run` on a free port with the README's Caddyfile, everything under its own
+/// A real `caddy run` on a free port with the documented Caddyfile, everything under its own
 /// temp dir. Stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
 struct Caddy {
     child: std::process::Child,
@@ -24,7 +25,12 @@ struct Caddy {
 
 impl Caddy {
     fn start(tokenauth: SocketAddr, app: SocketAddr) -> Caddy {
-        let recipe = readme_blocks("## Behind Caddy (`forward_auth`)", "caddyfile").swap_remove(0);
+        let recipe = blocks_of(
+            "docs/proxies.md",
+            "## Behind Caddy (`forward_auth`)",
+            "caddyfile",
+        )
+        .swap_remove(0);
         let mut last = String::new();
         // Another process may take the port between our probe and Caddy's bind.
         for _ in 0..3 {
@@ -86,7 +92,7 @@ impl Drop for Caddy {
 }
 
 #[test]
-fn caddy_forward_auth_round_trip_with_the_readme_recipe() {
+fn caddy_forward_auth_round_trip_with_the_documented_recipe() {
     if !Path::new(CADDY).exists() {
         eprintln!(
             "caddy not installed; skipping Caddy round trip — install Debian's caddy package"

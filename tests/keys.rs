@@ -118,7 +118,7 @@ fn each_algorithm_signs_grants_that_its_key_accepts_and_no_other_algorithm() {
     );
     assert_eq!(
         r.json["error_description"],
-        "Algorithm 'ES384' is not allowed; grants are signed with RS256, ES256 or EdDSA"
+        "Algorithm 'ES384' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)"
     );
 }
 
@@ -486,7 +486,7 @@ fn metadata_keeps_a_path_prefix_and_answers_at_the_path_aware_location() {
     assert_eq!(doc["response_types_supported"], json!(["none"]));
     assert_eq!(
         doc["token_endpoint_auth_signing_alg_values_supported"],
-        json!(["RS256", "ES256", "EdDSA"])
+        json!(["RS256", "ES256", "EdDSA", "Ed25519"])
     );
     assert!(doc.get("service_documentation").is_none());
 

@@ -212,7 +212,7 @@ fn junk_from_anyone_leaves_a_usage_log_of_a_few_counted_rows() {
         (&forged, "Invalid signature"),
         (
             "eyJhbGciOiJub25lIn0.e30.",
-            "Algorithm 'none' is not allowed; grants are signed with RS256, ES256 or EdDSA",
+            "Algorithm 'none' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)",
         ),
     ];
     let started = Instant::now();

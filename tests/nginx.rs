@@ -7,7 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use common::web::{NGINX, Nginx, Site};
+use common::docs::blocks_of;
+use common::web::{NGINX, NGINX_SECTION, Nginx, Site};
 use common::{Env, Reply, http, send};
 
 fn token(env: &Env, key: &Path, extra: &[&str]) -> String {
@@ -25,9 +26,29 @@ fn nginx_auth_request_round_trip() {
         return;
     }
     let env = Env::new();
-    let server = env.serve(&["--trusted-proxy", "127.0.0.1"]);
+    // The documented commands: `serve` with its flags (on the test's port), and `init` with
+    // nginx's URL as the token URI.
+    let recipe = blocks_of("docs/proxies.md", NGINX_SECTION, "sh").swap_remove(0);
+    let line = |start: &str| -> Vec<String> {
+        let line = recipe
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("the recipe runs {start}:\n{recipe}"));
+        line.split_whitespace().skip(2).map(str::to_owned).collect()
+    };
+    let mut serve_flags = line("tokenauth serve");
+    let listen = serve_flags.iter().position(|f| f == "--listen").unwrap();
+    serve_flags.drain(listen..listen + 2);
+    let serve_flags: Vec<&str> = serve_flags.iter().map(String::as_str).collect();
+    let server = env.serve(&serve_flags);
     let upstream = Site::app();
     let nginx = Nginx::start(&server.addr.to_string(), upstream.addr, "");
+    let init: Vec<String> = line("tokenauth init")
+        .into_iter()
+        .map(|a| a.replace("https://api.example.com", &nginx.url("")))
+        .collect();
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    env.ok(&[&["init"], &init[..]].concat());
     let context = || {
         format!(
             "\n--- nginx error.log ---\n{}\n--- tokenauth log ---\n{}",
@@ -53,7 +74,7 @@ fn nginx_auth_request_round_trip() {
         );
     };
 
-    // Keys are issued after the server starts: it set the store's token URI to itself.
+    // The key files name nginx's /token, so every exchange below goes through nginx.
     let (reader_id, reader) = env.issue_key("ci-bot", &[]);
     let (_, writer) = env.issue_key("deployer", &["--scope", "write"]);
     let (_, local) = env.issue_key("local-bot", &["--ip-range", "127.0.0.1"]);
@@ -199,8 +220,18 @@ fn nginx_auth_request_round_trip() {
     let r = get("/", &[("Authorization", &bearer(&write_token))]);
     expect(&r, 200, "another key's token after the revocation");
 
-    // Every request went through the real nginx.
+    // Every request went through the real nginx, the exchanges too, and tokenauth saw the
+    // client's address that nginx passed on.
     let access = nginx.access_log();
+    assert!(access.contains("\"POST /token HTTP/1.1\" 200"), "{access}");
+    let log = env.json(&["usage-log", "--json"]);
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ok"] == true && r["address"] == "127.0.0.1"),
+        "{log}"
+    );
     assert!(
         access.contains("\"GET /app/data?x=1 HTTP/1.1\" 200"),
         "{access}"

@@ -1,6 +1,7 @@
-//! contrib/tokenauth.service and the Dockerfile: the unit passes `systemd-analyze verify`
-//! and its command line really starts the server; the image is multi-stage, non-root, keeps
-//! the store on a volume, and its health check works.
+//! contrib/tokenauth.service, the Dockerfile and the binary itself: the unit passes
+//! `systemd-analyze verify` and its command line really starts the server; the image is
+//! multi-stage, non-root, keeps the store on a volume, and its health check works; the
+//! binary needs only the C library.
 
 mod common;
 
@@ -240,5 +241,36 @@ fn a_test_build_honours_tokenauth_now_and_its_server_says_so() {
             .contains("this is a test build (feature test-clock)"),
         "{}",
         server.log()
+    );
+}
+
+/// The README tells CI runners to copy the one file: it must need nothing beyond the C
+/// library (glibc's libc, libm, libgcc_s and the loader), which every glibc system has.
+#[test]
+fn the_binary_needs_only_the_c_library() {
+    let Ok(out) = std::process::Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_tokenauth"))
+        .output()
+    else {
+        eprintln!("skipping: no ldd to list the binary's libraries (Debian's libc-bin)");
+        return;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let allowed = [
+        "linux-vdso.so",
+        "libc.so",
+        "libm.so",
+        "libgcc_s.so",
+        "ld-linux",
+    ];
+    let others: Vec<&str> = listing
+        .lines()
+        .map(str::trim)
+        .filter(|l| !allowed.iter().any(|a| l.contains(a)))
+        .collect();
+    assert!(out.status.success(), "{listing}");
+    assert!(
+        others.is_empty(),
+        "the binary needs more than the C library: {others:?}"
     );
 }

@@ -1,6 +1,6 @@
-//! Third-party OAuth clients, unchanged, against a real `serve`: the README's snippets for
+//! Third-party OAuth clients, unchanged, against a real `serve`: the snippets in docs/clients.md for
 //! google-auth, Authlib (`AssertionSession` and its RFC 8414 validator), Node's `jose` and
-//! Go's `golang.org/x/oauth2/jwt`, run exactly as the README prints them.
+//! Go's `golang.org/x/oauth2/jwt`, run exactly as printed there.
 //!
 //! Python: `TOKENAUTH_TEST_PYTHON` names a Python with google-auth, Authlib and requests
 //! (`.ci/run` makes a throwaway venv), else `python3` when it has them. Node:
@@ -12,14 +12,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::web::readme_blocks;
+use common::docs::blocks_of;
 use common::{Env, Server};
 
 const SECTION: &str = "## Using tokenauth from Python, Node and Go clients";
 
 /// The section's one `lang` block containing `marker`.
 fn snippet(lang: &str, marker: &str) -> String {
-    let mut found: Vec<String> = readme_blocks(SECTION, lang)
+    let mut found: Vec<String> = blocks_of("docs/clients.md", SECTION, lang)
         .into_iter()
         .filter(|b| b.contains(marker))
         .collect();
@@ -72,6 +72,23 @@ fn run_python(python: &Path, code: &str, vars: &[(&str, &str)], what: &str) -> S
     let mut cmd = bounded(python);
     cmd.args(["-c", code]).envs(vars.iter().copied());
     run(cmd, what)
+}
+
+/// As `run_python`, and the snippet must not write to stderr either: no warnings.
+fn run_python_quietly(python: &Path, code: &str, vars: &[(&str, &str)], what: &str) -> String {
+    let out = bounded(python)
+        .args(["-c", code])
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "{what} failed or warned ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
 }
 
 /// The snippet's output for a call to `/auth`: the status, then `/auth`'s JSON answer,
@@ -127,7 +144,7 @@ fn authlib_assertion_session_works_with_a_key_of_each_algorithm() {
         let user = format!("bot-{}", alg.to_lowercase());
         let (_, key) = env.issue_key(&user, &["--alg", alg]);
         let vars = [("KEY_FILE", key.to_str().unwrap()), ("API_URL", &auth)];
-        let out = run_python(
+        let out = run_python_quietly(
             &python,
             &code,
             &vars,
@@ -140,11 +157,8 @@ fn authlib_assertion_session_works_with_a_key_of_each_algorithm() {
 fn validate_metadata(python: &Path, server: &Server, path: &str) -> String {
     let code = snippet("python", "AuthorizationServerMetadata(");
     let url = server.url(path);
-    let vars = [
-        ("METADATA_URL", url.as_str()),
-        ("AUTHLIB_INSECURE_TRANSPORT", "1"),
-    ];
-    run_python(
+    let vars = [("METADATA_URL", url.as_str())];
+    run_python_quietly(
         python,
         &code,
         &vars,
@@ -180,6 +194,21 @@ fn authlibs_metadata_validator_accepts_the_document_also_under_a_path_prefix() {
         out.trim(),
         format!("valid metadata for http://{}/auth", server.addr)
     );
+
+    // Plain http passes only on loopback, as the docs say: an issuer elsewhere fails.
+    env.ok(&["init", "--issuer", "http://auth.example.com"]);
+    let code = snippet("python", "AuthorizationServerMetadata(");
+    let url = server.url("/.well-known/oauth-authorization-server");
+    let out = bounded(&python)
+        .args(["-c", &code])
+        .env("METADATA_URL", &url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("MUST use \"https\" scheme"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -196,9 +225,25 @@ fn node_jose_signs_grants_with_pkcs8_keys_of_each_algorithm() {
     };
     let env = Env::new();
     let server = env.serve(&[]);
-    // The snippet is an ES module; beside node_modules, its `import` finds jose there.
-    let script = modules.join(format!("tokenauth-snippet-{}.mjs", std::process::id()));
-    std::fs::write(&script, snippet("js", "importPKCS8")).unwrap();
+    // Saved under the name its first line gives, in a folder below node_modules' (where
+    // `import` finds jose), and run as that line says.
+    let code = snippet("js", "importPKCS8");
+    let name = code
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("// "))
+        .and_then(|l| l.split_once(':'))
+        .map(|(name, _)| name.to_owned())
+        .expect("the snippet's first line names its file");
+    assert!(
+        code.lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("node {name}"))
+    );
+    let folder = modules.join(format!("tokenauth-snippet-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(&name), &code).unwrap();
     let auth = server.url("/auth");
     for (alg, extra) in [
         ("RS256", &["--pkcs8"][..]),
@@ -210,11 +255,14 @@ fn node_jose_signs_grants_with_pkcs8_keys_of_each_algorithm() {
         args.extend_from_slice(extra);
         let (_, key) = env.issue_key(&user, &args);
         let mut cmd = bounded("node");
-        cmd.arg(&script).env("KEY_FILE", &key).env("API_URL", &auth);
+        cmd.arg(&name)
+            .current_dir(&folder)
+            .env("KEY_FILE", &key)
+            .env("API_URL", &auth);
         let out = run(cmd, &format!("the jose snippet, {alg}"));
         assert_authorised(&out, &user, alg);
     }
-    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_dir_all(&folder);
 }
 
 #[test]

@@ -329,7 +329,7 @@ fn refuses_alg_none() {
     let unsigned = format!("{header}.{}.", b64json(&f.claims()));
     assert_invalid_grant(
         &f.exchange(&unsigned),
-        "Algorithm 'none' is not allowed; grants are signed with RS256, ES256 or EdDSA",
+        "Algorithm 'none' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)",
     );
 }
 
@@ -350,7 +350,7 @@ fn refuses_hs256_signed_with_the_keys_public_key() {
     .unwrap();
     assert_invalid_grant(
         &f.exchange(&forged),
-        "Algorithm 'HS256' is not allowed; grants are signed with RS256, ES256 or EdDSA",
+        "Algorithm 'HS256' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)",
     );
 }
 
@@ -361,7 +361,7 @@ fn refuses_rsa_algorithms_other_than_rs256() {
         assert_invalid_grant(
             &f.exchange(&grant),
             &format!(
-                "Algorithm '{name}' is not allowed; grants are signed with RS256, ES256 or EdDSA"
+                "Algorithm '{name}' is not allowed; grants are signed with RS256, ES256 or EdDSA (Ed25519)"
             ),
         );
     }

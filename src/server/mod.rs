@@ -614,7 +614,7 @@ async fn metadata(
         // type returns credentials.
         "response_types_supported": ["none"],
         "token_endpoint_auth_methods_supported": ["none"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA", "Ed25519"],
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": ["read", "write"],

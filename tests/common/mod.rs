@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a temporary store and the real binary.
 #![allow(dead_code)]
 
+pub mod docs;
 pub mod oidc;
 pub mod web;
 

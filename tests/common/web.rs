@@ -220,12 +220,20 @@ pub struct Nginx {
     pub addr: SocketAddr,
 }
 
-/// The config under test. The `server` block is the README's recipe ("Behind nginx"), with
-/// `extra` (more of the README's locations) added to it. `tokenauth` is what follows
-/// `http://` in a `proxy_pass` before the path: `127.0.0.1:8080`, or `unix:/path/to.sock:`
-/// for a Unix socket.
+/// The nginx recipe in `docs/proxies.md`, as printed, with this test's addresses: nginx on
+/// `port`, `tokenauth` for `127.0.0.1:8080` (what follows `http://` in a `proxy_pass` before
+/// the path: an address, or `unix:/path/to.sock:` for a Unix socket), `app` for
+/// `127.0.0.1:3000`, and `extra` (more of the documented locations) added to its `server`
+/// block. The recipe goes in an `http { }` block that keeps everything under `dir`.
 fn nginx_conf(dir: &Path, port: u16, tokenauth: &str, app: SocketAddr, extra: &str) -> String {
     use std::os::unix::fs::MetadataExt;
+    let recipe = super::docs::blocks_of("docs/proxies.md", NGINX_SECTION, "nginx").swap_remove(0);
+    let server = recipe
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("127.0.0.1:8080", tokenauth)
+        .replace("127.0.0.1:3000", &app.to_string());
+    let close = server.rfind('}').expect("the recipe is a server { } block");
+    let server = format!("{}{extra}\n{}", &server[..close], &server[close..]);
     let d = dir.display();
     // As root the workers would run as `nobody`, who cannot enter the 0700 temp dir.
     let user = if std::fs::metadata(dir).unwrap().uid() == 0 {
@@ -251,60 +259,14 @@ http {{
     uwsgi_temp_path {d}/uwsgi_temp;
     scgi_temp_path {d}/scgi_temp;
 
-    server {{
-        listen 127.0.0.1:{port};
-
-        # Everything here needs a good token; write methods need the write scope.
-        location / {{
-            auth_request /_auth;
-            auth_request_set $auth_user $upstream_http_x_auth_user;
-            auth_request_set $auth_key_id $upstream_http_x_auth_key_id;
-            auth_request_set $auth_scope $upstream_http_x_auth_scope;
-            proxy_set_header X-Auth-User $auth_user;
-            proxy_set_header X-Auth-Key-Id $auth_key_id;
-            proxy_set_header X-Auth-Scope $auth_scope;
-            proxy_pass http://{app};
-        }}
-
-        # Here even GET needs the write scope.
-        location /admin/ {{
-            auth_request /_auth_write;
-            auth_request_set $auth_user $upstream_http_x_auth_user;
-            proxy_set_header X-Auth-User $auth_user;
-            proxy_pass http://{app};
-        }}
-
-        # Clients exchange grants through nginx too.
-        location = /token {{
-            proxy_pass http://{tokenauth}/token;
-            proxy_set_header X-Forwarded-For $remote_addr;
-        }}
-
-        location = /_auth {{
-            internal;
-            proxy_pass http://{tokenauth}/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $remote_addr;
-        }}
-
-        location = /_auth_write {{
-            internal;
-            proxy_pass http://{tokenauth}/auth?scope=write;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $remote_addr;
-        }}
-{extra}
-    }}
+{server}
 }}
 "#
     )
 }
+
+/// The heading of the nginx recipe in `docs/proxies.md`.
+pub const NGINX_SECTION: &str = "## Behind nginx (`auth_request`)";
 
 impl Nginx {
     /// Starts nginx on a free port; retries a few times in case another process takes the
@@ -408,32 +370,4 @@ pub fn stop(child: &mut std::process::Child) {
         let _ = child.kill();
         let _ = child.wait();
     }
-}
-
-/// The first ```` ```nginx ```` block of the README section headed `heading` (a `## ` or
-/// `### ` title), so that the tests run the README's recipes as written.
-pub fn readme_nginx_block(heading: &str) -> String {
-    readme_blocks(heading, "nginx").swap_remove(0)
-}
-
-/// Every ```` ```lang ```` block of the README section headed `heading` (up to the next `## `
-/// title), in order; panics when there is none.
-pub fn readme_blocks(heading: &str, lang: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
-        .split_once(&format!("{heading}\n"))
-        .unwrap_or_else(|| panic!("README has no section {heading:?}"))
-        .1;
-    let section = section.split("\n## ").next().unwrap();
-    let blocks: Vec<String> = section
-        .split(&format!("```{lang}\n"))
-        .skip(1)
-        .map(|b| b.split_once("```").unwrap().0.to_owned())
-        .collect();
-    assert!(
-        !blocks.is_empty(),
-        "README section {heading:?} has no {lang} block"
-    );
-    blocks
 }
