@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -46,8 +47,10 @@ pub struct Cli {
     #[arg(
         long,
         env = "TOKENAUTH_SERVER",
+        hide_env_values = true,
         value_name = "URL",
-        help_heading = "Remote administration"
+        help_heading = "Remote administration",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
     )]
     pub server: Option<String>,
 
@@ -61,7 +64,7 @@ pub struct Cli {
     /// or an access token) instead of a key file
     #[arg(long, env = "TOKENAUTH_TOKEN", hide_env_values = true, value_name = "TOKEN",
           help_heading = "Remote administration",
-          value_parser = |s: &str| Ok::<_, String>(crate::secret::SecretString::new(s.to_owned())))]
+          value_parser = clap::builder::NonEmptyStringValueParser::new().map(crate::secret::SecretString::new))]
     pub token: Option<crate::secret::SecretString>,
 
     #[command(subcommand)]
@@ -132,10 +135,11 @@ impl Cli {
     /// TOKENAUTH_KEY, which errors name, and which must not be combined with
     /// TOKENAUTH_KEY_BASE64.
     pub fn try_parse_with_sources() -> Result<Cli, clap::Error> {
-        let mut command = Cli::command();
         let args: Vec<OsString> = std::env::args_os().collect();
+        let (mut command, ignored) = ignore_empty_env(Cli::command());
         let matches = match command.try_get_matches_from_mut(&args) {
             Ok(m) => m,
+            Err(e) if ignored && is_help(&e) => return Err(help_with_every_variable(&args, e)),
             Err(e) => return Err(admin_flag_after_subcommand(&mut command, &args, e)),
         };
         if let Some(e) = client_flag_before_subcommand(&mut command, &matches) {
@@ -152,6 +156,53 @@ impl Cli {
         std::mem::forget(command);
         std::mem::forget(matches);
         Ok(cli)
+    }
+}
+
+/// A variable that names a setting's value is unset when empty, as `export TOKENAUTH_SERVER=`
+/// is how many shells' users switch one off; clap would take the empty string as the value
+/// (no option here has a meaningful empty one). TOKENAUTH_KEY keeps its empty value, for
+/// KeySource's own errors: an empty key is most often a CI secret that did not arrive.
+/// Returns the command and whether a variable was dropped.
+fn ignore_empty_env(command: clap::Command) -> (clap::Command, bool) {
+    // Walking every argument costs a cache-hit `get-token` more than the rest of its
+    // parsing; only do it when there is something to drop.
+    let any_empty = std::env::vars_os().any(|(name, value)| {
+        value.is_empty() && name.as_encoded_bytes().starts_with(b"TOKENAUTH_")
+    });
+    if !any_empty {
+        return (command, false);
+    }
+    fn walk(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(|arg| match arg.get_env() {
+                Some(name)
+                    if name != crate::service_key::KEY_VAR
+                        && std::env::var_os(name).is_some_and(|v| v.is_empty()) =>
+                {
+                    arg.env(None)
+                }
+                _ => arg,
+            })
+            .mut_subcommands(walk)
+    }
+    (walk(command), true)
+}
+
+fn is_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand};
+    matches!(
+        e.kind(),
+        DisplayHelp | DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// Help as if no variable had been dropped by `ignore_empty_env`: it names every variable an
+/// option reads, set or not.
+fn help_with_every_variable(args: &[OsString], dropped: clap::Error) -> clap::Error {
+    match Cli::command().try_get_matches_from(args) {
+        Err(e) if e.kind() == dropped.kind() => e,
+        _ => dropped,
     }
 }
 
@@ -366,6 +417,28 @@ mod tests {
             "help text missing:\n{}",
             problems.join("\n")
         );
+    }
+
+    /// Help names the variable an option reads, never its value: values may be secrets
+    /// (TOKENAUTH_TOKEN, a PostgreSQL URL's password), and the man pages generated from the
+    /// same definitions must not depend on the generator's environment.
+    #[test]
+    fn no_option_shows_its_variables_value() {
+        fn walk(cmd: &clap::Command, shown: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(var) = arg.get_env()
+                    && !arg.is_hide_env_values_set()
+                {
+                    shown.push(format!("{} --{}: {var:?}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, shown);
+            }
+        }
+        let mut shown = Vec::new();
+        walk(&Cli::command(), &mut shown);
+        assert!(shown.is_empty(), "add hide_env_values = true: {shown:?}");
     }
 
     fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {

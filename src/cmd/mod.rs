@@ -300,7 +300,12 @@ impl clap::builder::TypedValueParser for OidcSourceParser {
 pub struct TlsArgs {
     /// Also trust this CA certificate (PEM; the file may hold several) when checking the
     /// server's certificate, e.g. a private CA; the system's roots stay trusted
-    #[arg(long, env = "TOKENAUTH_CA_CERT", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "TOKENAUTH_CA_CERT",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub ca_cert: Option<PathBuf>,
 }
 

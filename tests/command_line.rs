@@ -1,0 +1,127 @@
+//! The command line itself, through the real binary: environment variables, help, version,
+//! and the committed completion scripts.
+
+mod common;
+
+use common::Env;
+
+/// Every variable an option reads.
+const VARIABLES: &[&str] = &[
+    "TOKENAUTH_DB",
+    "TOKENAUTH_SERVER",
+    "TOKENAUTH_KEY",
+    "TOKENAUTH_TOKEN",
+    "TOKENAUTH_CA_CERT",
+    "TOKENAUTH_LISTEN",
+    "TOKENAUTH_TLS_CERT",
+    "TOKENAUTH_TLS_KEY",
+    "TOKENAUTH_METRICS_LISTEN",
+    "TOKENAUTH_LOG_FORMAT",
+];
+
+/// `command` run with these variables set (the rest of VARIABLES unset): (exit code, stdout,
+/// stderr).
+fn run(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = env.cmd();
+    for v in VARIABLES {
+        cmd.env_remove(v);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn an_empty_tokenauth_server_leaves_the_admin_commands_on_the_local_store() {
+    let env = Env::new_sqlite();
+    let (key_id, _) = env.issue_key("ci-bot", &[]);
+    let db = env.db();
+    let db = db.to_str().unwrap();
+    let (code, out, err) = run(
+        &env,
+        &["list-keys"],
+        &[("TOKENAUTH_DB", db), ("TOKENAUTH_SERVER", "")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&key_id), "{out}");
+}
+
+#[test]
+fn empty_variables_count_as_unset() {
+    let env = Env::new_sqlite();
+    let (key_id, _) = env.issue_key("ci-bot", &[]);
+    let db = env.db();
+    let empty = [
+        ("TOKENAUTH_SERVER", ""),
+        ("TOKENAUTH_TOKEN", ""),
+        ("TOKENAUTH_CA_CERT", ""),
+    ];
+    let mut vars = vec![("TOKENAUTH_DB", db.to_str().unwrap())];
+    vars.extend(empty);
+    let (code, out, err) = run(&env, &["list-keys"], &vars);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&key_id), "{out}");
+
+    // An empty TOKENAUTH_DB is the default store (under XDG_DATA_HOME), not a bad path.
+    let (code, _, err) = run(&env, &["list-keys", "--json"], &[("TOKENAUTH_DB", "")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(env.path().join("data/tokenauth/tokenauth.db").exists());
+
+    // serve's variables too: an empty TOKENAUTH_LOG_FORMAT is the default, not a bad value.
+    let (code, out, err) = run(
+        &env,
+        &["serve", "--help"],
+        &[("TOKENAUTH_LOG_FORMAT", ""), ("TOKENAUTH_LISTEN", "")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[env: TOKENAUTH_LOG_FORMAT]"), "{out}");
+}
+
+#[test]
+fn an_explicit_empty_server_or_token_is_an_error_naming_the_flag() {
+    let env = Env::new_sqlite();
+    for (flag, placeholder) in [("--server", "URL"), ("--token", "TOKEN")] {
+        let (code, _, err) = run(&env, &[flag, "", "list-keys"], &[]);
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(err.contains(&format!("'{flag} <{placeholder}>'")), "{err}");
+    }
+}
+
+/// The help of the root and of the commands with options read from variables.
+const HELP: &[&[&str]] = &[
+    &["--help"],
+    &["serve", "--help"],
+    &["get-token", "--help"],
+    &["request", "--help"],
+    &["help", "list-keys"],
+];
+
+#[test]
+fn help_names_the_variables_and_never_their_values() {
+    let env = Env::new_sqlite();
+    let secret = "s3cret-value-from-the-environment";
+    let set: Vec<(&str, &str)> = VARIABLES.iter().map(|v| (*v, secret)).collect();
+    let empty: Vec<(&str, &str)> = VARIABLES.iter().map(|v| (*v, "")).collect();
+    for vars in [&[][..], &set, &empty] {
+        let mut seen = String::new();
+        for args in HELP {
+            let (code, out, err) = run(&env, args, vars);
+            assert_eq!(code, 0, "{args:?}: {err}");
+            assert!(!out.contains(secret), "{args:?} shows a value: {out}");
+            assert!(!out.contains("=]"), "{args:?} shows an empty value: {out}");
+            seen.push_str(&out);
+        }
+        for v in VARIABLES {
+            assert!(
+                seen.contains(&format!("[env: {v}]")),
+                "no help names {v} with {vars:?}"
+            );
+        }
+    }
+}
