@@ -10,6 +10,15 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cmd;
 
+/// `--version`: what `-V` says (the crate version and, from a checkout, the commit: see
+/// build.rs), then what a bug report needs to know about the build.
+const LONG_VERSION: &str = concat!(
+    env!("TOKENAUTH_VERSION"),
+    "\nstores: SQLite, PostgreSQL",
+    "\nfeatures: ",
+    env!("TOKENAUTH_FEATURES")
+);
+
 /// Machine-to-machine authentication with service keys.
 ///
 /// Admins issue and revoke service keys and rotate user secrets; CI scripts sign JWT grants
@@ -18,7 +27,8 @@ use crate::cmd;
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenauth",
-    version,
+    version = env!("TOKENAUTH_VERSION"),
+    long_version = LONG_VERSION,
     propagate_version = true,
     max_term_width = 100
 )]

@@ -125,3 +125,34 @@ fn help_names_the_variables_and_never_their_values() {
         }
     }
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from_and_the_build() {
+    let env = Env::new_sqlite();
+    let (code, short, _) = run(&env, &["-V"], &[]);
+    assert_eq!(code, 0);
+    let prefix = format!("tokenauth {} (", env!("CARGO_PKG_VERSION"));
+    let build = short
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("-V: {short:?}"));
+    // This test runs in a checkout: the build names one of its commits, and its date.
+    let (commit, date) = build.split_once(' ').unwrap();
+    assert!(
+        commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{short}"
+    );
+    assert!(date.len() == 10 && date.as_bytes()[4] == b'-', "{short}");
+    let known = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "cat-file", "-t", commit])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&known.stdout).trim(), "commit");
+
+    let (code, long, _) = run(&env, &["--version"], &[]);
+    assert_eq!(code, 0);
+    assert!(long.starts_with(&short), "{long}");
+    assert!(long.contains("\nstores: SQLite, PostgreSQL\n"), "{long}");
+    // The tests' build honours TOKENAUTH_NOW; a release build says `features: none`.
+    assert!(long.ends_with("\nfeatures: test-clock\n"), "{long}");
+}
