@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::builder::TypedValueParser;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args as _, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cmd;
 
@@ -102,7 +102,10 @@ pub enum Command {
     Audit(cmd::audit::Args),
     Report(cmd::report::Args),
     Store(cmd::store::Args),
-    #[command(hide = true)]
+    /// `tokenauth generate`, which writes completions/ and man/, is no subcommand clap knows:
+    /// the completion scripts would offer it, as clap_complete lists hidden subcommands too.
+    /// `Cli::try_parse_with_sources` reads it.
+    #[command(skip)]
     Generate(cmd::generate::Args),
 }
 
@@ -146,6 +149,9 @@ impl Cli {
     /// TOKENAUTH_KEY_BASE64.
     pub fn try_parse_with_sources() -> Result<Cli, clap::Error> {
         let args: Vec<OsString> = std::env::args_os().collect();
+        if args.get(1).is_some_and(|a| a == "generate") {
+            return parse_generate(&args[1..]);
+        }
         let (mut command, ignored) = ignore_empty_env(Cli::command());
         let matches = match command.try_get_matches_from_mut(&args) {
             Ok(m) => m,
@@ -167,6 +173,24 @@ impl Cli {
         std::mem::forget(matches);
         Ok(cli)
     }
+}
+
+/// `tokenauth generate ARGS`, parsed on its own.
+fn parse_generate(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let mut command = cmd::generate::Args::augment_args(
+        clap::Command::new("generate").bin_name("tokenauth generate"),
+    );
+    let matches = command.try_get_matches_from_mut(args)?;
+    let args =
+        cmd::generate::Args::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+    Ok(Cli {
+        db: None,
+        server: None,
+        remote: cmd::GrantArgs::default(),
+        remote_tls: cmd::TlsArgs::default(),
+        token: None,
+        command: Command::Generate(args),
+    })
 }
 
 /// A variable that names a setting's value is unset when empty, as `export TOKENAUTH_SERVER=`

@@ -156,3 +156,66 @@ fn version_names_the_commit_it_was_built_from_and_the_build() {
     // The tests' build honours TOKENAUTH_NOW; a release build says `features: none`.
     assert!(long.ends_with("\nfeatures: test-clock\n"), "{long}");
 }
+
+fn committed(rel: &str) -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            (e.file_name().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_completions_do_not_offer_the_hidden_generate_command() {
+    let scripts = committed("completions");
+    assert_eq!(scripts.len(), 5);
+    for (name, text) in scripts {
+        // The word, not "generated" in some help text.
+        let offered = text.match_indices("generate").any(|(at, _)| {
+            let around = [
+                text[..at].chars().next_back(),
+                text[at + 8..].chars().next(),
+            ];
+            !around.into_iter().flatten().any(char::is_alphanumeric)
+        });
+        assert!(!offered, "completions/{name} offers generate");
+    }
+}
+
+#[test]
+fn generated_completions_and_man_pages_do_not_depend_on_the_environment() {
+    let env = Env::new_sqlite();
+    let secret = "s3cret-value-from-the-environment";
+    let set: Vec<(&str, &str)> = VARIABLES.iter().map(|v| (*v, secret)).collect();
+    let empty: Vec<(&str, &str)> = VARIABLES.iter().map(|v| (*v, "")).collect();
+    for (name, vars) in [("set", &set), ("empty", &empty)] {
+        let out = env.path().join(name);
+        let (code, _, err) = run(
+            &env,
+            &["generate", "--out-dir", out.to_str().unwrap()],
+            vars,
+        );
+        assert_eq!(code, 0, "{err}");
+        for sub in ["completions", "man"] {
+            let fresh = std::fs::read_dir(out.join(sub)).unwrap().count();
+            for (file, text) in committed(sub) {
+                let generated = std::fs::read_to_string(out.join(sub).join(&file)).unwrap();
+                assert!(
+                    generated == text,
+                    "{sub}/{file} differs with the variables {name}"
+                );
+            }
+            assert_eq!(
+                fresh,
+                committed(sub).len(),
+                "{sub} with the variables {name}"
+            );
+        }
+    }
+}

@@ -39,7 +39,7 @@ use crate::store::{Location, Store};
 
 /// The key file and what a grant signed with it asks for: the same options on sign-grant,
 /// get-token and request.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct GrantArgs {
     /// The key file: its path, `-` for standard input, or its JSON itself
     ///
@@ -296,7 +296,7 @@ impl clap::builder::TypedValueParser for OidcSourceParser {
 }
 
 /// Whom client commands trust for HTTPS: the system's roots, plus --ca-cert.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct TlsArgs {
     /// Also trust this CA certificate (PEM; the file may hold several) when checking the
     /// server's certificate, e.g. a private CA; the system's roots stay trusted
