@@ -540,7 +540,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --oidc)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "github gitlab" -- "${cur}"))
                     return 0
                     ;;
                 --token-uri)
@@ -1190,7 +1190,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --alg)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "RS256 ES256 EdDSA" -- "${cur}"))
                     return 0
                     ;;
                 --bits)
@@ -1232,7 +1232,7 @@ _tokenauth() {
             fi
             case "${prev}" in
                 --alg)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "RS256 ES256 EdDSA" -- "${cur}"))
                     return 0
                     ;;
                 --bits)
@@ -1354,7 +1354,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --oidc)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "github gitlab" -- "${cur}"))
                     return 0
                     ;;
                 --token-uri)
@@ -2510,7 +2510,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --scope)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "read write" -- "${cur}"))
                     return 0
                     ;;
                 --db)

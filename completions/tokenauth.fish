@@ -111,7 +111,9 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l scope 
 write\t'Read and write access'"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l expires -d 'When the key stops working: a duration from now (90d, 12h) or a date (2027-01-31) [default: never]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l origin -d 'A browser origin (scheme://host[:port]) whose pages may use the key\'s tokens from another site (repeatable) [default: none]' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l alg -d 'The signing algorithm: RS256 (RSA; what ftw.tokenauth clients sign with), ES256 (P-256) or EdDSA (Ed25519). The key accepts grants of this algorithm only [default: RS256, or that of --public-key]' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l alg -d 'The signing algorithm: RS256 (RSA; what ftw.tokenauth clients sign with), ES256 (P-256) or EdDSA (Ed25519). The key accepts grants of this algorithm only [default: RS256, or that of --public-key]' -r -f -a "RS256\t''
+ES256\t''
+EdDSA\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l bits -d 'RSA key size' -r -f -a "2048\t''
 3072\t''
 4096\t''"
@@ -124,7 +126,9 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l pkcs8 
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -l json -d 'Print the key\'s metadata as JSON (not with --out -)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand issue-key" -s V -l version -d 'Print version'
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l alg -d 'The algorithm: RS256 (RSA), ES256 (P-256) or EdDSA (Ed25519)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l alg -d 'The algorithm: RS256 (RSA), ES256 (P-256) or EdDSA (Ed25519)' -r -f -a "RS256\t''
+ES256\t''
+EdDSA\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l bits -d 'RSA key size, with --alg RS256' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -s o -l out -d 'Where to write the private key' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand keygen" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
@@ -313,7 +317,8 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -s k -l k
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l private-key -d 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l oidc -d 'Get the token with the CI job\'s OpenID Connect ID token instead of a key file: github, gitlab, file:PATH or env:VAR' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l oidc -d 'Get the token with the CI job\'s OpenID Connect ID token instead of a key file: github, gitlab, file:PATH or env:VAR' -r -f -a "github\t''
+gitlab\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l token-uri -d 'With --oidc: the server\'s token endpoint (a key file names its own), e.g. https://auth.example.com/token; also from TOKENAUTH_TOKEN_URI' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l audience -d 'With --oidc github: the audience to ask GitHub for, which must be the trust\'s [default: the server\'s issuer, the token URI without its last path segment]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand get-token" -l trust -d 'With --oidc: the trust to use when several of the server\'s trusts of the token\'s issuer would match (sent as client_id)' -r
@@ -331,7 +336,8 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s k -l key
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l sub -d 'Act as this user instead of the key\'s own (needs the impersonate permission)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l scope -d 'Scopes to ask for, space-separated (read, write) [default: the key\'s scope]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l private-key -d 'The private key, from a file of its own, for a key file without one (a key whose public half was registered with `issue-key --public-key`)' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l oidc -d 'Get the token with the CI job\'s OpenID Connect ID token instead of a key file: github, gitlab, file:PATH or env:VAR' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l oidc -d 'Get the token with the CI job\'s OpenID Connect ID token instead of a key file: github, gitlab, file:PATH or env:VAR' -r -f -a "github\t''
+gitlab\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l token-uri -d 'With --oidc: the server\'s token endpoint (a key file names its own), e.g. https://auth.example.com/token; also from TOKENAUTH_TOKEN_URI' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l audience -d 'With --oidc github: the audience to ask GitHub for, which must be the trust\'s [default: the server\'s issuer, the token URI without its last path segment]' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l trust -d 'With --oidc: the trust to use when several of the server\'s trusts of the token\'s issuer would match (sent as client_id)' -r
@@ -346,7 +352,8 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -l no-cache
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand request" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l ip -d 'Also check that this caller address is inside the key\'s IP ranges' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l scope -d 'Require this scope (read or write)' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l scope -d 'Require this scope (read or write)' -r -f -a "read\t''
+write\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -l json -d 'Print the result as JSON'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -219,3 +219,43 @@ fn generated_completions_and_man_pages_do_not_depend_on_the_environment() {
         }
     }
 }
+
+/// What the bash script completes after `option` in each command that has it.
+fn bash_completes_after(option: &str) -> Vec<String> {
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/tokenauth.bash"),
+    )
+    .unwrap();
+    let case = format!("{option})");
+    let lines: Vec<&str> = script.lines().collect();
+    lines
+        .iter()
+        .zip(&lines[1..])
+        .filter(|(l, _)| l.trim() == case)
+        .map(|(_, next)| next.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn options_with_a_fixed_set_of_values_complete_to_those_values_not_file_names() {
+    for (option, values, commands) in [
+        ("--alg", "RS256 ES256 EdDSA", 2), // issue-key, keygen
+        ("--oidc", "github gitlab", 2),    // get-token, request
+        ("--log-format", "text json", 1),
+    ] {
+        let completes = bash_completes_after(option);
+        assert_eq!(completes.len(), commands, "{option}: {completes:?}");
+        for c in completes {
+            assert_eq!(
+                c,
+                format!(r#"COMPREPLY=($(compgen -W "{values}" -- "${{cur}}"))"#),
+                "{option}"
+            );
+        }
+    }
+    // verify's --scope is one of two; the grant's --scope (space-separated) is free text.
+    assert!(
+        bash_completes_after("--scope")
+            .contains(&r#"COMPREPLY=($(compgen -W "read write" -- "${cur}"))"#.to_owned())
+    );
+}

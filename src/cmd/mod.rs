@@ -124,7 +124,7 @@ pub struct OidcArgs {
     /// file:PATH reads the file afresh each time (a Kubernetes projected service account
     /// token, a SPIFFE JWT-SVID); env:VAR reads a variable. The server must trust the token's
     /// issuer (`tokenauth trust add`). ID tokens are never printed or cached.
-    #[arg(long, value_name = "SOURCE", value_parser = OidcSourceParser,
+    #[arg(long, value_name = "SOURCE", value_parser = OidcSourceParser, hide_possible_values = true,
           conflicts_with_all = ["key", "sub", "private_key"])]
     pub oidc: Option<OidcSource>,
 
@@ -265,6 +265,18 @@ struct OidcSourceParser;
 
 impl clap::builder::TypedValueParser for OidcSourceParser {
     type Value = OidcSource;
+
+    /// For the completion scripts; file:PATH and env:VAR are open-ended, so help keeps its own
+    /// list of all four (`hide_possible_values`).
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            ["github", "gitlab"]
+                .map(clap::builder::PossibleValue::new)
+                .into_iter(),
+        ))
+    }
 
     fn parse_ref(
         &self,
