@@ -591,7 +591,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
         'tokenauth;audit' {
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows newer than this (e.g. 1h, 7d)')
             [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Only changes by this actor: as shown, or its user part (alice for alice@build-host)')
-            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Only changes to this user, key id, token id or setting')
+            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Only changes to this user, trust or setting, or to this key or token: its id or a unique prefix of it, as edit-key takes')
             [CompletionResult]::new('--action', '--action', [CompletionResultType]::ParameterName, 'Only this action (key.issue) or family of actions (key, user, token, trust, settings)')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many rows')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')

@@ -533,7 +533,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;audit'= {
             cand --since 'Only rows newer than this (e.g. 1h, 7d)'
             cand --actor 'Only changes by this actor: as shown, or its user part (alice for alice@build-host)'
-            cand --target 'Only changes to this user, key id, token id or setting'
+            cand --target 'Only changes to this user, trust or setting, or to this key or token: its id or a unique prefix of it, as edit-key takes'
             cand --action 'Only this action (key.issue) or family of actions (key, user, token, trust, settings)'
             cand --limit 'At most this many rows'
             cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'

@@ -370,7 +370,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s h -l h
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l since -d 'Only rows newer than this (e.g. 1h, 7d)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l actor -d 'Only changes by this actor: as shown, or its user part (alice for alice@build-host)' -r
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l target -d 'Only changes to this user, key id, token id or setting' -r
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l target -d 'Only changes to this user, trust or setting, or to this key or token: its id or a unique prefix of it, as edit-key takes' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l action -d 'Only this action (key.issue) or family of actions (key, user, token, trust, settings)' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l limit -d 'At most this many rows' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
