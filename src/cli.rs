@@ -193,34 +193,36 @@ fn parse_generate(args: &[OsString]) -> Result<Cli, clap::Error> {
     })
 }
 
-/// A variable that names a setting's value is unset when empty, as `export TOKENAUTH_SERVER=`
-/// is how many shells' users switch one off; clap would take the empty string as the value
-/// (no option here has a meaningful empty one). TOKENAUTH_KEY keeps its empty value, for
-/// KeySource's own errors: an empty key is most often a CI secret that did not arrive.
+/// An empty variable counts as unset: `export TOKENAUTH_SERVER=` is a common way to switch
+/// one off, and no option here has a meaningful empty value, but clap would take the empty
+/// string as given (clap has no setting for this). TOKENAUTH_KEY keeps its empty value for
+/// KeySource's own error: an empty key is most often a CI secret that did not arrive.
 /// Returns the command and whether a variable was dropped.
 fn ignore_empty_env(command: clap::Command) -> (clap::Command, bool) {
-    // Walking every argument costs a cache-hit `get-token` more than the rest of its
-    // parsing; only do it when there is something to drop.
+    // Rebuilding every argument list is work on every run, cache-hit `get-token` included;
+    // only do it when there is something to drop.
     let any_empty = std::env::vars_os().any(|(name, value)| {
         value.is_empty() && name.as_encoded_bytes().starts_with(b"TOKENAUTH_")
     });
     if !any_empty {
         return (command, false);
     }
-    fn walk(command: clap::Command) -> clap::Command {
-        command
-            .mut_args(|arg| match arg.get_env() {
-                Some(name)
-                    if name != crate::service_key::KEY_VAR
-                        && std::env::var_os(name).is_some_and(|v| v.is_empty()) =>
-                {
-                    arg.env(None)
-                }
-                _ => arg,
-            })
-            .mut_subcommands(walk)
-    }
-    (walk(command), true)
+    (map_empty_env(command, |arg| arg.env(None)), true)
+}
+
+/// Applies `f` to every argument whose variable is set but empty, TOKENAUTH_KEY aside.
+fn map_empty_env(command: clap::Command, f: fn(clap::Arg) -> clap::Arg) -> clap::Command {
+    command
+        .mut_args(|arg| match arg.get_env() {
+            Some(name)
+                if name != crate::service_key::KEY_VAR
+                    && std::env::var_os(name).is_some_and(|v| v.is_empty()) =>
+            {
+                f(arg)
+            }
+            _ => arg,
+        })
+        .mut_subcommands(|sub| map_empty_env(sub, f))
 }
 
 fn is_help(e: &clap::Error) -> bool {
@@ -232,7 +234,8 @@ fn is_help(e: &clap::Error) -> bool {
 }
 
 /// Help as if no variable had been dropped by `ignore_empty_env`: it names every variable an
-/// option reads, set or not.
+/// option reads, set or not. (Help shown for a missing subcommand keeps the dropped command's:
+/// with the variables back, clap reports the missing subcommand instead.)
 fn help_with_every_variable(args: &[OsString], dropped: clap::Error) -> clap::Error {
     match Cli::command().try_get_matches_from(args) {
         Err(e) if e.kind() == dropped.kind() => e,

@@ -279,9 +279,9 @@ impl Local {
         }
     }
 
-    /// What `audit --target` matches: a target as recorded (a user, trust or setting name,
-    /// or the full id of a key or token, deleted ones too), else the key or token id that
-    /// the other commands take `target` for, a unique prefix of it.
+    /// What `audit --target` matches: the target as given when rows record it (user, trust
+    /// and setting names, full ids, of deleted keys too); else, when it is a key or token id
+    /// or a unique prefix of one (as edit-key takes them), that whole id.
     fn audit_target(&self, target: &str) -> Result<String> {
         let recorded = crate::store::AuditFilter {
             since: None,
