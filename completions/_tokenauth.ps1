@@ -53,7 +53,6 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Show who changed what: the admin audit trail, newest first')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Report keys and personal access tokens that need attention')
             [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Work on whole stores')
-            [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Regenerate completions/ and man/ from the command-line definitions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -592,7 +591,7 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
         'tokenauth;audit' {
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'Only rows newer than this (e.g. 1h, 7d)')
             [CompletionResult]::new('--actor', '--actor', [CompletionResultType]::ParameterName, 'Only changes by this actor: as shown, or its user part (alice for alice@build-host)')
-            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Only changes to this user, key id, token id or setting')
+            [CompletionResult]::new('--target', '--target', [CompletionResultType]::ParameterName, 'Only changes to this user, trust or setting, or to this key or token: its id or a unique prefix of it, as edit-key takes')
             [CompletionResult]::new('--action', '--action', [CompletionResultType]::ParameterName, 'Only this action (key.issue) or family of actions (key, user, token, trust, settings)')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many rows')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
@@ -670,15 +669,6 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
         'tokenauth;store;help;help' {
             break
         }
-        'tokenauth;generate' {
-            [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'The folder to write completions/ and man/ into')
-            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
         'tokenauth;help' {
             [CompletionResult]::new('init', 'init', [CompletionResultType]::ParameterValue, 'Create the store and record the token URI that key files will carry')
             [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Manage users: the accounts service keys act for')
@@ -699,7 +689,6 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Show who changed what: the admin audit trail, newest first')
             [CompletionResult]::new('report', 'report', [CompletionResultType]::ParameterValue, 'Report keys and personal access tokens that need attention')
             [CompletionResult]::new('store', 'store', [CompletionResultType]::ParameterValue, 'Work on whole stores')
-            [CompletionResult]::new('generate', 'generate', [CompletionResultType]::ParameterValue, 'Regenerate completions/ and man/ from the command-line definitions')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -830,9 +819,6 @@ Register-ArgumentCompleter -Native -CommandName 'tokenauth' -ScriptBlock {
             break
         }
         'tokenauth;help;store;copy' {
-            break
-        }
-        'tokenauth;help;generate' {
             break
         }
         'tokenauth;help;help' {

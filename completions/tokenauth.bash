@@ -22,9 +22,6 @@ _tokenauth() {
             tokenauth,edit-key)
                 cmd="tokenauth__subcmd__edit__subcmd__key"
                 ;;
-            tokenauth,generate)
-                cmd="tokenauth__subcmd__generate"
-                ;;
             tokenauth,get-token)
                 cmd="tokenauth__subcmd__get__subcmd__token"
                 ;;
@@ -96,9 +93,6 @@ _tokenauth() {
                 ;;
             tokenauth__subcmd__help,edit-key)
                 cmd="tokenauth__subcmd__help__subcmd__edit__subcmd__key"
-                ;;
-            tokenauth__subcmd__help,generate)
-                cmd="tokenauth__subcmd__help__subcmd__generate"
                 ;;
             tokenauth__subcmd__help,get-token)
                 cmd="tokenauth__subcmd__help__subcmd__get__subcmd__token"
@@ -341,7 +335,7 @@ _tokenauth() {
 
     case "${cmd}" in
         tokenauth)
-            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token trust sign-grant serve get-token request verify usage-log audit report store generate help"
+            opts="-k -h -V --db --server --key --sub --scope --private-key --ca-cert --token --help --version init user issue-key keygen list-keys edit-key revoke-key rotate-secret token trust sign-grant serve get-token request verify usage-log audit report store help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -518,28 +512,6 @@ _tokenauth() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        tokenauth__subcmd__generate)
-            opts="-h -V --out-dir --db --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --out-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --db)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         tokenauth__subcmd__get__subcmd__token)
             opts="-k -h -V --key --sub --scope --private-key --oidc --token-uri --audience --trust --ca-cert --format --no-cache --min-valid --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -568,7 +540,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --oidc)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "github gitlab" -- "${cur}"))
                     return 0
                     ;;
                 --token-uri)
@@ -607,7 +579,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help)
-            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token trust sign-grant serve get-token request verify usage-log audit report store generate help"
+            opts="init user issue-key keygen list-keys edit-key revoke-key rotate-secret token trust sign-grant serve get-token request verify usage-log audit report store help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -649,20 +621,6 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__help__subcmd__edit__subcmd__key)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        tokenauth__subcmd__help__subcmd__generate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1232,7 +1190,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --alg)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "RS256 ES256 EdDSA" -- "${cur}"))
                     return 0
                     ;;
                 --bits)
@@ -1274,7 +1232,7 @@ _tokenauth() {
             fi
             case "${prev}" in
                 --alg)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "RS256 ES256 EdDSA" -- "${cur}"))
                     return 0
                     ;;
                 --bits)
@@ -1396,7 +1354,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --oidc)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "github gitlab" -- "${cur}"))
                     return 0
                     ;;
                 --token-uri)
@@ -2552,7 +2510,7 @@ _tokenauth() {
                     return 0
                     ;;
                 --scope)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "read write" -- "${cur}"))
                     return 0
                     ;;
                 --db)

@@ -50,7 +50,6 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand audit 'Show who changed what: the admin audit trail, newest first'
             cand report 'Report keys and personal access tokens that need attention'
             cand store 'Work on whole stores'
-            cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tokenauth;init'= {
@@ -534,7 +533,7 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         &'tokenauth;audit'= {
             cand --since 'Only rows newer than this (e.g. 1h, 7d)'
             cand --actor 'Only changes by this actor: as shown, or its user part (alice for alice@build-host)'
-            cand --target 'Only changes to this user, key id, token id or setting'
+            cand --target 'Only changes to this user, trust or setting, or to this key or token: its id or a unique prefix of it, as edit-key takes'
             cand --action 'Only this action (key.issue) or family of actions (key, user, token, trust, settings)'
             cand --limit 'At most this many rows'
             cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
@@ -601,14 +600,6 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
         }
         &'tokenauth;store;help;help'= {
         }
-        &'tokenauth;generate'= {
-            cand --out-dir 'The folder to write completions/ and man/ into'
-            cand --db 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]'
-            cand -h 'Print help (see more with ''--help'')'
-            cand --help 'Print help (see more with ''--help'')'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
         &'tokenauth;help'= {
             cand init 'Create the store and record the token URI that key files will carry'
             cand user 'Manage users: the accounts service keys act for'
@@ -629,7 +620,6 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand audit 'Show who changed what: the admin audit trail, newest first'
             cand report 'Report keys and personal access tokens that need attention'
             cand store 'Work on whole stores'
-            cand generate 'Regenerate completions/ and man/ from the command-line definitions'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tokenauth;help;init'= {
@@ -723,8 +713,6 @@ set edit:completion:arg-completer[tokenauth] = {|@words|
             cand copy 'Copy a whole store to another: SQLite to PostgreSQL, back, or between two of a kind'
         }
         &'tokenauth;help;store;copy'= {
-        }
-        &'tokenauth;help;generate'= {
         }
         &'tokenauth;help;help'= {
         }

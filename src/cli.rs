@@ -4,10 +4,20 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args as _, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::cmd;
+
+/// `--version`: what `-V` says (the crate version and, from a checkout, the commit: see
+/// build.rs), then what a bug report needs to know about the build.
+const LONG_VERSION: &str = concat!(
+    env!("TOKENAUTH_VERSION"),
+    "\nstores: SQLite, PostgreSQL",
+    "\nfeatures: ",
+    env!("TOKENAUTH_FEATURES")
+);
 
 /// Machine-to-machine authentication with service keys.
 ///
@@ -17,7 +27,8 @@ use crate::cmd;
 #[derive(Debug, Parser)]
 #[command(
     name = "tokenauth",
-    version,
+    version = env!("TOKENAUTH_VERSION"),
+    long_version = LONG_VERSION,
     propagate_version = true,
     max_term_width = 100
 )]
@@ -46,8 +57,10 @@ pub struct Cli {
     #[arg(
         long,
         env = "TOKENAUTH_SERVER",
+        hide_env_values = true,
         value_name = "URL",
-        help_heading = "Remote administration"
+        help_heading = "Remote administration",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
     )]
     pub server: Option<String>,
 
@@ -61,7 +74,7 @@ pub struct Cli {
     /// or an access token) instead of a key file
     #[arg(long, env = "TOKENAUTH_TOKEN", hide_env_values = true, value_name = "TOKEN",
           help_heading = "Remote administration",
-          value_parser = |s: &str| Ok::<_, String>(crate::secret::SecretString::new(s.to_owned())))]
+          value_parser = clap::builder::NonEmptyStringValueParser::new().map(crate::secret::SecretString::new))]
     pub token: Option<crate::secret::SecretString>,
 
     #[command(subcommand)]
@@ -89,7 +102,10 @@ pub enum Command {
     Audit(cmd::audit::Args),
     Report(cmd::report::Args),
     Store(cmd::store::Args),
-    #[command(hide = true)]
+    /// `tokenauth generate`, which writes completions/ and man/, is no subcommand clap knows:
+    /// the completion scripts would offer it, as clap_complete lists hidden subcommands too.
+    /// `Cli::try_parse_with_sources` reads it.
+    #[command(skip)]
     Generate(cmd::generate::Args),
 }
 
@@ -132,10 +148,14 @@ impl Cli {
     /// TOKENAUTH_KEY, which errors name, and which must not be combined with
     /// TOKENAUTH_KEY_BASE64.
     pub fn try_parse_with_sources() -> Result<Cli, clap::Error> {
-        let mut command = Cli::command();
         let args: Vec<OsString> = std::env::args_os().collect();
+        if args.get(1).is_some_and(|a| a == "generate") {
+            return parse_generate(&args[1..]);
+        }
+        let (mut command, ignored) = ignore_empty_env(Cli::command());
         let matches = match command.try_get_matches_from_mut(&args) {
             Ok(m) => m,
+            Err(e) if ignored && is_help(&e) => return Err(help_with_every_variable(&args, e)),
             Err(e) => return Err(admin_flag_after_subcommand(&mut command, &args, e)),
         };
         if let Some(e) = client_flag_before_subcommand(&mut command, &matches) {
@@ -152,6 +172,74 @@ impl Cli {
         std::mem::forget(command);
         std::mem::forget(matches);
         Ok(cli)
+    }
+}
+
+/// `tokenauth generate ARGS`, parsed on its own.
+fn parse_generate(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let mut command = cmd::generate::Args::augment_args(
+        clap::Command::new("generate").bin_name("tokenauth generate"),
+    );
+    let matches = command.try_get_matches_from_mut(args)?;
+    let args =
+        cmd::generate::Args::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+    Ok(Cli {
+        db: None,
+        server: None,
+        remote: cmd::GrantArgs::default(),
+        remote_tls: cmd::TlsArgs::default(),
+        token: None,
+        command: Command::Generate(args),
+    })
+}
+
+/// An empty variable counts as unset: `export TOKENAUTH_SERVER=` is a common way to switch
+/// one off, and no option here has a meaningful empty value, but clap would take the empty
+/// string as given (clap has no setting for this). TOKENAUTH_KEY keeps its empty value for
+/// KeySource's own error: an empty key is most often a CI secret that did not arrive.
+/// Returns the command and whether a variable was dropped.
+fn ignore_empty_env(command: clap::Command) -> (clap::Command, bool) {
+    // Rebuilding every argument list is work on every run, cache-hit `get-token` included;
+    // only do it when there is something to drop.
+    let any_empty = std::env::vars_os().any(|(name, value)| {
+        value.is_empty() && name.as_encoded_bytes().starts_with(b"TOKENAUTH_")
+    });
+    if !any_empty {
+        return (command, false);
+    }
+    (map_empty_env(command, |arg| arg.env(None)), true)
+}
+
+/// Applies `f` to every argument whose variable is set but empty, TOKENAUTH_KEY aside.
+fn map_empty_env(command: clap::Command, f: fn(clap::Arg) -> clap::Arg) -> clap::Command {
+    command
+        .mut_args(|arg| match arg.get_env() {
+            Some(name)
+                if name != crate::service_key::KEY_VAR
+                    && std::env::var_os(name).is_some_and(|v| v.is_empty()) =>
+            {
+                f(arg)
+            }
+            _ => arg,
+        })
+        .mut_subcommands(|sub| map_empty_env(sub, f))
+}
+
+fn is_help(e: &clap::Error) -> bool {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand};
+    matches!(
+        e.kind(),
+        DisplayHelp | DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// Help as if no variable had been dropped by `ignore_empty_env`: it names every variable an
+/// option reads, set or not. (Help shown for a missing subcommand keeps the dropped command's:
+/// with the variables back, clap reports the missing subcommand instead.)
+fn help_with_every_variable(args: &[OsString], dropped: clap::Error) -> clap::Error {
+    match Cli::command().try_get_matches_from(args) {
+        Err(e) if e.kind() == dropped.kind() => e,
+        _ => dropped,
     }
 }
 
@@ -366,6 +454,28 @@ mod tests {
             "help text missing:\n{}",
             problems.join("\n")
         );
+    }
+
+    /// Help names the variable an option reads, never its value: values may be secrets
+    /// (TOKENAUTH_TOKEN, a PostgreSQL URL's password), and the man pages generated from the
+    /// same definitions must not depend on the generator's environment.
+    #[test]
+    fn no_option_shows_its_variables_value() {
+        fn walk(cmd: &clap::Command, shown: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(var) = arg.get_env()
+                    && !arg.is_hide_env_values_set()
+                {
+                    shown.push(format!("{} --{}: {var:?}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, shown);
+            }
+        }
+        let mut shown = Vec::new();
+        walk(&Cli::command(), &mut shown);
+        assert!(shown.is_empty(), "add hide_env_values = true: {shown:?}");
     }
 
     fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {

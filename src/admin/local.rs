@@ -279,6 +279,50 @@ impl Local {
         }
     }
 
+    /// What `audit --target` matches: the target as given when rows record it (user, trust
+    /// and setting names, full ids, of deleted keys too); else, when it is a key or token id
+    /// or a unique prefix of one (as edit-key takes them), that whole id.
+    fn audit_target(&self, target: &str) -> Result<String> {
+        let recorded = crate::store::AuditFilter {
+            since: None,
+            actor: None,
+            target: Some(target.to_owned()),
+            action: None,
+            limit: 1,
+        };
+        if !self.store.audit(&recorded)?.is_empty() {
+            return Ok(target.to_owned());
+        }
+        match self.key_or_token_id(target) {
+            Ok(id) => Ok(id),
+            Err(AdminError::NotFound(_)) => Ok(target.to_owned()),
+            Err(AdminError::Invalid(_)) => {
+                // The resolver says only that there are several; the user needs to see them
+                // to pick one.
+                let keys = self.store.keys(None, true)?.into_iter().map(|k| k.key_id);
+                let pats = self.store.pats(None, true)?.into_iter().map(|p| p.id);
+                let mut ids: Vec<String> = keys
+                    .chain(pats)
+                    .filter(|id| id.starts_with(target))
+                    .collect();
+                ids.sort();
+                let more = ids.len().saturating_sub(10);
+                ids.truncate(10);
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                Err(invalid(format!(
+                    "target '{}' is the start of several ids: {}{more}; give more characters",
+                    printable(target),
+                    ids.join(", ")
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn ensure_user(&mut self, name: &str, now: i64) -> Result<bool> {
         Ok(self
             .store
@@ -791,7 +835,11 @@ impl Admin for Local {
 
     fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
         let now = self.now();
-        Ok(self.store.audit(&query.filter(now))?)
+        let mut filter = query.filter(now);
+        if let Some(target) = &filter.target {
+            filter.target = Some(self.audit_target(target)?);
+        }
+        Ok(self.store.audit(&filter)?)
     }
 
     fn verify_audit(&mut self) -> Result<AuditVerdict> {
@@ -1062,6 +1110,49 @@ mod tests {
         let bare = trust_view(trust(None), 100);
         assert_eq!((bare.jwks_keys, bare.state.as_str()), (None, "expired"));
         assert!(bare.warnings[0].contains("repository_owner=acme"));
+    }
+
+    #[test]
+    fn an_ambiguous_audit_target_prefix_is_refused_naming_the_candidates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            Store::connect(&crate::store::Location::Sqlite(dir.path().join("t.db"))).unwrap();
+        store.set_actor("tester", Clock::Fixed(1));
+        store.add_user("a", &Secret::new(vec![1; 32]), 1).unwrap();
+        for id in ["Ab_c1", "Ab_c2", "Xy-z9"] {
+            store
+                .add_key(&Key {
+                    key_id: id.into(),
+                    client_id: format!("client-{id}"),
+                    user: "a".into(),
+                    title: String::new(),
+                    alg: "EdDSA".into(),
+                    public_key: "pem".into(),
+                    ip_ranges: Vec::new(),
+                    origins: Vec::new(),
+                    format: "tokenauth".into(),
+                    client_email: None,
+                    scope: Scope::Read,
+                    issued: 1,
+                    expires: None,
+                    revoked: None,
+                    last_used: None,
+                })
+                .unwrap();
+        }
+        let mut local = Local::new(store, Clock::Fixed(1));
+        let query = |target: &str| AuditQuery {
+            target: Some(target.to_owned()),
+            ..AuditQuery::default()
+        };
+        let e = local.audit(&query("Ab_c")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "target 'Ab_c' is the start of several ids: Ab_c1, Ab_c2; give more characters"
+        );
+        let rows = local.audit(&query("Xy-z")).unwrap();
+        assert!(rows.iter().all(|r| r.target == "Xy-z9"), "{rows:?}");
+        assert!(!rows.is_empty());
     }
 
     #[test]

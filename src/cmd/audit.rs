@@ -36,7 +36,8 @@ pub struct Args {
     #[arg(long, value_name = "ACTOR")]
     pub actor: Option<String>,
 
-    /// Only changes to this user, key id, token id or setting
+    /// Only changes to this user, trust or setting, or to this key or token: its id or a
+    /// unique prefix of it, as edit-key takes
     #[arg(long, value_name = "TARGET", allow_hyphen_values = true)]
     pub target: Option<String>,
 

@@ -39,6 +39,11 @@ pub fn run(args: Args, command: clap::Command) -> anyhow::Result<()> {
 
 /// Writes every completion script and man page of `command` under `out`.
 pub fn write_all(out: &Path, command: clap::Command) -> anyhow::Result<()> {
+    // The man pages name the version: the crate's alone, or they would change with every
+    // commit.
+    let command = command
+        .version(env!("CARGO_PKG_VERSION"))
+        .long_version(None::<&str>);
     let completions = out.join("completions");
     let man = out.join("man");
     for dir in [&completions, &man] {

@@ -60,7 +60,7 @@ pub struct Args {
     /// The signing algorithm: RS256 (RSA; what ftw.tokenauth clients sign with), ES256
     /// (P-256) or EdDSA (Ed25519). The key accepts grants of this algorithm only
     /// [default: RS256, or that of --public-key]
-    #[arg(long, value_name = "ALG")]
+    #[arg(long, value_name = "ALG", value_parser = alg_parser(), ignore_case = true)]
     pub alg: Option<Alg>,
 
     /// RSA key size
@@ -89,6 +89,13 @@ pub struct Args {
     /// Print the key's metadata as JSON (not with --out -)
     #[arg(long)]
     pub json: bool,
+}
+
+/// --alg here and in keygen: the algorithms as possible values, which the completion scripts
+/// offer (a plain `FromStr` value would complete file names).
+pub fn alg_parser() -> impl TypedValueParser<Value = Alg> {
+    clap::builder::PossibleValuesParser::new(Alg::ALL.map(Alg::as_str))
+        .try_map(|s| s.parse::<Alg>())
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {

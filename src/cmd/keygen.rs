@@ -22,7 +22,8 @@ use crate::service_key;
   tokenauth issue-key --user ci-bot --public-key ci-bot.pub --out ci-bot.json   # the admin")]
 pub struct Args {
     /// The algorithm: RS256 (RSA), ES256 (P-256) or EdDSA (Ed25519)
-    #[arg(long, default_value = "ES256", value_name = "ALG")]
+    #[arg(long, default_value = "ES256", value_name = "ALG",
+          value_parser = super::issue_key::alg_parser(), ignore_case = true)]
     pub alg: Alg,
 
     /// RSA key size, with --alg RS256

@@ -39,7 +39,7 @@ use crate::store::{Location, Store};
 
 /// The key file and what a grant signed with it asks for: the same options on sign-grant,
 /// get-token and request.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct GrantArgs {
     /// The key file: its path, `-` for standard input, or its JSON itself
     ///
@@ -124,7 +124,7 @@ pub struct OidcArgs {
     /// file:PATH reads the file afresh each time (a Kubernetes projected service account
     /// token, a SPIFFE JWT-SVID); env:VAR reads a variable. The server must trust the token's
     /// issuer (`tokenauth trust add`). ID tokens are never printed or cached.
-    #[arg(long, value_name = "SOURCE", value_parser = OidcSourceParser,
+    #[arg(long, value_name = "SOURCE", value_parser = OidcSourceParser, hide_possible_values = true,
           conflicts_with_all = ["key", "sub", "private_key"])]
     pub oidc: Option<OidcSource>,
 
@@ -266,6 +266,18 @@ struct OidcSourceParser;
 impl clap::builder::TypedValueParser for OidcSourceParser {
     type Value = OidcSource;
 
+    /// For the completion scripts; file:PATH and env:VAR are open-ended, so help keeps its own
+    /// list of all four (`hide_possible_values`).
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            ["github", "gitlab"]
+                .map(clap::builder::PossibleValue::new)
+                .into_iter(),
+        ))
+    }
+
     fn parse_ref(
         &self,
         cmd: &clap::Command,
@@ -296,11 +308,16 @@ impl clap::builder::TypedValueParser for OidcSourceParser {
 }
 
 /// Whom client commands trust for HTTPS: the system's roots, plus --ca-cert.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 pub struct TlsArgs {
     /// Also trust this CA certificate (PEM; the file may hold several) when checking the
     /// server's certificate, e.g. a private CA; the system's roots stay trusted
-    #[arg(long, env = "TOKENAUTH_CA_CERT", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "TOKENAUTH_CA_CERT",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub ca_cert: Option<PathBuf>,
 }
 

@@ -59,6 +59,7 @@ pub struct Args {
     #[arg(
         long,
         env = "TOKENAUTH_LISTEN",
+        hide_env_values = true,
         default_value = "127.0.0.1:8080",
         value_name = "ADDR"
     )]
@@ -144,6 +145,7 @@ pub struct Args {
     #[arg(
         long,
         env = "TOKENAUTH_TLS_CERT",
+        hide_env_values = true,
         value_name = "FILE",
         requires = "tls_key"
     )]
@@ -153,6 +155,7 @@ pub struct Args {
     #[arg(
         long,
         env = "TOKENAUTH_TLS_KEY",
+        hide_env_values = true,
         value_name = "FILE",
         requires = "tls_cert"
     )]
@@ -160,11 +163,17 @@ pub struct Args {
 
     /// Serve GET /metrics on this address (plain HTTP) instead of on --listen, e.g. to keep
     /// it off a public interface
-    #[arg(long, env = "TOKENAUTH_METRICS_LISTEN", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "TOKENAUTH_METRICS_LISTEN",
+        hide_env_values = true,
+        value_name = "ADDR"
+    )]
     pub metrics_listen: Option<ListenAddr>,
 
     /// Log lines as text or as JSON objects (one per line)
-    #[arg(long, env = "TOKENAUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "TOKENAUTH_LOG_FORMAT", hide_env_values = true, value_enum,
+          default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// Do not log a line per request

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use clap::builder::TypedValueParser;
+
 use crate::access_token::Invalid;
 use crate::cmd::{Ctx, Quiet};
 use crate::credential::{self, Checked};
@@ -31,7 +33,8 @@ pub struct Args {
     pub ip: Option<IpAddr>,
 
     /// Require this scope (read or write)
-    #[arg(long, value_name = "SCOPE")]
+    #[arg(long, value_name = "SCOPE", value_parser = clap::builder::PossibleValuesParser::new(["read", "write"])
+          .try_map(|s| s.parse::<Scope>()))]
     pub scope: Option<Scope>,
 
     /// Print the result as JSON
