@@ -730,3 +730,26 @@ fn request_ends_a_body_without_a_newline_with_one_only_on_a_terminal() {
     let shown = on_a_terminal(&env, &args, 80);
     assert_eq!(shown, format!("{piped}\n"));
 }
+
+// ---- durations ---------------------------------------------------------------------------
+
+#[test]
+fn durations_read_as_people_say_them_and_as_the_options_take_them() {
+    let env = Env::new();
+    let kept = |args: &[&str]| {
+        let out = env.ok(args);
+        line_with(&out, "audit rows kept").to_owned()
+    };
+    // The default, a 365-day year, not "11months 30days 3h 50m 24s".
+    assert_eq!(kept(&["init"]), "audit rows kept: 365d");
+    assert_eq!(
+        kept(&["init", "--audit-retention", "400d"]),
+        "audit rows kept: 400d"
+    );
+    assert_eq!(
+        kept(&["init", "--audit-retention", "1y"]),
+        "audit rows kept: 1y"
+    );
+    let report = env.ok(&["report", "--expiring-within", "12h"]);
+    assert!(report.starts_with("Expiring within 12h: 0\n"), "{report}");
+}
