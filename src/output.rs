@@ -226,11 +226,6 @@ impl Table {
         }
     }
 
-    /// Whether --wide asked for every column and full values.
-    pub fn is_wide(&self) -> bool {
-        self.wide
-    }
-
     /// An id as this table shows it: whole with --wide, else shortened by [`short_id`].
     pub fn id(&self, id: &str) -> String {
         if self.wide {
@@ -240,13 +235,13 @@ impl Table {
         }
     }
 
-    /// A time as this table shows it: RFC 3339 with --wide, else its date only when `date`.
-    pub fn time(&self, t: i64, date: bool) -> String {
+    /// A time as this table shows it: its date, or RFC 3339 with --wide.
+    pub fn date(&self, t: i64) -> String {
         let full = crate::clock::rfc3339(t);
-        if date && !self.wide {
-            full[..10].to_owned()
-        } else {
+        if self.wide {
             full
+        } else {
+            full[..10].to_owned()
         }
     }
 }

@@ -10,9 +10,10 @@ use crate::output::{self, or_dash};
 ///
 /// Shows each key's id (shortened to a prefix that edit-key and revoke-key take), user,
 /// title, scope, expiry and last use dates and state; --wide adds the IP ranges, allowed
-/// origins, algorithm (and Google format) and issue time, with full ids and times. Revoked keys are hidden unless
-/// --all (or --state revoked) is given. The filters find keys that need attention: soon
-/// expiring, unused (a key never used counts from its issue), write-scoped, of one state.
+/// origins, algorithm (and Google format) and issue time, with full ids and times. Revoked
+/// keys are hidden unless --all (or --state revoked) is given. The filters find keys that need
+/// attention: soon expiring, unused (a key never used counts from its issue), write-scoped, of
+/// one state.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth list-keys
@@ -105,9 +106,9 @@ fn print_keys(keys: &[KeyView], args: &output::TableArgs) {
             } else {
                 k.alg.clone()
             },
-            t.time(k.issued, true),
-            or_dash(k.expires.map(|e| t.time(e, true))),
-            or_dash(k.last_used.map(|u| t.time(u, true))),
+            t.date(k.issued),
+            or_dash(k.expires.map(|e| t.date(e))),
+            or_dash(k.last_used.map(|u| t.date(u))),
             v.state.clone(),
         ];
         t.add_row(

@@ -16,10 +16,11 @@ use crate::service_key::{self, KEY_BASE64_VAR};
 ///
 /// Prints the response body (with -i, the status line and headers first) and exits non-zero
 /// on an HTTP error status. The body is printed byte for byte; only on a terminal, a body
-/// that does not end in a newline gets one, so that the prompt starts on its own line. With a key file or --oidc, when the API answers 401 with
-/// `invalid_token` (for example "Access token expired"), the cached token is dropped, a new one
-/// is fetched and the request is sent once more. With --token (a personal access token, or any
-/// bearer token), or TOKENAUTH_TOKEN when no key is given, the token is sent as it is, once.
+/// that does not end in a newline gets one, so that the prompt starts on its own line. With a
+/// key file or --oidc, when the API answers 401 with `invalid_token` (for example "Access token
+/// expired"), the cached token is dropped, a new one is fetched and the request is sent once
+/// more. With --token (a personal access token, or any bearer token), or TOKENAUTH_TOKEN when no
+/// key is given, the token is sent as it is, once.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth request --key ci-bot.json https://api.example.com/builds

@@ -237,9 +237,9 @@ fn list(ctx: &Ctx, user: Option<String>, all: bool, args: output::TableArgs) -> 
             p.scope.to_string(),
             or_dash(Some(iprange::format(&p.ip_ranges))),
             or_dash(Some(p.origins.join(" "))),
-            t.time(p.created, true),
-            or_dash(p.expires.map(|e| t.time(e, true))),
-            or_dash(p.last_used.map(|u| t.time(u, true))),
+            t.date(p.created),
+            or_dash(p.expires.map(|e| t.date(e))),
+            or_dash(p.last_used.map(|u| t.date(u))),
             v.state.clone(),
             v.token.clone(),
         ];
