@@ -385,7 +385,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__audit)
-            opts="-h -V --since --actor --target --action --limit --json --db --help --version verify help"
+            opts="-h -V --since --actor --target --action --limit --json --wide --db --help --version verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1259,7 +1259,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__list__subcmd__keys)
-            opts="-h -V --user --all --expiring-within --unused-for --scope --state --json --db --help --version"
+            opts="-h -V --user --all --expiring-within --unused-for --scope --state --json --wide --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1297,7 +1297,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__report)
-            opts="-h -V --fail-on --expiring-within --unused-for --json --db --help --version"
+            opts="-h -V --fail-on --expiring-within --unused-for --json --wide --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1853,7 +1853,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__token__subcmd__list)
-            opts="-h -V --user --all --json --db --help --version"
+            opts="-h -V --user --all --json --wide --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2145,7 +2145,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__trust__subcmd__list)
-            opts="-h -V --json --db --help --version"
+            opts="-h -V --json --wide --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2199,7 +2199,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__usage__subcmd__log)
-            opts="-h -V --user --since --failures --no-jti --summary --limit --json --db --help --version"
+            opts="-h -V --user --since --failures --no-jti --summary --limit --json --wide --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2445,7 +2445,7 @@ _tokenauth() {
             return 0
             ;;
         tokenauth__subcmd__user__subcmd__list)
-            opts="-h -V --json --db --help --version"
+            opts="-h -V --json --wide --db --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

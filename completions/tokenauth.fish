@@ -78,6 +78,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_see
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -l wide -d 'Show full ids and times and every column, one line per row however wide (tables otherwise shorten ids to a prefix that commands take back, and fit the terminal or COLUMNS)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand user; and __fish_seen_subcommand_from remove" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
@@ -146,6 +147,7 @@ expired\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l all -d 'Include revoked keys'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -l wide -d 'Show full ids and times and every column, one line per row however wide (tables otherwise shorten ids to a prefix that commands take back, and fit the terminal or COLUMNS)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand list-keys" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand edit-key" -l title -d 'A new title' -r
@@ -188,6 +190,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_se
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l all -d 'Include revoked tokens'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -l wide -d 'Show full ids and times and every column, one line per row however wide (tables otherwise shorten ids to a prefix that commands take back, and fit the terminal or COLUMNS)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand token; and __fish_seen_subcommand_from edit" -l description -d 'A new description' -r
@@ -237,6 +240,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_se
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_seen_subcommand_from list" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_seen_subcommand_from list" -l wide -d 'Show full ids and times and every column, one line per row however wide (tables otherwise shorten ids to a prefix that commands take back, and fit the terminal or COLUMNS)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand trust; and __fish_seen_subcommand_from show" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
@@ -366,6 +370,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l failur
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l no-jti -d 'Only issuances from grants without a jti claim: the clients `serve --require-jti` would refuse'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l summary -d 'Per key or token: issuances, refusals by reason, first and last use, and a bar per day (UTC) over --since [default: 7d]; with --json the numbers'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -l wide -d 'Show full ids and times and every column, one line per row however wide (tables otherwise shorten ids to a prefix that commands take back, and fit the terminal or COLUMNS)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand usage-log" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l since -d 'Only rows newer than this (e.g. 1h, 7d)' -r
@@ -375,6 +380,7 @@ complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fis
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l limit -d 'At most this many rows' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -l wide -d 'Show full ids and times and every column, one line per row however wide (tables otherwise shorten ids to a prefix that commands take back, and fit the terminal or COLUMNS)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand audit; and not __fish_seen_subcommand_from verify help" -f -a "verify" -d 'Check the audit trail\'s hash chain; exit 1 naming the first edited or deleted row'
@@ -393,7 +399,8 @@ disabled-with-keys\t''"
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l expiring-within -d 'What counts as expiring soon' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l unused-for -d 'What counts as unused' -r
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F
-complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l json -d 'Print JSON instead of tables'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l json -d 'Print JSON instead of a table'
+complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -l wide -d 'Show full ids and times and every column, one line per row however wide (tables otherwise shorten ids to a prefix that commands take back, and fit the terminal or COLUMNS)'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand report" -s V -l version -d 'Print version'
 complete -c tokenauth -n "__fish_tokenauth_using_subcommand store; and not __fish_seen_subcommand_from copy help" -l db -d 'The store: an SQLite file, or a PostgreSQL URL for several servers on one store (postgres://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full; also options=-csearch_path=S) [default: $XDG_DATA_HOME/tokenauth/tokenauth.db]' -r -F

@@ -78,6 +78,36 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         .map_err(|e| format!("'{text}' is not a duration ({e}); use e.g. 7d, 12h, 30m"))
 }
 
+/// What the duration parser takes `1y` for: humantime's year, 365.25 days.
+const YEAR: i64 = 31_557_600;
+const DAY: i64 = 86_400;
+
+/// A duration as people say it, in at most two units the parser takes back: `1y`, `400d`,
+/// `2h 5m`, `45s`. A day or more is whole days (the nearest), or years when it is a whole
+/// number of the parser's years; less is hours and minutes, or minutes and seconds.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    if secs >= DAY {
+        return if secs % YEAR == 0 {
+            format!("{}y", secs / YEAR)
+        } else {
+            format!("{}d", secs / DAY + i64::from(secs % DAY >= DAY / 2))
+        };
+    }
+    let units = [(3600, "h"), (60, "m"), (1, "s")];
+    let Some(first) = units.iter().position(|&(unit, _)| secs >= unit) else {
+        return "0s".to_owned();
+    };
+    let (unit, name) = units[first];
+    let mut text = format!("{}{name}", secs / unit);
+    if let Some(&(next, next_name)) = units.get(first + 1)
+        && secs % unit / next > 0
+    {
+        text += &format!(" {}{next_name}", secs % unit / next);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +118,52 @@ mod tests {
         assert_eq!(parse_expiry("1970-01-02", 0), Ok(86_400));
         assert_eq!(parse_expiry("1970-01-01T00:01:00Z", 0), Ok(60));
         assert!(parse_expiry("soon", 0).unwrap_err().contains("'soon'"));
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        for (secs, shown) in [
+            (0, "0s"),
+            (-5, "0s"),
+            (45, "45s"),
+            (90, "1m 30s"),
+            (3600, "1h"),
+            (3605, "1h"),
+            (7530, "2h 5m"),
+            (86_399, "23h 59m"),
+            (86_400, "1d"),
+            // Whole days from a day on: 36h is nearer two days than one.
+            (129_600, "2d"),
+            (30 * 86_400, "30d"),
+            (365 * 86_400, "365d"),
+            (400 * 86_400, "400d"),
+            (31_557_600, "1y"),
+            (2 * 31_557_600, "2y"),
+            (i64::MAX, "106751991167301d"),
+        ] {
+            assert_eq!(human_duration(secs), shown, "{secs}");
+        }
+    }
+
+    #[test]
+    fn exact_durations_round_trip_through_the_parser() {
+        for secs in [
+            1,
+            59,
+            60,
+            61,
+            3599,
+            3600,
+            7500,
+            86_340,
+            86_400,
+            90 * 86_400,
+            365 * 86_400,
+            31_557_600,
+            10 * 31_557_600,
+        ] {
+            assert_eq!(parse_duration(&human_duration(secs)), Ok(secs), "{secs}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 
-use comfy_table::{ContentArrangement, presets};
+use comfy_table::{ColumnConstraint, ContentArrangement, presets};
 
 /// Text made safe to print on a terminal: C0 controls (tab, CR and LF too), DEL, C1 controls,
 /// the invisible format characters (Unicode Cf: bidi controls, zero-width spaces and joiners,
@@ -103,44 +103,160 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for LogFields {
     }
 }
 
-/// A table for stdout: boxed on a terminal, plain aligned columns otherwise. Every cell goes
-/// through [`terminal_safe`] on its way in, so no command can forget to escape one.
-pub struct Table(comfy_table::Table);
+/// What every table-printing command takes: `--json`, or `--wide`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct TableArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 
-pub fn table(header: &[&str]) -> Table {
-    let mut t = comfy_table::Table::new();
-    if std::io::stdout().is_terminal() {
-        t.load_preset(presets::UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
-        if std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
-            t.enforce_styling();
-            t.set_header(
-                header
-                    .iter()
-                    .map(|h| comfy_table::Cell::new(h).add_attribute(comfy_table::Attribute::Bold)),
-            );
-            return Table(t);
-        }
-    } else {
-        t.load_preset(presets::NOTHING).force_no_tty();
+    /// Show full ids and times and every column, one line per row however wide (tables
+    /// otherwise shorten ids to a prefix that commands take back, and fit the terminal or
+    /// COLUMNS)
+    #[arg(long, conflicts_with = "json")]
+    pub wide: bool,
+}
+
+impl TableArgs {
+    /// A table that is wide if --wide was given.
+    pub fn table(&self, header: &[&str]) -> Table {
+        build(header, self.wide)
     }
-    t.set_header(header.to_vec());
-    Table(t)
+}
+
+/// A table for stdout: aligned columns, the header bold on a colour terminal, fitted to the
+/// terminal's width (or COLUMNS) unless --wide. Every cell goes
+/// through [`terminal_safe`] on its way in, so no command can forget to escape one.
+pub struct Table {
+    table: comfy_table::Table,
+    wide: bool,
+    /// Per column, whether it may wrap to fit the width ([`Table::wrap`]).
+    wrap: Vec<bool>,
+    header: Vec<String>,
+}
+
+/// A table that fits the known width, as [`TableArgs::table`] without --wide.
+pub fn table(header: &[&str]) -> Table {
+    build(header, false)
+}
+
+fn build(header: &[&str], wide: bool) -> Table {
+    let mut t = comfy_table::Table::new();
+    // No vertical lines: a border costs a column per column, and at 80 columns that is what
+    // decides whether a row fits on its line.
+    t.load_preset(presets::NOTHING);
+    let tty = std::io::stdout().is_terminal();
+    if !tty {
+        t.force_no_tty();
+    }
+    // A terminal that reports no size (some CI runners' pseudo-terminals) says 0 columns:
+    // arranged into 0, every cell would be one character wide.
+    let width = env_columns().or_else(|| t.width().filter(|&w| w > 0));
+    match width {
+        Some(w) if !wide => {
+            t.set_width(w)
+                .set_content_arrangement(ContentArrangement::Dynamic);
+        }
+        // Piped without COLUMNS, no width is known: the natural width, as ripgrep or xh do.
+        _ => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    if tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) {
+        t.enforce_styling();
+        t.set_header(
+            header
+                .iter()
+                .map(|h| comfy_table::Cell::new(h).add_attribute(comfy_table::Attribute::Bold)),
+        );
+    } else {
+        t.set_header(header.to_vec());
+    }
+    // Two spaces between columns and none at the ends, where they would only cost width.
+    let last = header.len().saturating_sub(1);
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, if i == last { 0 } else { 2 }));
+    }
+    Table {
+        table: t,
+        wide,
+        wrap: vec![false; header.len()],
+        header: header.iter().map(|h| h.to_string()).collect(),
+    }
+}
+
+/// The width COLUMNS gives, when it is a positive number.
+fn env_columns() -> Option<u16> {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&w| w > 0)
+}
+
+/// How many characters of an id a table shows: `edit-key`, `revoke-key`, `token edit`,
+/// `token revoke` and `usage-log` take a unique prefix of 4 or more, and 12 base64url or hex
+/// characters (72 or 48 bits) of random ids are all but certainly unique in any store (when
+/// not, those commands ask for more characters).
+pub const SHORT_ID: usize = 12;
+
+/// `id` as a table shows it: its first [`SHORT_ID`] characters and `…`, or all of it when
+/// that is no longer.
+pub fn short_id(id: &str) -> String {
+    match id.char_indices().nth(SHORT_ID) {
+        Some((end, _)) if id.chars().count() > SHORT_ID + 1 => format!("{}…", &id[..end]),
+        _ => id.to_owned(),
+    }
 }
 
 impl Table {
     pub fn add_row<S: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = S>) {
-        self.0.add_row(
+        self.table.add_row(
             cells
                 .into_iter()
                 .map(|c| terminal_safe(c.as_ref()).into_owned())
                 .collect::<Vec<_>>(),
         );
     }
+
+    /// Lets these columns (of free text: titles, descriptions, reasons) wrap when the table
+    /// is fitted to a width; the others never do.
+    pub fn wrap(&mut self, columns: &[&str]) {
+        for (h, w) in self.header.iter().zip(&mut self.wrap) {
+            *w |= columns.contains(&h.as_str());
+        }
+    }
+
+    /// An id as this table shows it: whole with --wide, else shortened by [`short_id`].
+    pub fn id(&self, id: &str) -> String {
+        if self.wide {
+            id.to_owned()
+        } else {
+            short_id(id)
+        }
+    }
+
+    /// A time as this table shows it: its date, or RFC 3339 with --wide.
+    pub fn date(&self, t: i64) -> String {
+        let full = crate::clock::rfc3339(t);
+        if self.wide {
+            full
+        } else {
+            full[..10].to_owned()
+        }
+    }
 }
 
 pub fn print_table(t: &Table) {
-    let text = t.0.to_string();
+    let mut table = t.table.clone();
+    // Fitted to a width, the columns of free text wrap; an id, a time, a name or a state split
+    // mid-word would read as nothing, so the others keep their width. Narrower terminals get
+    // longer lines rather than unreadable cells.
+    for (column, may_wrap) in table.column_iter_mut().zip(&t.wrap) {
+        if !may_wrap {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+    let text = table.to_string();
     for line in text.lines() {
         println!("{}", line.trim_end());
     }
@@ -274,7 +390,7 @@ mod tests {
         let mut t = table(&["A", "B"]);
         t.add_row(["x\x1b[31m", "line\nbreak"]);
         // On a terminal the header may be bold (an escape sequence of our own): look at cells.
-        let text = t.0.to_string();
+        let text = t.table.to_string();
         assert!(
             !text.contains("x\x1b") && !text.contains("line\n"),
             "{text:?}"

@@ -474,7 +474,7 @@ fn report_lists_findings_and_fails_on_the_kinds_named() {
     );
     assert_eq!(code(&["report", "--fail-on", "bogus"], &at5).0, 2);
     let table = env.ok_with_env(&["report"], &at5);
-    assert!(table.contains("Expiring within 30 days: 1"), "{table}");
+    assert!(table.contains("Expiring within 30d: 1"), "{table}");
     assert!(
         table.contains("Users who may impersonate: deployer"),
         "{table}"

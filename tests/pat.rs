@@ -129,7 +129,7 @@ fn create_prints_the_token_once_and_listings_show_only_its_prefix_and_last_four(
     assert_eq!(row["state"], "active");
     assert_eq!(row["token"], format!("tapat_…{}", &token[51..]));
     assert!(row["expires"].as_i64().unwrap() > common::now() + 89 * 86_400);
-    let table = env.ok(&["token", "list"]);
+    let table = env.ok(&["token", "list", "--wide"]);
     for text in [listed.to_string(), table.clone()] {
         assert!(!text.contains(&token[6..30]), "{text}");
     }

@@ -77,7 +77,7 @@ fn list_keys_escapes_every_control_in_a_title_and_json_keeps_it_exact() {
 
     let table = env.ok(&["list-keys"]);
     assert_no_raw(&table);
-    let row = line_with(&table, &key_id);
+    let row = line_with(&table, &key_id[..12]);
     assert!(row.contains(TITLE_SHOWN), "{row}");
     assert!(row.contains("ci-bot") && row.contains("active"), "{row}");
 
@@ -366,13 +366,19 @@ fn zero_width_characters_are_escaped_in_every_table_and_json_keeps_them() {
 
     let table = env.ok(&["list-keys"]);
     assert_no_raw(&table);
-    assert!(line_with(&table, &key_id).contains(HIDDEN_SHOWN), "{table}");
+    assert!(
+        line_with(&table, &key_id[..12]).contains(HIDDEN_SHOWN),
+        "{table}"
+    );
     assert_eq!(env.json(&["list-keys", "--json"])[0]["title"], HIDDEN);
 
     let table = env.ok(&["token", "list"]);
     assert_no_raw(&table);
     let id = pat["id"].as_str().unwrap();
-    assert!(line_with(&table, id).contains(HIDDEN_SHOWN), "{table}");
+    assert!(
+        line_with(&table, &id[..12]).contains(HIDDEN_SHOWN),
+        "{table}"
+    );
     assert_eq!(
         env.json(&["token", "list", "--json"])[0]["description"],
         HIDDEN
@@ -415,7 +421,10 @@ fn zero_width_characters_are_escaped_in_every_table_and_json_keeps_them() {
     // The key has write scope and no IP range: the report lists it, title and all.
     let report = env.ok(&["report"]);
     assert_no_raw(&report);
-    let rows: Vec<&str> = report.lines().filter(|l| l.contains(&key_id)).collect();
+    let rows: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains(&key_id[..12]))
+        .collect();
     assert!(!rows.is_empty(), "{report}");
     assert!(rows.iter().all(|r| r.contains(HIDDEN_SHOWN)), "{report}");
 }
@@ -477,4 +486,270 @@ fn server_text_logs_escape_invisible_characters_and_json_logs_keep_them() {
             }
         }
     }
+}
+
+// ---- table width -----------------------------------------------------------------------------
+
+/// What a table shows of an id: a prefix of 12 characters and an ellipsis.
+fn short(id: &str) -> String {
+    format!("{}…", &id[..12])
+}
+
+/// Runs tokenauth with COLUMNS set; returns stdout.
+fn ok_in_columns(env: &Env, columns: &str, args: &[&str]) -> String {
+    let out = env
+        .cmd()
+        .env("COLUMNS", columns)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn assert_fits(out: &str, columns: usize) {
+    for line in out.lines() {
+        assert!(
+            line.chars().count() <= columns,
+            "longer than {columns}: {line:?} in\n{out}"
+        );
+    }
+}
+
+/// Runs tokenauth with its standard output on a fresh pseudo-terminal `columns` wide (0: one
+/// that reports no size, as some CI runners' do), in a session of its own so that no other
+/// terminal can answer for it; returns what it printed, `\r\n` read back as `\n`.
+fn on_a_terminal(env: &Env, args: &[&str], columns: u16) -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    rustix::termios::tcsetwinsize(
+        &terminal,
+        rustix::termios::Winsize {
+            ws_row: 24,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .unwrap();
+    let mut cmd = env.std_cmd(env!("CARGO_BIN_EXE_tokenauth"));
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(terminal)
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setsid is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+    }
+    let out = cmd.output().unwrap();
+    // The last copy of the terminal's end went with `cmd`: reading now ends (EIO on Linux)
+    // once everything printed is read.
+    drop(cmd);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut printed = Vec::new();
+    let mut master = std::fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = master.read(&mut buf) {
+        printed.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(printed).unwrap().replace("\r\n", "\n")
+}
+
+#[test]
+fn at_80_columns_a_key_row_fits_one_line_with_a_short_id_that_edit_and_revoke_take() {
+    let env = Env::new();
+    let (key_id, _) = env.issue_key("ci-bot", &["--title", "nightly build", "--expires", "90d"]);
+    env.issue_key("deploy-bot", &["--title", "deploys", "--scope", "write"]);
+
+    for table in [
+        ok_in_columns(&env, "80", &["list-keys"]),
+        on_a_terminal(&env, &["list-keys"], 80),
+    ] {
+        assert_fits(&table, 80);
+        let row = line_with(&table, &short(&key_id));
+        assert!(!row.contains(&key_id), "{row}");
+        for cell in ["ci-bot", "nightly build", "read", "active"] {
+            assert!(row.contains(cell), "{cell:?} not in {row}");
+        }
+        assert!(
+            line_with(&table, "deploy-bot").contains("deploys"),
+            "{table}"
+        );
+    }
+
+    // The id as shown, less its ellipsis, is a prefix the commands take back.
+    let prefix = &key_id[..12];
+    env.ok(&["edit-key", "--title", "renamed", "--", prefix]);
+    env.ok(&["revoke-key", "--yes", "--", prefix]);
+    let keys = env.json(&["list-keys", "--all", "--json"]);
+    let key = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == key_id.as_str())
+        .unwrap();
+    assert_eq!(key["title"], "renamed");
+    assert_eq!(key["state"], "revoked");
+}
+
+#[test]
+fn at_80_columns_token_list_fits_and_wraps_only_the_description() {
+    let env = Env::new();
+    let description = "GitHub webhook for the nightly release pipeline of the web shop";
+    let pat = env.json(&[
+        "token",
+        "create",
+        "--user",
+        "webhook",
+        "--description",
+        description,
+        "--json",
+    ]);
+    let id = pat["id"].as_str().unwrap();
+    let table = ok_in_columns(&env, "80", &["token", "list"]);
+    assert_fits(&table, 80);
+    let row = line_with(&table, &short(id));
+    for cell in ["webhook", "read", "active", "GitHub"] {
+        assert!(row.contains(cell), "{cell:?} not in {row}");
+    }
+    let words: Vec<&str> = table
+        .split_whitespace()
+        .skip_while(|w| *w != "GitHub")
+        .filter(|w| description.contains(*w))
+        .collect();
+    assert_eq!(words.join(" "), description, "{table}");
+
+    env.ok(&["token", "revoke", "--yes", &id[..12]]);
+    assert_eq!(
+        env.json(&["token", "list", "--all", "--json"])[0]["state"],
+        "revoked"
+    );
+}
+
+#[test]
+fn piped_or_on_a_terminal_of_no_size_a_table_keeps_its_natural_width() {
+    let env = Env::new();
+    let title = "the nightly build of the web shop, its release pipeline and all its stages";
+    let (key_id, _) = env.issue_key("ci-bot", &["--title", title]);
+    // No COLUMNS and no terminal width: nothing to squeeze the cells into.
+    for table in [
+        env.ok(&["list-keys"]),
+        on_a_terminal(&env, &["list-keys"], 0),
+    ] {
+        assert_eq!(table.lines().count(), 2, "{table}");
+        let row = line_with(&table, &short(&key_id));
+        assert!(row.contains(title) && row.contains("ci-bot"), "{row}");
+    }
+    let users = on_a_terminal(&env, &["user", "list"], 0);
+    assert!(line_with(&users, "ci-bot").contains("enabled"), "{users}");
+}
+
+#[test]
+fn wide_shows_full_ids_times_and_every_column_on_one_line_and_json_stays_whole() {
+    let env = Env::new();
+    let (key_id, _) = env.issue_key(
+        "ci-bot",
+        &["--title", "nightly build", "--ip-range", "10.0.0.0/8"],
+    );
+    let table = ok_in_columns(&env, "80", &["list-keys", "--wide"]);
+    let header = table.lines().next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>().join(" "),
+        "KEY ID USER TITLE IP RANGES ORIGINS SCOPE ALG ISSUED EXPIRES LAST USED STATE"
+    );
+    let row = line_with(&table, &key_id);
+    assert!(
+        row.contains("nightly build") && row.contains("10.0.0.0/8"),
+        "{row}"
+    );
+    assert!(row.chars().count() > 80, "{row}");
+    let issued = env.json(&["list-keys", "--json"])[0]["issued"]
+        .as_i64()
+        .unwrap();
+    assert!(row.contains(&tokenauth::clock::rfc3339(issued)), "{row}");
+    assert_eq!(
+        env.json(&["list-keys", "--json"])[0]["key_id"],
+        key_id.as_str()
+    );
+
+    let table = ok_in_columns(&env, "80", &["audit", "--wide", "--action", "key"]);
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(line_with(&table, &key_id).contains("key.issue"), "{table}");
+
+    let out = env
+        .cmd()
+        .args(["list-keys", "--wide", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("'--wide' cannot be used with '--json'"),
+        "{err}"
+    );
+}
+
+// ---- request -----------------------------------------------------------------------------
+
+#[test]
+fn request_ends_a_body_without_a_newline_with_one_only_on_a_terminal() {
+    let env = Env::new();
+    let server = env.serve(&[]);
+    let (_, key) = env.issue_key("ci-bot", &[]);
+    let args = [
+        "request",
+        "--key",
+        key.to_str().unwrap(),
+        &server.url("/auth"),
+    ];
+    let piped = env.ok(&args);
+    assert!(piped.starts_with('{') && piped.ends_with('}'), "{piped:?}");
+    let shown = on_a_terminal(&env, &args, 80);
+    assert_eq!(shown, format!("{piped}\n"));
+}
+
+// ---- durations ---------------------------------------------------------------------------
+
+#[test]
+fn durations_read_as_people_say_them_and_as_the_options_take_them() {
+    let env = Env::new();
+    let kept = |args: &[&str]| {
+        let out = env.ok(args);
+        line_with(&out, "audit rows kept").to_owned()
+    };
+    // The default, a 365-day year, not "11months 30days 3h 50m 24s".
+    assert_eq!(kept(&["init"]), "audit rows kept: 365d");
+    assert_eq!(
+        kept(&["init", "--audit-retention", "400d"]),
+        "audit rows kept: 400d"
+    );
+    assert_eq!(
+        kept(&["init", "--audit-retention", "1y"]),
+        "audit rows kept: 1y"
+    );
+    let report = env.ok(&["report", "--expiring-within", "12h"]);
+    assert!(report.starts_with("Expiring within 12h: 0\n"), "{report}");
 }

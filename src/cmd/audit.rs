@@ -49,9 +49,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub limit: u32,
 
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub table: output::TableArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -99,10 +98,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         action: args.action,
         limit: Some(args.limit),
     })?;
-    if args.json {
+    if args.table.json {
         return output::print_json(&rows);
     }
-    print_rows(&rows);
+    print_rows(&rows, &args.table);
     Ok(())
 }
 
@@ -132,15 +131,22 @@ fn describe(changes: &serde_json::Value) -> String {
         .join("; ")
 }
 
-fn print_rows(rows: &[AuditRow]) {
-    let mut t = output::table(&["#", "TIME", "ACTOR", "ACTION", "TARGET", "CHANGES"]);
+fn print_rows(rows: &[AuditRow], args: &output::TableArgs) {
+    let mut t = args.table(&["#", "TIME", "ACTOR", "ACTION", "TARGET", "CHANGES"]);
+    t.wrap(&["CHANGES"]);
     for r in rows {
+        // Keys and tokens are named by id; users, trusts and settings by their names, whole.
+        let by_id = r.action.starts_with("key.") || r.action.starts_with("token.");
         t.add_row(vec![
             r.id.to_string(),
             rfc3339(r.time),
             r.actor.clone(),
             r.action.clone(),
-            r.target.clone(),
+            if by_id {
+                t.id(&r.target)
+            } else {
+                r.target.clone()
+            },
             output::or_dash(Some(describe(&r.changes))),
         ]);
     }

@@ -112,7 +112,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     }
     println!(
         "audit rows kept: {}",
-        humantime::format_duration(std::time::Duration::from_secs(audit_retention.max(0) as u64))
+        crate::clock::human_duration(audit_retention)
     );
     Ok(())
 }

@@ -1,17 +1,19 @@
 //! `tokenauth list-keys`: the keys, as a table or JSON, with filters for key hygiene.
 
 use crate::admin::{KeyFilter, KeyState, KeyView};
-use crate::clock::{self, rfc3339};
+use crate::clock;
 use crate::cmd::{Ctx, ScopeArg};
 use crate::iprange;
 use crate::output::{self, or_dash};
 
 /// List service keys.
 ///
-/// Shows each key's id, user, title, IP ranges, allowed origins, scope, algorithm (and
-/// Google format), issue and expiry times, last use and state. Revoked keys are hidden unless
-/// --all (or --state revoked) is given. The filters find keys that need attention: soon
-/// expiring, unused (a key never used counts from its issue), write-scoped, of one state.
+/// Shows each key's id (shortened to a prefix that edit-key and revoke-key take), user,
+/// title, scope, expiry and last use dates and state; --wide adds the IP ranges, allowed
+/// origins, algorithm (and Google format) and issue time, with full ids and times. Revoked
+/// keys are hidden unless --all (or --state revoked) is given. The filters find keys that need
+/// attention: soon expiring, unused (a key never used counts from its issue), write-scoped, of
+/// one state.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth list-keys
@@ -45,9 +47,8 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub state: Option<KeyState>,
 
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub table: output::TableArgs,
 }
 
 /// A duration on the command line, in seconds.
@@ -64,15 +65,15 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         scope: args.scope.map(Into::into),
         state: args.state,
     })?;
-    if args.json {
+    if args.table.json {
         return output::print_json(&keys);
     }
-    print_keys(&keys);
+    print_keys(&keys, &args.table);
     Ok(())
 }
 
-fn print_keys(keys: &[KeyView]) {
-    let mut t = output::table(&[
+fn print_keys(keys: &[KeyView], args: &output::TableArgs) {
+    const HEADER: [&str; 11] = [
         "KEY ID",
         "USER",
         "TITLE",
@@ -84,11 +85,17 @@ fn print_keys(keys: &[KeyView]) {
         "EXPIRES",
         "LAST USED",
         "STATE",
-    ]);
+    ];
+    // Without --wide, what fits a row on one line of 80 columns: a short id, dates without
+    // times, and not the columns a look at one's keys rarely needs.
+    let shown = |h: &str| args.wide || !["IP RANGES", "ORIGINS", "ALG", "ISSUED"].contains(&h);
+    let header: Vec<&str> = HEADER.into_iter().filter(|h| shown(h)).collect();
+    let mut t = args.table(&header);
+    t.wrap(&["TITLE", "IP RANGES", "ORIGINS"]);
     for v in keys {
         let k = &v.key;
-        t.add_row(vec![
-            k.key_id.clone(),
+        let cells = [
+            t.id(&k.key_id),
             k.user.clone(),
             or_dash(Some(k.title.clone())),
             or_dash(Some(iprange::format(&k.ip_ranges))),
@@ -99,11 +106,18 @@ fn print_keys(keys: &[KeyView]) {
             } else {
                 k.alg.clone()
             },
-            rfc3339(k.issued),
-            or_dash(k.expires.map(rfc3339)),
-            or_dash(k.last_used.map(rfc3339)),
+            t.date(k.issued),
+            or_dash(k.expires.map(|e| t.date(e))),
+            or_dash(k.last_used.map(|u| t.date(u))),
             v.state.clone(),
-        ]);
+        ];
+        t.add_row(
+            HEADER
+                .into_iter()
+                .zip(cells)
+                .filter(|(h, _)| shown(h))
+                .map(|(_, c)| c),
+        );
     }
     output::print_table(&t);
 }

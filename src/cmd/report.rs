@@ -35,9 +35,8 @@ pub struct Args {
     #[arg(long, default_value = "90d", value_name = "DURATION", value_parser = clock::parse_duration)]
     pub unused_for: i64,
 
-    /// Print JSON instead of tables
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub table: output::TableArgs,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
@@ -45,10 +44,10 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         expiring_within: args.expiring_within,
         unused_for: args.unused_for,
     })?;
-    if args.json {
+    if args.table.json {
         output::print_json(&report)?;
     } else {
-        print_report(&report);
+        print_report(&report, &args.table);
     }
     let failed: Vec<String> = args
         .fail_on
@@ -62,12 +61,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_findings(title: &str, findings: &[Finding]) {
+fn print_findings(args: &output::TableArgs, title: &str, findings: &[Finding]) {
     println!("{title}: {}", findings.len());
     if findings.is_empty() {
         return;
     }
-    let mut t = output::table(&[
+    let mut t = args.table(&[
         "KIND",
         "ID",
         "USER",
@@ -76,10 +75,11 @@ fn print_findings(title: &str, findings: &[Finding]) {
         "EXPIRES",
         "LAST USED",
     ]);
+    t.wrap(&["TITLE"]);
     for f in findings {
         t.add_row(vec![
             f.kind.clone(),
-            f.id.clone(),
+            t.id(&f.id),
             f.user.clone(),
             or_dash(Some(f.title.clone())),
             f.scope.to_string(),
@@ -91,14 +91,25 @@ fn print_findings(title: &str, findings: &[Finding]) {
     println!();
 }
 
-fn print_report(r: &Report) {
-    let days = |s: i64| format!("{} days", s / 86_400);
+fn print_report(r: &Report, args: &output::TableArgs) {
     print_findings(
-        &format!("Expiring within {}", days(r.expiring_within)),
+        args,
+        &format!(
+            "Expiring within {}",
+            clock::human_duration(r.expiring_within)
+        ),
         &r.expiring,
     );
-    print_findings(&format!("Unused for {}", days(r.unused_for)), &r.unused);
-    print_findings("Write scope without an IP range", &r.write_without_ip_range);
+    print_findings(
+        args,
+        &format!("Unused for {}", clock::human_duration(r.unused_for)),
+        &r.unused,
+    );
+    print_findings(
+        args,
+        "Write scope without an IP range",
+        &r.write_without_ip_range,
+    );
     println!(
         "Users who may impersonate: {}",
         if r.impersonate.is_empty() {
@@ -109,6 +120,7 @@ fn print_report(r: &Report) {
     );
     println!();
     print_findings(
+        args,
         "Disabled users' active keys and tokens",
         &r.disabled_with_keys,
     );

@@ -1,7 +1,7 @@
 //! `tokenauth request`: call an API with a bearer token, retrying once with a fresh token
 //! when the API says the token is no longer good.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 
 use anyhow::{Context, bail};
 use reqwest::header::{HeaderName, HeaderValue};
@@ -15,10 +15,12 @@ use crate::service_key::{self, KEY_BASE64_VAR};
 /// --oidc), or with a token as it is.
 ///
 /// Prints the response body (with -i, the status line and headers first) and exits non-zero
-/// on an HTTP error status. With a key file or --oidc, when the API answers 401 with
-/// `invalid_token` (for example "Access token expired"), the cached token is dropped, a new one
-/// is fetched and the request is sent once more. With --token (a personal access token, or any
-/// bearer token), or TOKENAUTH_TOKEN when no key is given, the token is sent as it is, once.
+/// on an HTTP error status. The body is printed byte for byte; only on a terminal, a body
+/// that does not end in a newline gets one, so that the prompt starts on its own line. With a
+/// key file or --oidc, when the API answers 401 with `invalid_token` (for example "Access token
+/// expired"), the cached token is dropped, a new one is fetched and the request is sent once
+/// more. With --token (a personal access token, or any bearer token), or TOKENAUTH_TOKEN when no
+/// key is given, the token is sent as it is, once.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth request --key ci-bot.json https://api.example.com/builds
@@ -186,6 +188,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         writeln!(out)?;
     }
     out.write_all(&bytes)?;
+    if ends_unterminated(&bytes, std::io::stdout().is_terminal()) {
+        writeln!(out)?;
+    }
     out.flush()?;
     if status.is_client_error() || status.is_server_error() {
         bail!("{shown_url} answered HTTP {status}");
@@ -225,6 +230,13 @@ fn bearer_as_given(args: &Args) -> anyhow::Result<Option<SecretString>> {
         return Ok(Some(SecretString::new(text.trim().to_owned())));
     }
     Ok(Some(SecretString::new(token.expose().trim().to_owned())))
+}
+
+/// Whether a newline follows the body: on a terminal, when the body does not end in one, so
+/// that the prompt starts on a line of its own (as xh does). Piped or redirected, the body is
+/// written exactly as it came.
+fn ends_unterminated(body: &[u8], terminal: bool) -> bool {
+    terminal && !body.is_empty() && !body.ends_with(b"\n")
 }
 
 /// A 401 whose challenge (or JSON body) says `invalid_token`: worth a fresh token.

@@ -3,7 +3,6 @@
 use anyhow::{Context, bail};
 
 use crate::admin::{CreatePat, EditPat, PatFilter};
-use crate::clock::rfc3339;
 use crate::cmd::{Ctx, ScopeArg, check_user_name, confirm, parse_expires, parse_origins};
 use crate::iprange;
 use crate::output::{self, or_dash, terminal_safe};
@@ -39,9 +38,11 @@ pub enum TokenCommand {
     Create(CreateArgs),
     /// List personal access tokens, never the tokens themselves
     ///
-    /// Shows each token's id, user, description, scope, IP ranges, origins, creation, expiry
-    /// and last use (recorded at most once a minute), its state, and `tapat_…` with its last
-    /// four characters. Revoked tokens are hidden unless --all is given.
+    /// Shows each token's id (shortened to a prefix that `token edit` and `token revoke` take),
+    /// user, description, scope, expiry and last use dates (last use is recorded at most once
+    /// a minute) and state; --wide adds the IP ranges, origins, creation time and `tapat_…`
+    /// with the token's last four characters, with full ids and times. Revoked tokens are
+    /// hidden unless --all is given.
     #[command(after_help = "Example:\n  tokenauth token list --user webhook --json")]
     List {
         /// Only this user's tokens
@@ -50,9 +51,8 @@ pub enum TokenCommand {
         /// Include revoked tokens
         #[arg(long)]
         all: bool,
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        table: output::TableArgs,
     },
     /// Change a token's description, scope, IP ranges or allowed origins
     ///
@@ -144,7 +144,7 @@ pub struct EditArgs {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     match args.command {
         TokenCommand::Create(a) => create(ctx, a),
-        TokenCommand::List { user, all, json } => list(ctx, user, all, json),
+        TokenCommand::List { user, all, table } => list(ctx, user, all, table),
         TokenCommand::Edit(a) => edit(ctx, a),
         TokenCommand::Revoke { id, yes } => {
             let mut admin = ctx.admin()?;
@@ -205,12 +205,12 @@ fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(ctx: &Ctx, user: Option<String>, all: bool, json: bool) -> anyhow::Result<()> {
+fn list(ctx: &Ctx, user: Option<String>, all: bool, args: output::TableArgs) -> anyhow::Result<()> {
     let pats = ctx.admin()?.pats(&PatFilter { user, all })?;
-    if json {
+    if args.json {
         return output::print_json(&pats);
     }
-    let mut t = output::table(&[
+    const HEADER: [&str; 11] = [
         "ID",
         "USER",
         "DESCRIPTION",
@@ -222,22 +222,34 @@ fn list(ctx: &Ctx, user: Option<String>, all: bool, json: bool) -> anyhow::Resul
         "LAST USED",
         "STATE",
         "TOKEN",
-    ]);
+    ];
+    // Without --wide, what fits a row on one line of 80 columns, as in list-keys.
+    let shown = |h: &str| args.wide || !["IP RANGES", "ORIGINS", "CREATED", "TOKEN"].contains(&h);
+    let header: Vec<&str> = HEADER.into_iter().filter(|h| shown(h)).collect();
+    let mut t = args.table(&header);
+    t.wrap(&["DESCRIPTION", "IP RANGES", "ORIGINS"]);
     for v in &pats {
         let p = &v.pat;
-        t.add_row(vec![
-            p.id.clone(),
+        let cells = [
+            t.id(&p.id),
             p.user.clone(),
             or_dash(Some(p.description.clone())),
             p.scope.to_string(),
             or_dash(Some(iprange::format(&p.ip_ranges))),
             or_dash(Some(p.origins.join(" "))),
-            rfc3339(p.created),
-            or_dash(p.expires.map(rfc3339)),
-            or_dash(p.last_used.map(rfc3339)),
+            t.date(p.created),
+            or_dash(p.expires.map(|e| t.date(e))),
+            or_dash(p.last_used.map(|u| t.date(u))),
             v.state.clone(),
             v.token.clone(),
-        ]);
+        ];
+        t.add_row(
+            HEADER
+                .into_iter()
+                .zip(cells)
+                .filter(|(h, _)| shown(h))
+                .map(|(_, c)| c),
+        );
     }
     output::print_table(&t);
     Ok(())

@@ -67,9 +67,8 @@ pub enum TrustCommand {
     /// them), scope, state and last use.
     #[command(after_help = "Examples:\n  tokenauth trust list\n  tokenauth trust list --json")]
     List {
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        table: output::TableArgs,
     },
     /// Show every field of a trust relationship
     ///
@@ -262,7 +261,7 @@ pub struct EditArgs {
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     match args.command {
         TrustCommand::Add(a) => add(ctx, a),
-        TrustCommand::List { json } => list(ctx, json),
+        TrustCommand::List { table } => list(ctx, table),
         TrustCommand::Show { name, json } => show(ctx, &name, json),
         TrustCommand::Edit(a) => edit(ctx, a),
         TrustCommand::Remove { name, yes, json } => remove(ctx, &name, yes, json),
@@ -302,12 +301,12 @@ fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
+fn list(ctx: &Ctx, args: output::TableArgs) -> anyhow::Result<()> {
     let trusts = ctx.admin()?.trusts()?;
-    if json {
+    if args.json {
         return output::print_json(&trusts);
     }
-    let mut t = output::table(&[
+    let mut t = args.table(&[
         "NAME",
         "ISSUER",
         "BOUND CLAIMS",
@@ -316,6 +315,7 @@ fn list(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
         "STATE",
         "LAST USED",
     ]);
+    t.wrap(&["ISSUER", "BOUND CLAIMS", "USER(S)"]);
     for v in &trusts {
         let trust = &v.trust;
         t.add_row(vec![
@@ -343,10 +343,8 @@ fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<()> {
         (Some(uri), None) => uri.clone(),
         (None, None) => "discovery".to_owned(),
     };
-    let max_age = humantime::format_duration(std::time::Duration::from_secs(
-        trust.max_age.max(0).unsigned_abs(),
-    ));
     let mut t = output::table(&["FIELD", "VALUE"]);
+    t.wrap(&["VALUE"]);
     for (field, value) in [
         ("NAME", trust.name.clone()),
         ("ID", trust.id.clone()),
@@ -362,7 +360,7 @@ fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<()> {
         ),
         ("ORIGINS", or_dash(Some(trust.origins.join(" ")))),
         ("JWKS", jwks),
-        ("MAX AGE", max_age.to_string()),
+        ("MAX AGE", crate::clock::human_duration(trust.max_age)),
         ("CREATED", rfc3339(trust.created)),
         ("EXPIRES", or_dash(trust.expires.map(rfc3339))),
         ("LAST USED", or_dash(trust.last_used.map(rfc3339))),

@@ -53,9 +53,8 @@ pub struct Args {
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub limit: u32,
 
-    /// Print JSON instead of a table
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub table: output::TableArgs,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
@@ -76,17 +75,17 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let mut admin = ctx.admin()?;
     if args.summary {
         let summary = admin.usage_summary(&query)?;
-        if args.json {
+        if args.table.json {
             return output::print_json(&summary);
         }
-        print_summary(&summary);
+        print_summary(&summary, &args.table);
         return Ok(());
     }
     let rows = admin.usage(&query)?;
-    if args.json {
+    if args.table.json {
         return output::print_json(&rows);
     }
-    let mut t = output::table(&[
+    let mut t = args.table.table(&[
         "TIME",
         "KEY",
         "USER",
@@ -95,13 +94,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         "USER AGENT",
         "OUTCOME",
     ]);
+    t.wrap(&["SUBJECT", "USER AGENT", "OUTCOME"]);
     for r in rows {
         t.add_row(vec![
             rfc3339(r.time),
             match (r.trust, r.key_id, r.pat_id) {
                 (Some(t), _, _) => format!("trust {t}"),
-                (None, Some(k), _) => k.chars().take(12).collect(),
-                (None, None, Some(p)) => format!("token {p}"),
+                (None, Some(k), _) => t.id(&k),
+                (None, None, Some(p)) => format!("token {}", t.id(&p)),
                 (None, None, None) => "-".to_owned(),
             },
             or_dash(r.user),
@@ -151,13 +151,13 @@ pub fn bar_chart(counts: &[i64]) -> String {
         .collect()
 }
 
-fn print_summary(s: &UsageSummary) {
+fn print_summary(s: &UsageSummary, args: &output::TableArgs) {
     println!(
         "Usage from {} to {}, per key; the chart has a column per day (UTC), oldest first.",
         &rfc3339(s.from)[..10],
         rfc3339(s.to)
     );
-    let mut t = output::table(&[
+    let mut t = args.table(&[
         "KEY",
         "USER",
         "ISSUED",
@@ -167,12 +167,13 @@ fn print_summary(s: &UsageSummary) {
         "PER DAY",
         "REFUSALS BY REASON",
     ]);
+    t.wrap(&["REFUSALS BY REASON"]);
     for k in &s.keys {
         let per_day: Vec<i64> = k.per_day.iter().map(|d| d.issuances + d.refusals).collect();
         t.add_row(vec![
             match (&k.key_id, &k.token_id) {
-                (Some(id), _) => id.chars().take(12).collect(),
-                (None, Some(p)) => format!("token {p}"),
+                (Some(id), _) => t.id(id),
+                (None, Some(p)) => format!("token {}", t.id(p)),
                 (None, None) => "-".to_owned(),
             },
             or_dash(k.user.clone()),

@@ -37,9 +37,8 @@ pub enum UserCommand {
     /// when it was created.
     #[command(after_help = "Example:\n  tokenauth user list --json")]
     List {
-        /// Print JSON instead of a table
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        table: output::TableArgs,
     },
     /// Remove a user that has no active keys
     ///
@@ -127,12 +126,12 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             admin.add_user(&name)?;
             eprintln!("Created user {}.", terminal_safe(&name));
         }
-        UserCommand::List { json } => {
+        UserCommand::List { table } => {
             let users = admin.users()?;
-            if json {
+            if table.json {
                 return output::print_json(&users);
             }
-            print_users(&users);
+            print_users(&users, &table);
         }
         UserCommand::Remove { name, yes } => {
             admin.user(&name)?;
@@ -171,8 +170,9 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_users(users: &[User]) {
-    let mut t = output::table(&["USER", "PERMISSIONS", "ACTIVE KEYS", "STATE", "CREATED"]);
+fn print_users(users: &[User], args: &output::TableArgs) {
+    let mut t = args.table(&["USER", "PERMISSIONS", "ACTIVE KEYS", "STATE", "CREATED"]);
+    t.wrap(&["PERMISSIONS"]);
     for u in users {
         t.add_row(vec![
             u.name.clone(),

@@ -64,7 +64,7 @@ impl Observer {
                 method = %probe.method,
                 path = probe.endpoint.route(),
                 status = resp.status().as_u16(),
-                latency_ms = took.as_secs_f64() * 1000.0,
+                latency_ms = millis(took),
                 client = %client,
                 key_id = key_id.as_deref(),
                 user = user.as_deref(),
@@ -103,9 +103,27 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
+/// A latency in milliseconds, to the microsecond: `0.277`, not `0.27708099999999997`.
+fn millis(took: std::time::Duration) -> f64 {
+    (took.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_is_logged_in_milliseconds_to_three_decimals() {
+        use std::time::Duration;
+        assert_eq!(millis(Duration::from_nanos(277_081)).to_string(), "0.277");
+        assert_eq!(millis(Duration::from_nanos(277_500)).to_string(), "0.278");
+        assert_eq!(millis(Duration::from_millis(1500)).to_string(), "1500");
+        assert_eq!(
+            millis(Duration::from_nanos(12_345_678)).to_string(),
+            "12.346"
+        );
+        assert_eq!(millis(Duration::ZERO).to_string(), "0");
+    }
 
     fn id_for(value: &[u8]) -> String {
         let mut h = HeaderMap::new();
