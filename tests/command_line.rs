@@ -49,7 +49,7 @@ fn an_empty_tokenauth_server_leaves_the_admin_commands_on_the_local_store() {
         &[("TOKENAUTH_DB", db), ("TOKENAUTH_SERVER", "")],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&key_id), "{out}");
+    assert!(out.contains(&key_id[..12]), "{out}");
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn empty_variables_count_as_unset() {
     vars.extend(empty);
     let (code, out, err) = run(&env, &["list-keys"], &vars);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&key_id), "{out}");
+    assert!(out.contains(&key_id[..12]), "{out}");
 
     // An empty TOKENAUTH_DB is the default store (under XDG_DATA_HOME), not a bad path.
     let (code, _, err) = run(&env, &["list-keys", "--json"], &[("TOKENAUTH_DB", "")]);

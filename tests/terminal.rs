@@ -600,9 +600,10 @@ fn at_80_columns_a_key_row_fits_one_line_with_a_short_id_that_edit_and_revoke_ta
         );
     }
 
-    // The id as shown, less its ellipsis, is a prefix the commands take back.
+    // The id as shown, copied with its ellipsis or without, is a prefix the commands take
+    // back.
     let prefix = &key_id[..12];
-    env.ok(&["edit-key", "--title", "renamed", "--", prefix]);
+    env.ok(&["edit-key", "--title", "renamed", "--", &short(&key_id)]);
     env.ok(&["revoke-key", "--yes", "--", prefix]);
     let keys = env.json(&["list-keys", "--all", "--json"]);
     let key = keys

@@ -301,6 +301,8 @@ impl Store {
     /// it: at most two, in `column` order (so an exact match comes first). A range on the
     /// column's index, never a scan of the table.
     fn by_id_or_prefix(&self, select: &str, column: &str, id: &str) -> Result<Vec<Row>> {
+        // Tables shorten ids to a prefix and `…`; one copied with its `…` is that prefix.
+        let id = id.strip_suffix('…').unwrap_or(id);
         if id.chars().count() < 4 {
             return self.rows(&format!("{select} WHERE {column} = ?1"), &params![id]);
         }
