@@ -53,11 +53,18 @@ fn read_commands_on_a_missing_store_fail_naming_its_path_and_source_and_create_n
             )) && err.contains("`tokenauth init`"),
             "{args:?}: {err}"
         );
-        assert!(!db.parent().unwrap().exists(), "{args:?} created the folder");
+        assert!(
+            !db.parent().unwrap().exists(),
+            "{args:?} created the folder"
+        );
     }
 
     let typo = env.path().join("typo").join("tokenauth.db");
-    for args in [&["list-keys"][..], &["usage-log"], &["revoke-key", "abcd1234"]] {
+    for args in [
+        &["list-keys"][..],
+        &["usage-log"],
+        &["revoke-key", "abcd1234"],
+    ] {
         let mut cmd = env.cmd();
         cmd.arg("--db").arg(&typo);
         let err = refused(&mut cmd, args);
@@ -72,7 +79,11 @@ fn read_commands_on_a_missing_store_fail_naming_its_path_and_source_and_create_n
     let mut cmd = env.cmd();
     cmd.env_remove("TOKENAUTH_DB");
     let err = refused(&mut cmd, &["list-keys"]);
-    let default = env.path().join("data").join("tokenauth").join("tokenauth.db");
+    let default = env
+        .path()
+        .join("data")
+        .join("tokenauth")
+        .join("tokenauth.db");
     assert!(
         err.contains(&format!(
             "no store at {} (the default location: neither --db nor TOKENAUTH_DB is set)",
@@ -94,7 +105,7 @@ fn read_commands_work_once_init_created_the_store() {
 
 #[test]
 fn issue_key_on_a_missing_store_creates_it_and_warns_that_the_key_file_names_the_default_token_uri()
- {
+{
     let env = Env::new_sqlite();
     let file = env.path().join("ci.json");
     let out = env
@@ -162,7 +173,11 @@ fn a_plain_init_leaves_the_token_uri_unset_and_says_it_is_the_default() {
 /// Runs init with `args`, asserting success; its stderr.
 fn init_stderr(env: &Env, args: &[&str]) -> String {
     let out = env.cmd().arg("init").args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stderr).unwrap()
 }
 
