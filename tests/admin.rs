@@ -9,7 +9,7 @@ use common::{Env, mode, on_both_backends};
 #[test]
 fn store_is_created_with_its_folder_and_mode_0600() {
     let env = Env::new();
-    env.ok(&["user", "list"]);
+    env.ok(&["init"]);
     assert_eq!(mode(&env.db()), 0o600);
 }
 
@@ -232,7 +232,7 @@ fn corrupt_and_too_new_stores_are_refused() {
     let err = env.fails(&["--db", junk.to_str().unwrap(), "user", "list"]);
     assert!(err.contains("not a tokenauth store"), "{err}");
 
-    env.ok(&["user", "list"]);
+    env.ok(&["init"]);
     let conn = rusqlite_free_bump_version(&env.db());
     assert!(conn);
     let err = env.fails(&["user", "list"]);
@@ -470,6 +470,7 @@ fn bad_ip_ranges_are_refused_naming_the_bad_part() {
 
 fn refuses_to_overwrite_a_key_file() {
     let env = Env::new();
+    env.ok(&["init"]);
     let path = env.path().join("k.json");
     std::fs::write(&path, "precious").unwrap();
     let err = env.fails(&["issue-key", "--user", "u", "--out", "k.json"]);
@@ -483,6 +484,7 @@ fn refuses_to_overwrite_a_key_file() {
 
 fn unwritable_key_path_leaves_no_key_behind() {
     let env = Env::new();
+    env.ok(&["init"]);
     let err = env.fails(&["issue-key", "--user", "u", "--out", "no/such/dir/k.json"]);
     assert!(err.contains("no/such/dir"), "{err}");
     assert_eq!(env.json(&["list-keys", "--json"]), serde_json::json!([]));
@@ -579,6 +581,7 @@ fn rotate_secret_needs_a_user_or_all_users() {
 
 fn unknown_and_ambiguous_keys_have_clear_errors() {
     let env = Env::new();
+    env.ok(&["init"]);
     assert!(
         env.fails(&["revoke-key", "nope", "--yes"])
             .contains("no key with id 'nope'")

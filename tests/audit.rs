@@ -148,8 +148,7 @@ fn every_admin_change_leaves_one_row_naming_actor_action_target_and_changes() {
         })
         .collect();
     let want: Vec<(&str, &str)> = vec![
-        // The default the first command wrote, then init's.
-        ("settings.set", "token_uri"),
+        // init's; the default is never written.
         ("settings.set", "token_uri"),
         ("user.add", "alice"),
         ("user.grant", "alice"),
@@ -218,7 +217,7 @@ fn every_admin_change_leaves_one_row_naming_actor_action_target_and_changes() {
     assert!(table.contains("title: '' → nightly"), "{table}");
     let (code, text) = verify(&env);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("17 rows checked"), "{text}");
+    assert!(text.contains("16 rows checked"), "{text}");
 }
 
 fn verify_names_an_edited_row() {
@@ -238,11 +237,11 @@ fn verify_names_a_deleted_row_and_a_deleted_newest_row() {
     for u in ["a", "b", "c", "d"] {
         env.ok(&["user", "add", u]);
     }
-    // Rows: 1 the default token URI, 2-5 the users.
-    sql(&env, "DELETE FROM audit WHERE id = 5");
+    // Rows: 1-4 the users.
+    sql(&env, "DELETE FROM audit WHERE id = 4");
     let (code, text) = verify(&env);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("row 5 (the newest) was deleted"), "{text}");
+    assert!(text.contains("row 4 (the newest) was deleted"), "{text}");
 
     let env = Env::new();
     for u in ["a", "b", "c", "d"] {
@@ -276,7 +275,7 @@ fn retention_prunes_old_rows_and_verify_starts_at_the_checkpoint() {
     run(&["init", "--audit-retention", "2d"], T0);
     run(&["user", "add", "old"], T0);
     run(&["user", "add", "middle"], T0 + DAY);
-    assert_eq!(audit(&env).len(), 4);
+    assert_eq!(audit(&env).len(), 3);
     // Three days on: the rows from T0 are past the retention; the one from T0 + 1d is not.
     run(&["user", "add", "new"], T0 + 3 * DAY);
     let targets: Vec<String> = audit(&env)
@@ -286,12 +285,12 @@ fn retention_prunes_old_rows_and_verify_starts_at_the_checkpoint() {
     assert_eq!(targets, vec!["new", "middle"]);
     let (code, text) = verify(&env);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("2 rows checked (after row 3"), "{text}");
+    assert!(text.contains("2 rows checked (after row 2"), "{text}");
     // The checkpoint holds: deleting the first row after it is still found.
     sql(&env, "DELETE FROM audit WHERE target = 'middle'");
     let (code, text) = verify(&env);
     assert_eq!(code, 1, "{text}");
-    assert!(text.contains("row 4 was deleted"), "{text}");
+    assert!(text.contains("row 3 was deleted"), "{text}");
 }
 
 fn audit_retention_must_be_a_day_or_more() {

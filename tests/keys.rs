@@ -288,6 +288,7 @@ fn a_client_keeps_its_private_key_and_the_admin_registers_the_public_one() {
 fn weak_odd_and_private_keys_are_refused_as_public_keys() {
     use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     let env = Env::new();
+    env.ok(&["init"]);
     let small = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap();
     let write = |name: &str, text: &str| {
         let p = env.path().join(name);

@@ -164,7 +164,7 @@ fn edit_key_and_revoke_key_messages_escape_the_title() {
 #[test]
 fn stored_user_names_are_escaped_in_tables_messages_and_prompts() {
     let env = Env::new();
-    env.ok(&["user", "list"]);
+    env.ok(&["init"]);
     let name = "old\x1b[31m\u{202e}bot";
     let shown = r"old\u{1b}[31m\u{202e}bot";
     store_user(&env, name);
@@ -250,6 +250,7 @@ fn verify_escapes_the_user_and_scope_it_prints() {
 #[test]
 fn the_error_line_escapes_a_hostile_argument_and_stays_one_line() {
     let env = Env::new();
+    env.ok(&["init"]);
     let err = env.fails(&["revoke-key", "\x1b[2J"]);
     assert_no_raw(&err);
     assert!(err.contains(r"no key with id '\u{1b}[2J'"), "{err}");
@@ -335,7 +336,7 @@ fn init_and_issue_key_escape_paths_and_urls() {
 fn zero_width_characters_are_escaped_in_every_table_and_json_keeps_them() {
     let env = Env::new();
     // In a stored user name, a title, a token's description, a stranger's subject.
-    env.ok(&["user", "list"]);
+    env.ok(&["init"]);
     let legacy = format!("old-{HIDDEN}");
     store_user(&env, &legacy);
     let mut server = env.serve(&[]);
@@ -433,7 +434,7 @@ fn zero_width_characters_are_escaped_in_every_table_and_json_keeps_them() {
 fn server_text_logs_escape_invisible_characters_and_json_logs_keep_them() {
     for format in ["text", "json"] {
         let env = Env::new();
-        env.ok(&["user", "list"]);
+        env.ok(&["init"]);
         // A user stored before names were checked, whom ci-bot's key acts for.
         let name = format!("old-{HIDDEN}\u{202e}\x1b[2J");
         let shown = format!(r"old-{HIDDEN_SHOWN}\u{{202e}}\u{{1b}}[2J");

@@ -9,9 +9,12 @@ use crate::store::audit::DEFAULT_AUDIT_RETENTION;
 
 /// Create the store and record the token URI that key files will carry.
 ///
-/// Other commands create the store on demand with the same defaults; run `init` to choose
-/// the token URI (the address clients will POST grants to) and the issuer named in access
-/// tokens. Running it again updates the settings given and keeps everything else.
+/// Commands that add things (issue-key, user add, token create, trust add, serve) create
+/// the store on demand with the same defaults; the others refuse a store that is not there.
+/// Run `init` to choose the token URI (the address clients will POST grants to) and the
+/// issuer named in access tokens. Running it again updates the settings given and keeps
+/// everything else; changing the token URI is warned about while key files name the old
+/// one.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth init
@@ -66,7 +69,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if let Some(u) = &args.service_documentation {
         check_url("--service-documentation", u)?;
     }
-    let mut store = ctx.store()?;
+    let mut store = ctx.store_creating()?;
+    let token_uri_before = store.setting("token_uri")?;
     if let Some(u) = &args.token_uri {
         store.set_setting("token_uri", u)?;
     }
@@ -84,9 +88,23 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(DEFAULT_AUDIT_RETENTION);
     let documentation = store.setting("service_documentation")?;
-    let token_uri = store
-        .setting("token_uri")?
-        .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+    let token_uri_set = store.setting("token_uri")?;
+    let defaulted = token_uri_set.is_none();
+    let token_uri = token_uri_set.unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+    let old = token_uri_before.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
+    if old != token_uri {
+        let active = store.count_active_keys(ctx.now())?;
+        if active > 0 {
+            eprintln!(
+                "warning: the token URI changed from {old} to {new}; the key files of up to \
+                 {active} active service key(s) name {old}, and the server will refuse their \
+                 grants (Invalid audience): re-issue those keys, or put the old URI back with \
+                 `tokenauth init --token-uri {old}`",
+                old = terminal_safe(old),
+                new = terminal_safe(&token_uri),
+            );
+        }
+    }
     let issuer = store
         .setting("issuer")?
         .unwrap_or_else(|| default_issuer(&token_uri));
@@ -105,7 +123,13 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         Some(mode) => println!("store:     {location} (mode {mode:o})"),
         None => println!("store:     {location} (PostgreSQL)"),
     }
-    println!("token URI: {}", terminal_safe(&token_uri));
+    if defaulted {
+        println!(
+            "token URI: {token_uri} (the default; set the URL clients reach with --token-uri URL)"
+        );
+    } else {
+        println!("token URI: {}", terminal_safe(&token_uri));
+    }
     println!("issuer:    {}", terminal_safe(&issuer));
     if let Some(d) = &documentation {
         println!("documentation: {}", terminal_safe(d));

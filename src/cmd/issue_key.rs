@@ -10,6 +10,7 @@ use crate::cmd::{Ctx, ScopeArg, check_user_name, parse_expires, parse_origins};
 use crate::iprange;
 use crate::output::{self, terminal_safe};
 use crate::public_key::{Alg, PublicKey};
+use crate::registry::DEFAULT_TOKEN_URI;
 use crate::service_key::{self, Format};
 
 /// Issue a service key for a user and write its key file.
@@ -151,7 +152,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         format: Some(args.format),
         pkcs8: args.pkcs8,
     };
-    let mut admin = ctx.admin()?;
+    let mut admin = ctx.admin_creating()?;
     let issued = admin
         .issue_key(&req)
         .map_err(|e| match (&e, &args.public_key) {
@@ -192,7 +193,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
             terminal_safe(&key.key_id),
             terminal_safe(&key.user)
         );
-        return Ok(());
+        return warn_default_token_uri(ctx, &issued.key_file);
     }
     let path = args
         .out
@@ -228,6 +229,23 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
         terminal_safe(&key.user),
         terminal_safe(&path.to_string_lossy())
     );
+    warn_default_token_uri(ctx, &issued.key_file)
+}
+
+/// A key issued before `init --token-uri` names the default token URI, which reaches only a
+/// server on this machine's port 8080: said on stderr, so that `--json` stays as it is.
+fn warn_default_token_uri(ctx: &Ctx, key_file: &serde_json::Value) -> anyhow::Result<()> {
+    // A server issuing through its admin API warns at its own start instead.
+    if ctx.remote() || key_file["token_uri"] != DEFAULT_TOKEN_URI {
+        return Ok(());
+    }
+    if ctx.store()?.setting("token_uri")?.is_none() {
+        eprintln!(
+            "warning: this store has no token URI, so the key file names the default \
+             {DEFAULT_TOKEN_URI}; if clients reach the server elsewhere, run \
+             `tokenauth init --token-uri URL` before issuing keys, and issue this one again"
+        );
+    }
     Ok(())
 }
 

@@ -33,9 +33,8 @@ use crate::admin::{self, Admin, remote::Credential};
 use crate::client::{Oidc, OidcSource};
 use crate::clock::Clock;
 use crate::output::terminal_safe;
-use crate::registry::DEFAULT_TOKEN_URI;
 use crate::service_key::{KEY_BASE64_VAR, KeyFile, KeySource};
-use crate::store::{Location, Store};
+use crate::store::{Location, Store, StoreError};
 
 /// The key file and what a grant signed with it asks for: the same options on sign-grant,
 /// get-token and request.
@@ -343,6 +342,9 @@ impl std::fmt::Display for Quiet {
 
 impl std::error::Error for Quiet {}
 
+/// The variable --db falls back to.
+const DB_VAR: &str = "TOKENAUTH_DB";
+
 /// What every command may need.
 pub struct Ctx {
     db: Option<PathBuf>,
@@ -390,15 +392,53 @@ impl Ctx {
         }
     }
 
-    /// Opens the store, creating it with the default settings on first use. Changes made
-    /// through it are audited as the OS user on this host.
+    /// Opens the store, which must exist: a command that reads or changes what is there,
+    /// pointed at a mistyped path, fails naming it and creates nothing. Changes made through
+    /// it are audited as the OS user on this host.
     pub fn store(&self) -> anyhow::Result<Store> {
-        let mut store = Store::connect(&self.location()?)?;
+        self.open_store(false)
+    }
+
+    /// Opens the store, creating it on first use: for the commands that add things (init,
+    /// issue-key, user add, token create, trust add, serve). Settings left unset stay unset,
+    /// so that a default in use can be told apart from a choice.
+    pub fn store_creating(&self) -> anyhow::Result<Store> {
+        self.open_store(true)
+    }
+
+    fn open_store(&self, create: bool) -> anyhow::Result<Store> {
+        let location = self.location()?;
+        let opened = if create {
+            Store::connect(&location)
+        } else {
+            Store::connect_existing(&location)
+        };
+        let mut store = opened.map_err(|e| match e {
+            StoreError::Missing { path } => self.missing_store(&path),
+            e => e.into(),
+        })?;
         store.set_actor(cli_actor(), self.clock);
-        if store.setting("token_uri")?.is_none() {
-            store.default_setting("token_uri", DEFAULT_TOKEN_URI)?;
-        }
         Ok(store)
+    }
+
+    /// A store that is not there, named with where its path came from and the fix.
+    fn missing_store(&self, path: &std::path::Path) -> anyhow::Error {
+        let path = path.display();
+        let from_env = |p: &PathBuf| std::env::var_os(DB_VAR).as_deref() == Some(p.as_os_str());
+        match &self.db {
+            None => anyhow::anyhow!(
+                "there is no store at {path} (the default location: neither --db nor {DB_VAR} \
+                 is set); nothing was created: pass --db PATH for an existing store, or create \
+                 one here with `tokenauth init`"
+            ),
+            Some(p) => {
+                let named_by = if from_env(p) { DB_VAR } else { "--db" };
+                anyhow::anyhow!(
+                    "there is no store at {path} (named by {named_by}); nothing was created: \
+                     check the path, or create a store there with `tokenauth init`"
+                )
+            }
+        }
     }
 
     pub fn now(&self) -> i64 {
@@ -420,11 +460,24 @@ impl Ctx {
         Ok(())
     }
 
-    /// Where the admin commands act: the local store, or with --server the server's admin
-    /// API.
+    /// Where the admin commands act: the local store (which must exist, as for
+    /// [`Ctx::store`]), or with --server the server's admin API.
     pub fn admin(&self) -> anyhow::Result<Box<dyn Admin>> {
+        self.open_admin(false)
+    }
+
+    /// [`Ctx::admin`] for the commands that add things: a local store is created on first
+    /// use.
+    pub fn admin_creating(&self) -> anyhow::Result<Box<dyn Admin>> {
+        self.open_admin(true)
+    }
+
+    fn open_admin(&self, create: bool) -> anyhow::Result<Box<dyn Admin>> {
         let Some(server) = &self.server else {
-            return Ok(Box::new(admin::Local::new(self.store()?, self.clock)));
+            return Ok(Box::new(admin::Local::new(
+                self.open_store(create)?,
+                self.clock,
+            )));
         };
         let credential = match (&self.token, &self.remote) {
             (Some(t), _) => Credential::Token(t.clone()),

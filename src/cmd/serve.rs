@@ -1,6 +1,7 @@
 //! `tokenauth serve`: run the token endpoint and the resource-server checks.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use ipnet::IpNet;
 
 use crate::clock;
 use crate::cmd::Ctx;
+use crate::registry::DEFAULT_TOKEN_URI;
 use crate::server::logwriter;
 use crate::server::ratelimit::RateLimits;
 use crate::server::tls::Tls;
@@ -255,8 +257,8 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     ctx.local_only("serve")?;
     let _log = init_logging(args.log_format);
     let db = ctx.location()?;
-    // Create and migrate the store (with its default settings) before the server opens it.
-    drop(ctx.store()?);
+    // Create and migrate the store before the server opens it.
+    let token_uri_set = ctx.store_creating()?.setting("token_uri")?.is_some();
     if args.socket_mode.is_some() && !matches!(args.listen, ListenAddr::Unix(_)) {
         anyhow::bail!("--socket-mode applies only to --listen unix:PATH");
     }
@@ -340,6 +342,14 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
                 "this is a test build (feature test-clock): TOKENAUTH_NOW sets its clock; build with `cargo build --release` for production"
             );
         }
+        if !token_uri_set
+            && let Some(fix) = default_token_uri_misses(listener.local_addr(), tls.is_some())
+        {
+            tracing::warn!(
+                "this store has no token URI, so the server advertises (and key files name) the default {DEFAULT_TOKEN_URI}, but it listens on {}: run tokenauth init --token-uri {fix} (the URL clients reach); a running server picks it up",
+                listener.describe(tls.is_some())
+            );
+        }
         tracing::info!(store = %db, "listening on {}", listener.describe(tls.is_some()));
         let shutdown = async move {
             shutdown_signal().await;
@@ -354,6 +364,31 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     let _ = writer.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// When the default token URI would not reach a server listening on `addr` (None: a Unix
+/// socket), the token URI to suggest instead, as far as it is known here.
+fn default_token_uri_misses(addr: Option<SocketAddr>, tls: bool) -> Option<String> {
+    let scheme = if tls { "https" } else { "http" };
+    let Some(addr) = addr else {
+        return Some(format!("{scheme}://HOST:PORT/token"));
+    };
+    let default = url::Url::parse(DEFAULT_TOKEN_URI).ok()?;
+    let reached = |ip: std::net::IpAddr| {
+        // A server on every address is reached at the loopback one, too.
+        (ip.is_unspecified() || default.host_str() == Some(ip.to_string().as_str()))
+            && default.port() == Some(addr.port())
+            && default.scheme() == scheme
+    };
+    if reached(addr.ip()) {
+        return None;
+    }
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() => "HOST".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    Some(format!("{scheme}://{host}:{}/token", addr.port()))
 }
 
 /// Each connection holds a descriptor: raises the process's soft limit as far as the hard
@@ -405,4 +440,39 @@ async fn shutdown_signal() {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn misses(addr: &str, tls: bool) -> Option<String> {
+        default_token_uri_misses(Some(addr.parse().unwrap()), tls)
+    }
+
+    #[test]
+    fn the_default_token_uri_reaches_plain_http_on_port_8080_of_loopback_or_every_address() {
+        for addr in ["127.0.0.1:8080", "0.0.0.0:8080", "[::]:8080"] {
+            assert_eq!(misses(addr, false), None, "{addr}");
+        }
+    }
+
+    #[test]
+    fn elsewhere_the_suggested_token_uri_names_what_is_known_of_the_address() {
+        let cases = [
+            ("127.0.0.1:9000", false, "http://127.0.0.1:9000/token"),
+            ("127.0.0.1:8080", true, "https://127.0.0.1:8080/token"),
+            ("0.0.0.0:9000", false, "http://HOST:9000/token"),
+            ("127.0.0.2:8080", false, "http://127.0.0.2:8080/token"),
+            ("[::1]:8080", false, "http://[::1]:8080/token"),
+            ("10.1.2.3:8080", false, "http://10.1.2.3:8080/token"),
+        ];
+        for (addr, tls, fix) in cases {
+            assert_eq!(misses(addr, tls).as_deref(), Some(fix), "{addr} {tls}");
+        }
+        assert_eq!(
+            default_token_uri_misses(None, true).as_deref(),
+            Some("https://HOST:PORT/token")
+        );
+    }
 }

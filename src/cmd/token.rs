@@ -177,7 +177,7 @@ fn create(ctx: &Ctx, args: CreateArgs) -> anyhow::Result<()> {
     parse_expires(args.expires.as_deref(), ctx.now())?;
     iprange::parse(args.ip_range.as_deref().unwrap_or("")).context("invalid --ip-range")?;
     parse_origins(&args.origin)?;
-    let created = ctx.admin()?.create_pat(&CreatePat {
+    let created = ctx.admin_creating()?.create_pat(&CreatePat {
         user: args.user,
         scope: Some(args.scope.into()),
         description: args.description,

@@ -271,7 +271,7 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
 fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
     let jwks = a.jwks_file.as_deref().map(read_jwks).transpose()?;
     let view = ctx
-        .admin()?
+        .admin_creating()?
         .add_trust(&AddTrust {
             name: a.name,
             issuer: a.issuer,

@@ -118,7 +118,10 @@ impl Permission {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
-    let mut admin = ctx.admin()?;
+    let mut admin = match args.command {
+        UserCommand::Add { .. } => ctx.admin_creating()?,
+        _ => ctx.admin()?,
+    };
     // Names reach messages as typed or as stored; either may hold escape sequences.
     match args.command {
         UserCommand::Add { name } => {

@@ -13,6 +13,12 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A command that only reads or changes what is there was pointed at a file that does
+    /// not exist: nothing was created.
+    #[error(
+        "there is no store at {path}; check the path, or create a store there with `tokenauth init`"
+    )]
+    Missing { path: PathBuf },
     #[error(
         "{path} is not a tokenauth store (not an SQLite database, or corrupt); pass another --db"
     )]

@@ -218,6 +218,14 @@ impl Store {
         )
     }
 
+    /// How many keys are neither revoked nor expired at `now`.
+    pub fn count_active_keys(&self, now: i64) -> Result<i64> {
+        self.value(
+            "SELECT count(*) FROM keys WHERE revoked IS NULL AND (expires IS NULL OR expires > ?1)",
+            &params![now],
+        )
+    }
+
     /// The key with exactly this id, revoked or not.
     pub fn key_exact(&self, key_id: &str) -> Result<Option<Key>> {
         self.row(

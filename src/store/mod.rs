@@ -106,7 +106,7 @@ impl Store {
 
     /// Opens (creating if needed, with mode 0600 and its folder) and migrates an SQLite store.
     pub fn open(path: &Path) -> Result<Store> {
-        Ok(Store::new(Backend::Sqlite(sqlite::Db::open(path)?)))
+        Ok(Store::new(Backend::Sqlite(sqlite::Db::open(path, true)?)))
     }
 
     fn new(db: Backend) -> Store {
@@ -140,10 +140,22 @@ impl Store {
         )
     }
 
-    /// Opens the store at `location` and brings its schema up to date.
+    /// Opens the store at `location` and brings its schema up to date, creating an SQLite
+    /// store that is not there yet.
     pub fn connect(location: &Location) -> Result<Store> {
+        Store::connect_with(location, true)
+    }
+
+    /// [`Store::connect`] for a store that must be there already: a missing SQLite file is
+    /// [`StoreError::Missing`], and neither it nor its folder is created. A PostgreSQL
+    /// database is taken as it is (its tables are created if absent).
+    pub fn connect_existing(location: &Location) -> Result<Store> {
+        Store::connect_with(location, false)
+    }
+
+    fn connect_with(location: &Location, create: bool) -> Result<Store> {
         match location {
-            Location::Sqlite(p) => Store::open(p),
+            Location::Sqlite(p) => Ok(Store::new(Backend::Sqlite(sqlite::Db::open(p, create)?))),
             Location::Postgres(u) => Ok(Store::new(Backend::Postgres(Box::new(
                 postgres::Db::open(u.clone())?,
             )))),

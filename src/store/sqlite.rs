@@ -45,12 +45,18 @@ fn cell(v: ValueRef<'_>) -> Cell {
 }
 
 impl Db {
-    /// Opens (creating if needed, with mode 0600 and its folder) and migrates the store.
-    pub fn open(path: &Path) -> Result<Db> {
+    /// Opens and migrates the store; when `create`, a missing one is created (with mode
+    /// 0600, and its folder), else refused as [`StoreError::Missing`] leaving nothing behind.
+    pub fn open(path: &Path, create: bool) -> Result<Db> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
         };
+        if !create && !path.try_exists().map_err(open_err)? {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(open_err)?;
         }

@@ -678,3 +678,32 @@ fn a_read_only_postgresql_is_unwritable_and_names_the_primary_as_the_fix() {
     assert!(e.to_string().contains("point --db at the primary"), "{e}");
     assert!(matches!(store.user("bob"), Err(StoreError::UnknownUser(_))));
 }
+
+/// A read command pointed at a mistyped path creates neither the file nor its folder.
+#[test]
+fn connecting_to_an_existing_store_creates_nothing_when_it_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo").join("tokenauth.db");
+    let location = Location::Sqlite(path.clone());
+    assert!(matches!(
+        Store::connect_existing(&location),
+        Err(StoreError::Missing { path: p }) if p == path
+    ));
+    assert!(!dir.path().join("typo").exists());
+    drop(Store::connect(&location).unwrap());
+    Store::connect_existing(&location).unwrap();
+}
+
+both! {
+    fn active_keys_are_those_neither_revoked_nor_expired(db) {
+        let mut store = db.open();
+        store.add_user("alice", &Secret::new(vec![7; 32]), 1).unwrap();
+        assert_eq!(store.count_active_keys(100).unwrap(), 0);
+        store.add_key(&key("k1", "alice")).unwrap();
+        store.add_key(&Key { expires: Some(100), ..key("k2", "alice") }).unwrap();
+        store.add_key(&key("k3", "alice")).unwrap();
+        store.revoke_key("k3", 50).unwrap();
+        assert_eq!(store.count_active_keys(99).unwrap(), 2);
+        assert_eq!(store.count_active_keys(100).unwrap(), 1);
+    }
+}

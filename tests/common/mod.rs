@@ -339,7 +339,7 @@ impl Env {
 
     fn spawn_server(&self, listen: &str, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
-        self.ok(&["user", "list"]);
+        self.ok(&["init"]);
         let mut cmd = self.std_cmd(env!("CARGO_BIN_EXE_tokenauth"));
         cmd.args(["serve", "--listen", listen]).args(extra);
         // Load and hostile-input tests send thousands of requests a second from 127.0.0.1,
