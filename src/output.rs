@@ -122,6 +122,24 @@ impl TableArgs {
     pub fn table(&self, header: &[&str]) -> Table {
         build(header, self.wide)
     }
+
+    /// A table whose `wide_only` columns are shown with --wide alone: rows still give every
+    /// column's cell, and the hidden ones are dropped.
+    pub fn table_with_wide_only(&self, header: &[&str], wide_only: &[&str]) -> Table {
+        let keep: Vec<bool> = header
+            .iter()
+            .map(|h| self.wide || !wide_only.contains(h))
+            .collect();
+        let shown: Vec<&str> = header
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(h, _)| *h)
+            .collect();
+        let mut t = build(&shown, self.wide);
+        t.keep = Some(keep);
+        t
+    }
 }
 
 /// A table for stdout: aligned columns, the header bold on a colour terminal, fitted to the
@@ -133,6 +151,8 @@ pub struct Table {
     /// Per column, whether it may wrap to fit the width ([`Table::wrap`]).
     wrap: Vec<bool>,
     header: Vec<String>,
+    /// Per cell of a row as given, whether its column is shown (None: all are).
+    keep: Option<Vec<bool>>,
 }
 
 /// A table that fits the known width, as [`TableArgs::table`] without --wide.
@@ -182,6 +202,7 @@ fn build(header: &[&str], wide: bool) -> Table {
         wide,
         wrap: vec![false; header.len()],
         header: header.iter().map(|h| h.to_string()).collect(),
+        keep: None,
     }
 }
 
@@ -210,10 +231,13 @@ pub fn short_id(id: &str) -> String {
 
 impl Table {
     pub fn add_row<S: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = S>) {
+        let keep = self.keep.as_deref();
         self.table.add_row(
             cells
                 .into_iter()
-                .map(|c| terminal_safe(c.as_ref()).into_owned())
+                .enumerate()
+                .filter(|(i, _)| keep.is_none_or(|k| k.get(*i).copied().unwrap_or(true)))
+                .map(|(_, c)| terminal_safe(c.as_ref()).into_owned())
                 .collect::<Vec<_>>(),
         );
     }

@@ -68,10 +68,21 @@ fn empty_variables_count_as_unset() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&key_id[..12]), "{out}");
 
-    // An empty TOKENAUTH_DB is the default store (under XDG_DATA_HOME), not a bad path.
+    // An empty TOKENAUTH_DB is the default store (under XDG_DATA_HOME), not a bad path: a
+    // read command says there is none there yet, and `init` makes it.
+    let default = env.path().join("data/tokenauth/tokenauth.db");
     let (code, _, err) = run(&env, &["list-keys", "--json"], &[("TOKENAUTH_DB", "")]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!(
+            "there is no store at {} (the default location",
+            default.display()
+        )),
+        "{err}"
+    );
+    let (code, _, err) = run(&env, &["init"], &[("TOKENAUTH_DB", "")]);
     assert_eq!(code, 0, "{err}");
-    assert!(env.path().join("data/tokenauth/tokenauth.db").exists());
+    assert!(default.exists());
 
     // serve's variables too: an empty TOKENAUTH_LOG_FORMAT is the default, not a bad value.
     let (code, out, err) = run(

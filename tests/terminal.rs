@@ -115,7 +115,7 @@ fn usage_log_escapes_a_strangers_subject_and_json_keeps_what_was_stored() {
         format!("Impersonation not allowed: user 'bot' may not act as '{stored_sub}'")
     );
 
-    let table = env.ok(&["usage-log"]);
+    let table = env.ok(&["usage-log", "--wide"]);
     assert_no_raw(&table);
     let row = line_with(&table, &key_id[..12]);
     let shown_sub = r"mallory\u{1b}[2J\u{202e}gpj.exe";
@@ -398,7 +398,7 @@ fn zero_width_characters_are_escaped_in_every_table_and_json_keeps_them() {
         "{users}"
     );
 
-    let table = env.ok(&["usage-log"]);
+    let table = env.ok(&["usage-log", "--wide"]);
     assert_no_raw(&table);
     let row = line_with(&table, &key_id[..12]);
     assert!(row.contains(&format!(" {HIDDEN_SHOWN} ")), "{row}");
@@ -754,4 +754,27 @@ fn durations_read_as_people_say_them_and_as_the_options_take_them() {
     );
     let report = env.ok(&["report", "--expiring-within", "12h"]);
     assert!(report.starts_with("Expiring within 12h: 0\n"), "{report}");
+}
+
+#[test]
+fn at_80_columns_the_usage_log_keeps_its_outcome_readable() {
+    let env = Env::new();
+    let _server = env.serve(&[]);
+    let (key_id, key) = env.issue_key("ci-bot", &[]);
+    env.ok(&["get-token", "--no-cache", "--key", key.to_str().unwrap()]);
+    env.ok(&["revoke-key", "--yes", &key_id]);
+    env.fails(&["get-token", "--no-cache", "--key", key.to_str().unwrap()]);
+    let table = ok_in_columns(&env, "80", &["usage-log"]);
+    assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
+    assert!(!table.contains("USER AGENT"), "{table}");
+    // The reason wraps between words, never inside one.
+    let words: Vec<&str> = table.split_whitespace().collect();
+    for word in ["refused:", "Key", "has", "been", "revoked", "ok"] {
+        assert!(words.contains(&word), "{word:?} whole in:\n{table}");
+    }
+    let wide = ok_in_columns(&env, "80", &["usage-log", "--wide"]);
+    assert!(
+        wide.contains("USER AGENT") && wide.contains(&key_id),
+        "{wide}"
+    );
 }

@@ -88,9 +88,7 @@ fn print_keys(keys: &[KeyView], args: &output::TableArgs) {
     ];
     // Without --wide, what fits a row on one line of 80 columns: a short id, dates without
     // times, and not the columns a look at one's keys rarely needs.
-    let shown = |h: &str| args.wide || !["IP RANGES", "ORIGINS", "ALG", "ISSUED"].contains(&h);
-    let header: Vec<&str> = HEADER.into_iter().filter(|h| shown(h)).collect();
-    let mut t = args.table(&header);
+    let mut t = args.table_with_wide_only(&HEADER, &["IP RANGES", "ORIGINS", "ALG", "ISSUED"]);
     t.wrap(&["TITLE", "IP RANGES", "ORIGINS"]);
     for v in keys {
         let k = &v.key;
@@ -111,13 +109,7 @@ fn print_keys(keys: &[KeyView], args: &output::TableArgs) {
             or_dash(k.last_used.map(|u| t.date(u))),
             v.state.clone(),
         ];
-        t.add_row(
-            HEADER
-                .into_iter()
-                .zip(cells)
-                .filter(|(h, _)| shown(h))
-                .map(|(_, c)| c),
-        );
+        t.add_row(cells);
     }
     output::print_table(&t);
 }

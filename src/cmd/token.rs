@@ -224,9 +224,7 @@ fn list(ctx: &Ctx, user: Option<String>, all: bool, args: output::TableArgs) -> 
         "TOKEN",
     ];
     // Without --wide, what fits a row on one line of 80 columns, as in list-keys.
-    let shown = |h: &str| args.wide || !["IP RANGES", "ORIGINS", "CREATED", "TOKEN"].contains(&h);
-    let header: Vec<&str> = HEADER.into_iter().filter(|h| shown(h)).collect();
-    let mut t = args.table(&header);
+    let mut t = args.table_with_wide_only(&HEADER, &["IP RANGES", "ORIGINS", "CREATED", "TOKEN"]);
     t.wrap(&["DESCRIPTION", "IP RANGES", "ORIGINS"]);
     for v in &pats {
         let p = &v.pat;
@@ -243,13 +241,7 @@ fn list(ctx: &Ctx, user: Option<String>, all: bool, args: output::TableArgs) -> 
             v.state.clone(),
             v.token.clone(),
         ];
-        t.add_row(
-            HEADER
-                .into_iter()
-                .zip(cells)
-                .filter(|(h, _)| shown(h))
-                .map(|(_, c)| c),
-        );
+        t.add_row(cells);
     }
     output::print_table(&t);
     Ok(())

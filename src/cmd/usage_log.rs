@@ -13,7 +13,9 @@ use crate::output::{self, or_dash};
 /// repeats within that minute add to its count (`refused ×N`, `count` in --json), so junk
 /// requests cannot fill the disk. Rows older than the
 /// server's --usage-retention are pruned, but each key's newest row is always kept, so
-/// `list-keys` can show its last use.
+/// `list-keys` can show its last use. The table shows time, key, user, address and
+/// outcome; --wide adds the subject (another user's, when one with `impersonate` asked) and
+/// the client's user agent.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   tokenauth usage-log
@@ -85,15 +87,21 @@ pub fn run(ctx: &Ctx, args: Args) -> anyhow::Result<()> {
     if args.table.json {
         return output::print_json(&rows);
     }
-    let mut t = args.table.table(&[
-        "TIME",
-        "KEY",
-        "USER",
-        "SUBJECT",
-        "ADDRESS",
-        "USER AGENT",
-        "OUTCOME",
-    ]);
+    // Without --wide, what leaves the outcome room at 80 columns: who the token was for
+    // (when a user with `impersonate` asked for another) and the client software are there
+    // with --wide.
+    let mut t = args.table.table_with_wide_only(
+        &[
+            "TIME",
+            "KEY",
+            "USER",
+            "SUBJECT",
+            "ADDRESS",
+            "USER AGENT",
+            "OUTCOME",
+        ],
+        &["SUBJECT", "USER AGENT"],
+    );
     t.wrap(&["SUBJECT", "USER AGENT", "OUTCOME"]);
     for r in rows {
         t.add_row(vec![
