@@ -22,11 +22,7 @@ fn path_with_tokenauth() -> String {
 #[test]
 fn readme_walkthrough_runs_as_written() {
     let env = common::Env::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let walkthrough = blocks_of("README.md", "## Walk-through", "sh").swap_remove(0);
     let script = walkthrough.replace("127.0.0.1:8181", &format!("127.0.0.1:{port}"));
     let path = path_with_tokenauth();
@@ -231,11 +227,7 @@ fn a_key_whose_private_half_stays_on_the_client_works_as_printed() {
 #[test]
 fn the_remote_administration_walk_through_runs_as_printed() {
     let env = common::Env::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let recipe =
         blocks_of("docs/administration.md", "## Remote administration", "sh").swap_remove(0);
     let script = recipe.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));

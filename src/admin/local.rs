@@ -1120,25 +1120,7 @@ mod tests {
         store.set_actor("tester", Clock::Fixed(1));
         store.add_user("a", &Secret::new(vec![1; 32]), 1).unwrap();
         for id in ["Ab_c1", "Ab_c2", "Xy-z9"] {
-            store
-                .add_key(&Key {
-                    key_id: id.into(),
-                    client_id: format!("client-{id}"),
-                    user: "a".into(),
-                    title: String::new(),
-                    alg: "EdDSA".into(),
-                    public_key: "pem".into(),
-                    ip_ranges: Vec::new(),
-                    origins: Vec::new(),
-                    format: "tokenauth".into(),
-                    client_email: None,
-                    scope: Scope::Read,
-                    issued: 1,
-                    expires: None,
-                    revoked: None,
-                    last_used: None,
-                })
-                .unwrap();
+            store.add_key(&crate::store::tests::key(id, "a")).unwrap();
         }
         let mut local = Local::new(store, Clock::Fixed(1));
         let query = |target: &str| AuditQuery {

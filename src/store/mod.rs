@@ -17,7 +17,7 @@ mod probe;
 mod sql;
 mod sqlite;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod tokens;
 mod trusts;
 mod usage;

@@ -578,7 +578,8 @@ both! {
     }
 }
 
-fn key(id: &str, user: &str) -> Key {
+/// A key row with these ids and placeholder material, for tests that need keys in a store.
+pub(crate) fn key(id: &str, user: &str) -> Key {
     Key {
         key_id: id.into(),
         client_id: format!("client-{id}"),
