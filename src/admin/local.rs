@@ -299,15 +299,8 @@ impl Local {
             Err(AdminError::Invalid(_)) => {
                 // The resolver says only that there are several; the user needs to see them
                 // to pick one.
-                let keys = self.store.keys(None, true)?.into_iter().map(|k| k.key_id);
-                let pats = self.store.pats(None, true)?.into_iter().map(|p| p.id);
-                let mut ids: Vec<String> = keys
-                    .chain(pats)
-                    .filter(|id| id.starts_with(target))
-                    .collect();
-                ids.sort();
-                let more = ids.len().saturating_sub(10);
-                ids.truncate(10);
+                let (ids, count) = self.store.ids_with_prefix(target, 10)?;
+                let more = count - ids.len() as i64;
                 let more = if more > 0 {
                     format!(" and {more} more")
                 } else {

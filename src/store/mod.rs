@@ -313,20 +313,50 @@ impl Store {
     /// it: at most two, in `column` order (so an exact match comes first). A range on the
     /// column's index, never a scan of the table.
     fn by_id_or_prefix(&self, select: &str, column: &str, id: &str) -> Result<Vec<Row>> {
-        // Tables shorten ids to a prefix and `…`; one copied with its `…` is that prefix.
-        let id = id.strip_suffix('…').unwrap_or(id);
+        let id = without_ellipsis(id);
         if id.chars().count() < 4 {
             return self.rows(&format!("{select} WHERE {column} = ?1"), &params![id]);
         }
-        // PostgreSQL compares text by the database's collation, where '-' and '_' may not
-        // sort by their bytes; "C" (with its own index) sorts as SQLite's BINARY does.
+        let (range, column) = self.prefix_range(column);
+        let sql = format!("{select} WHERE {range} ORDER BY {column} LIMIT 2");
+        self.rows(&sql, &params![id, prefix_end(id).as_str()])
+    }
+
+    /// The key and token ids that start with `prefix`: the first `limit` in order, and how
+    /// many there are. Ranges on the ids' indexes, never a scan of a table.
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<(Vec<String>, i64)> {
+        let prefix = without_ellipsis(prefix);
+        let end = prefix_end(prefix);
+        let (mut ids, mut count) = (Vec::new(), 0);
+        for (table, column) in [("keys", "key_id"), ("pats", "id")] {
+            let (range, ordered) = self.prefix_range(column);
+            let found = self.rows(
+                &format!("SELECT {column} FROM {table} WHERE {range} ORDER BY {ordered} LIMIT ?3"),
+                &params![prefix, end.as_str(), limit as i64],
+            )?;
+            for row in found {
+                ids.push(row.get::<String>(0)?);
+            }
+            count += self.value::<i64>(
+                &format!("SELECT count(*) FROM {table} WHERE {range}"),
+                &params![prefix, end.as_str()],
+            )?;
+        }
+        ids.sort();
+        ids.truncate(limit);
+        Ok((ids, count))
+    }
+
+    /// The condition that `column` starts with `?1` (`?2` being [`prefix_end`] of it), and
+    /// the column as the condition orders it. PostgreSQL compares text by the database's
+    /// collation, where '-' and '_' may not sort by their bytes; "C" (with its own index)
+    /// sorts as SQLite's BINARY does.
+    fn prefix_range(&self, column: &str) -> (String, String) {
         let column = match &self.db {
             Backend::Sqlite(_) => column.to_owned(),
             Backend::Postgres(_) => format!("{column} COLLATE \"C\""),
         };
-        let sql =
-            format!("{select} WHERE {column} >= ?1 AND {column} < ?2 ORDER BY {column} LIMIT 2");
-        self.rows(&sql, &params![id, prefix_end(id).as_str()])
+        (format!("{column} >= ?1 AND {column} < ?2"), column)
     }
 
     /// The schema version (`PRAGMA user_version` on SQLite).
@@ -383,20 +413,6 @@ impl Store {
                 name,
                 Changes::new().from_to("value", old, value),
             )
-        })
-    }
-
-    /// Sets a setting only when it has no value yet.
-    pub fn default_setting(&mut self, name: &str, value: &str) -> Result<()> {
-        self.write(|| {
-            let n = self.exec(
-                "INSERT INTO settings(name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                &params![name, value],
-            )?;
-            if n > 0 {
-                self.record("settings.set", name, Changes::new().set("value", value))?;
-            }
-            Ok(())
         })
     }
 
@@ -491,6 +507,11 @@ fn pick<T>(found: Vec<T>, id: &str, id_of: impl Fn(&T) -> &str) -> Option<Result
 
 /// The least string above every string that starts with `prefix` (in code point order, which
 /// is UTF-8 byte order): the prefix with its last character moved up by one.
+/// Tables shorten ids to a prefix and `…`; one copied with its `…` is that prefix.
+fn without_ellipsis(id: &str) -> &str {
+    id.strip_suffix('…').unwrap_or(id)
+}
+
 fn prefix_end(prefix: &str) -> String {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {

@@ -146,7 +146,6 @@ both! {
         store.remove_user("alice").unwrap();
         assert!(matches!(store.user("alice"), Err(StoreError::UnknownUser(_))));
         store.set_setting("token_uri", "https://a/token").unwrap();
-        store.default_setting("token_uri", "https://b/token").unwrap();
         assert_eq!(store.setting("token_uri").unwrap().as_deref(), Some("https://a/token"));
     }
 
@@ -706,5 +705,21 @@ both! {
         store.revoke_key("k3", 50).unwrap();
         assert_eq!(store.count_active_keys(99).unwrap(), 2);
         assert_eq!(store.count_active_keys(100).unwrap(), 1);
+    }
+}
+
+both! {
+    fn ids_with_a_prefix_are_listed_from_both_tables_in_order_and_counted(db) {
+        let mut store = db.open();
+        store.add_user("alice", &Secret::new(vec![7; 32]), 1).unwrap();
+        for id in ["Ab_c3", "Ab_c1", "Ab-c2", "Xy-z9"] {
+            store.add_key(&key(id, "alice")).unwrap();
+        }
+        assert_eq!(store.ids_with_prefix("Ab_c", 1).unwrap(), (vec!["Ab_c1".to_owned()], 2));
+        assert_eq!(
+            store.ids_with_prefix("Ab_c…", 10).unwrap(),
+            (vec!["Ab_c1".to_owned(), "Ab_c3".to_owned()], 2)
+        );
+        assert_eq!(store.ids_with_prefix("Qq", 10).unwrap(), (vec![], 0));
     }
 }
