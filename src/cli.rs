@@ -207,22 +207,22 @@ fn ignore_empty_env(command: clap::Command) -> (clap::Command, bool) {
     if !any_empty {
         return (command, false);
     }
-    (map_empty_env(command, |arg| arg.env(None)), true)
+    (drop_empty_env(command), true)
 }
 
-/// Applies `f` to every argument whose variable is set but empty, TOKENAUTH_KEY aside.
-fn map_empty_env(command: clap::Command, f: fn(clap::Arg) -> clap::Arg) -> clap::Command {
+/// Unlinks every argument from its variable when that is set but empty, TOKENAUTH_KEY aside.
+fn drop_empty_env(command: clap::Command) -> clap::Command {
     command
         .mut_args(|arg| match arg.get_env() {
             Some(name)
                 if name != crate::service_key::KEY_VAR
                     && std::env::var_os(name).is_some_and(|v| v.is_empty()) =>
             {
-                f(arg)
+                arg.env(None)
             }
             _ => arg,
         })
-        .mut_subcommands(|sub| map_empty_env(sub, f))
+        .mut_subcommands(drop_empty_env)
 }
 
 fn is_help(e: &clap::Error) -> bool {

@@ -137,7 +137,7 @@ impl TableArgs {
             .map(|(h, _)| *h)
             .collect();
         let mut t = build(&shown, self.wide);
-        t.keep = Some(keep);
+        t.keep = keep;
         t
     }
 }
@@ -151,8 +151,8 @@ pub struct Table {
     /// Per column, whether it may wrap to fit the width ([`Table::wrap`]).
     wrap: Vec<bool>,
     header: Vec<String>,
-    /// Per cell of a row as given, whether its column is shown (None: all are).
-    keep: Option<Vec<bool>>,
+    /// Per cell of a row as given, whether its column is shown.
+    keep: Vec<bool>,
 }
 
 /// A table that fits the known width, as [`TableArgs::table`] without --wide.
@@ -202,7 +202,7 @@ fn build(header: &[&str], wide: bool) -> Table {
         wide,
         wrap: vec![false; header.len()],
         header: header.iter().map(|h| h.to_string()).collect(),
-        keep: None,
+        keep: vec![true; header.len()],
     }
 }
 
@@ -231,12 +231,12 @@ pub fn short_id(id: &str) -> String {
 
 impl Table {
     pub fn add_row<S: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = S>) {
-        let keep = self.keep.as_deref();
+        let keep = &self.keep;
         self.table.add_row(
             cells
                 .into_iter()
                 .enumerate()
-                .filter(|(i, _)| keep.is_none_or(|k| k.get(*i).copied().unwrap_or(true)))
+                .filter(|(i, _)| keep.get(*i).copied().unwrap_or(true))
                 .map(|(_, c)| terminal_safe(c.as_ref()).into_owned())
                 .collect::<Vec<_>>(),
         );
